@@ -1,0 +1,63 @@
+"""Typed errors and warnings: each names the file and the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class RadLensError(Exception):
+    """Base of every error RadLens raises on purpose."""
+
+
+class LoadError(RadLensError):
+    """A file or stack could not be loaded."""
+
+    def __init__(self, path: str | Path | None, reason: str) -> None:
+        self.path = None if path is None else Path(path)
+        self.reason = reason
+        where = f"{self.path}: " if self.path is not None else ""
+        super().__init__(f"{where}{reason}")
+
+
+class NotDicomError(LoadError):
+    """The file is not a DICOM file (nor another format RadLens reads)."""
+
+
+class EmptyFileError(LoadError):
+    """The file has zero bytes."""
+
+
+class TruncatedFileError(LoadError):
+    """The file ends before its header or pixel data does."""
+
+
+class NoPixelDataError(LoadError):
+    """A DICOM object without an image (SR, RTSTRUCT, presentation state...)."""
+
+
+class MissingGeometryError(LoadError):
+    """Position, orientation or pixel spacing is missing, so voxels cannot be placed."""
+
+
+class AbsurdDimensionsError(LoadError):
+    """The header claims dimensions no real image has; nothing is allocated."""
+
+
+class UnsupportedTransferSyntaxError(LoadError):
+    """No installed decoder handles this compressed transfer syntax."""
+
+
+class UnreadableFileError(LoadError):
+    """The operating system refused to read the file (permissions, broken link, loop)."""
+
+
+class InconsistentStackError(LoadError):
+    """The slices of a stack do not form one image grid (size, orientation)."""
+
+
+class OperationCancelled(RadLensError):
+    """A long operation stopped because its cancel token was set."""
+
+
+class GeometryWarning(UserWarning):
+    """The geometry of a stack is irregular; shown to the user, never silently fixed."""

@@ -1,0 +1,1 @@
+"""Reading and writing images: DICOM through pydicom, other formats through SimpleITK."""

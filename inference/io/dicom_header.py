@@ -1,0 +1,353 @@
+"""Header-only parsing of one DICOM file into a small, picklable record.
+
+Parsing stops before the pixel data; the byte offset of uncompressed pixel data is kept so
+the loader can read it straight into a preallocated volume without parsing again.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inference.errors import (
+    AbsurdDimensionsError,
+    EmptyFileError,
+    LoadError,
+    NotDicomError,
+    TruncatedFileError,
+    UnreadableFileError,
+)
+
+#: Largest frame and object RadLens agrees to allocate (a 4096² × 4096 int16 volume is 128 GiB;
+#: real CT/MR objects stay far below these).
+MAX_ROWS_COLS = 16384
+MAX_OBJECT_BYTES = 8 * 1024**3
+
+NATIVE_LITTLE_ENDIAN = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
+BIG_ENDIAN = "1.2.840.10008.1.2.2"
+
+#: Modalities and SOP classes that carry no image to view even if they hold pixel data.
+NON_IMAGE_MODALITIES = {"SR", "PR", "SEG", "RTSTRUCT", "RTPLAN", "RTRECORD", "KO", "REG", "DOC", "AU"}
+NON_IMAGE_SOP_PREFIXES = (
+    "1.2.840.10008.5.1.4.1.1.88.",  # structured reports
+    "1.2.840.10008.5.1.4.1.1.11.",  # presentation states
+    "1.2.840.10008.5.1.4.1.1.66",  # raw data, registration, segmentation
+    "1.2.840.10008.5.1.4.1.1.481.2",  # RT plan ... (RT dose .481.2 is an image: handled below)
+    "1.2.840.10008.5.1.4.1.1.481.3",
+    "1.2.840.10008.5.1.4.1.1.481.5",
+    "1.2.840.10008.5.1.4.1.1.104.",  # encapsulated PDF/CDA
+)
+RT_DOSE_SOP = "1.2.840.10008.5.1.4.1.1.481.2"
+
+
+@dataclass(frozen=True)
+class FrameGeometry:
+    """Where one frame lies and how its stored values become physical values."""
+
+    position: tuple[float, float, float] | None
+    orientation: tuple[float, ...] | None
+    pixel_spacing: tuple[float, float] | None
+    slope: float = 1.0
+    intercept: float = 0.0
+    frame_index: int = 0
+
+
+@dataclass(frozen=True)
+class DicomHeader:
+    """What RadLens needs from one DICOM file, without its pixels."""
+
+    path: str
+    file_size: int
+    mtime_ns: int
+    transfer_syntax: str
+    sop_class_uid: str
+    sop_instance_uid: str
+    modality: str
+    study_uid: str
+    series_uid: str
+    series_number: int
+    instance_number: int
+    study_description: str
+    series_description: str
+    patient_name: str
+    patient_id: str
+    study_date: str
+    series_date: str
+    frame_of_reference_uid: str
+    image_type: tuple[str, ...]
+    rows: int
+    columns: int
+    samples_per_pixel: int
+    photometric: str
+    planar_configuration: int
+    bits_allocated: int
+    bits_stored: int
+    pixel_representation: int
+    number_of_frames: int
+    has_pixel_data: bool
+    pixel_data_offset: int | None
+    pixel_data_length: int | None
+    echo_number: str
+    acquisition_number: str
+    windows: tuple[tuple[float, float], ...]
+    units: str
+    frames: tuple[FrameGeometry, ...] = field(default_factory=tuple)
+
+    @property
+    def is_image(self) -> bool:
+        if not self.has_pixel_data or self.rows == 0 or self.columns == 0:
+            return False
+        if self.modality in NON_IMAGE_MODALITIES:
+            return False
+        if self.sop_class_uid == RT_DOSE_SOP:
+            return True
+        return not self.sop_class_uid.startswith(NON_IMAGE_SOP_PREFIXES)
+
+    @property
+    def is_multiframe(self) -> bool:
+        return self.number_of_frames > 1
+
+    @property
+    def native(self) -> bool:
+        """Uncompressed little-endian greyscale whose bytes can be read in place."""
+        return (
+            self.transfer_syntax in NATIVE_LITTLE_ENDIAN
+            and self.samples_per_pixel == 1
+            and self.bits_allocated in (8, 16, 32)
+            and self.pixel_data_offset is not None
+        )
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.rows * self.columns * self.samples_per_pixel * max(self.bits_allocated, 1) // 8
+
+
+def _text(ds: Any, keyword: str) -> str:
+    value = ds.get(keyword, "")
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def _int(ds: Any, keyword: str, default: int = 0) -> int:
+    value = ds.get(keyword, None)
+    try:
+        return int(value) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _floats(value: Any, n: int) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return out if len(out) == n else None
+
+
+def _frame(item: Any, fallback: FrameGeometry, index: int) -> FrameGeometry:
+    """Geometry of one frame from a functional-groups item, falling back on shared values."""
+    position, orientation, spacing = fallback.position, fallback.orientation, fallback.pixel_spacing
+    slope, intercept = fallback.slope, fallback.intercept
+    if item is not None:
+        if "PlanePositionSequence" in item:
+            position = _floats(item.PlanePositionSequence[0].get("ImagePositionPatient"), 3)  # type: ignore[assignment]
+        if "PlaneOrientationSequence" in item:
+            orientation = _floats(item.PlaneOrientationSequence[0].get("ImageOrientationPatient"), 6)
+        if "PixelMeasuresSequence" in item:
+            spacing = _floats(item.PixelMeasuresSequence[0].get("PixelSpacing"), 2)  # type: ignore[assignment]
+        if "PixelValueTransformationSequence" in item:
+            pvt = item.PixelValueTransformationSequence[0]
+            slope = float(pvt.get("RescaleSlope", slope) or slope)
+            intercept = float(pvt.get("RescaleIntercept", intercept) or intercept)
+    return FrameGeometry(position, orientation, spacing, slope, intercept, index)
+
+
+def _frames(ds: Any, n_frames: int, base: FrameGeometry) -> tuple[FrameGeometry, ...]:
+    """Per-frame geometry of a multi-frame object (enhanced CT/MR, RT dose grids)."""
+    if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
+        shared_seq = ds.get("SharedFunctionalGroupsSequence")
+        shared = _frame(shared_seq[0] if shared_seq else None, base, 0)
+        per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+        return tuple(
+            _frame(per_frame[i] if i < len(per_frame) else None, shared, i) for i in range(n_frames)
+        )
+    offsets = _floats(ds.get("GridFrameOffsetVector"), n_frames)
+    if offsets is not None and base.position is not None and base.orientation is not None:
+        row, col = base.orientation[:3], base.orientation[3:]
+        normal = (
+            row[1] * col[2] - row[2] * col[1],
+            row[2] * col[0] - row[0] * col[2],
+            row[0] * col[1] - row[1] * col[0],
+        )
+        return tuple(
+            FrameGeometry(
+                tuple(p + off * nrm for p, nrm in zip(base.position, normal, strict=True)),  # type: ignore[arg-type]
+                base.orientation,
+                base.pixel_spacing,
+                base.slope,
+                base.intercept,
+                i,
+            )
+            for i, off in enumerate(offsets)
+        )
+    return tuple(
+        FrameGeometry(base.position, base.orientation, base.pixel_spacing, base.slope, base.intercept, i)
+        for i in range(n_frames)
+    )
+
+
+def _pixel_element(fp: Any, explicit_vr: bool) -> tuple[bool, int | None, int | None]:
+    """At the file position where parsing stopped: is this Pixel Data, where, how long."""
+    start = fp.tell()
+    head = fp.read(12 if explicit_vr else 8)
+    if len(head) < 8:
+        return False, None, None
+    group, element = struct.unpack("<HH", head[:4])
+    if (group, element) not in ((0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009)):
+        return False, None, None
+    if explicit_vr:
+        if len(head) < 12:
+            return True, None, None
+        length = struct.unpack("<I", head[8:12])[0]
+        offset = start + 12
+    else:
+        length = struct.unpack("<I", head[4:8])[0]
+        offset = start + 8
+    if length == 0xFFFFFFFF:  # encapsulated (compressed) pixel data
+        return True, None, None
+    return True, offset, length
+
+
+def read_header(path: str | os.PathLike[str]) -> DicomHeader:
+    """Parse the header of one DICOM file; raise a typed :class:`LoadError` if it cannot be used."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    p = os.fspath(path)
+    try:
+        st = os.stat(p)
+    except OSError as exc:
+        raise UnreadableFileError(p, f"cannot stat file ({exc.strerror or exc})") from exc
+    if st.st_size == 0:
+        raise EmptyFileError(p, "the file is empty (0 bytes)")
+    try:
+        with open(p, "rb") as fp:
+            try:
+                ds = pydicom.dcmread(fp, stop_before_pixels=True)
+            except InvalidDicomError as exc:
+                raise NotDicomError(p, "not a DICOM file (no DICM preamble or valid header)") from exc
+            except (EOFError, struct.error) as exc:
+                raise TruncatedFileError(p, "the file ends inside its DICOM header") from exc
+            except OSError:
+                raise
+            except Exception as exc:  # pydicom raises many types for garbage
+                raise NotDicomError(p, f"unreadable DICOM header ({type(exc).__name__}: {exc})") from exc
+            ts = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "1.2.840.10008.1.2")
+            explicit = ts != "1.2.840.10008.1.2"
+            if ts == "1.2.840.10008.1.2.1.99":  # deflated: offsets are meaningless
+                has_pixels = True
+                offset = length = None
+            else:
+                has_pixels, offset, length = _pixel_element(fp, explicit)
+                if ts == BIG_ENDIAN:
+                    offset = None
+    except LoadError:
+        raise
+    except OSError as exc:
+        raise UnreadableFileError(p, f"cannot read file ({exc.strerror or exc})") from exc
+    if len(ds) == 0 and not getattr(ds, "file_meta", None):
+        raise NotDicomError(p, "not a DICOM file")
+    if "SOPClassUID" not in ds and "Modality" not in ds and "Rows" not in ds:
+        raise NotDicomError(p, "no DICOM image or object attributes found")
+
+    rows, cols = _int(ds, "Rows"), _int(ds, "Columns")
+    n_frames = max(_int(ds, "NumberOfFrames", 1), 1)
+    spp = max(_int(ds, "SamplesPerPixel", 1), 1)
+    bits = _int(ds, "BitsAllocated", 16)
+    if rows > MAX_ROWS_COLS or cols > MAX_ROWS_COLS or n_frames > 100_000:
+        raise AbsurdDimensionsError(p, f"header claims {n_frames} frame(s) of {rows}×{cols}; refusing to allocate")
+    if rows * cols * n_frames * spp * max(bits, 1) // 8 > MAX_OBJECT_BYTES:
+        raise AbsurdDimensionsError(p, f"header claims {n_frames}×{rows}×{cols} pixels; refusing to allocate")
+
+    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    if "DoseGridScaling" in ds:
+        slope = float(ds.DoseGridScaling)
+    base = FrameGeometry(
+        _floats(ds.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
+        _floats(ds.get("ImageOrientationPatient"), 6),
+        _floats(ds.get("PixelSpacing"), 2),  # type: ignore[arg-type]
+        slope,
+        intercept,
+        0,
+    )
+    frames = _frames(ds, n_frames, base) if n_frames > 1 else (base,)
+    centers = ds.get("WindowCenter")
+    widths = ds.get("WindowWidth")
+    windows: list[tuple[float, float]] = []
+    if centers is not None and widths is not None:
+        cs = list(centers) if not isinstance(centers, int | float | str) and hasattr(centers, "__iter__") else [centers]
+        ws = list(widths) if not isinstance(widths, int | float | str) and hasattr(widths, "__iter__") else [widths]
+        for c, w in zip(cs, ws, strict=False):
+            try:
+                windows.append((float(c), float(w)))
+            except (TypeError, ValueError):
+                continue
+    return DicomHeader(
+        path=p,
+        file_size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        transfer_syntax=ts,
+        sop_class_uid=_text(ds, "SOPClassUID"),
+        sop_instance_uid=_text(ds, "SOPInstanceUID"),
+        modality=_text(ds, "Modality").upper(),
+        study_uid=_text(ds, "StudyInstanceUID"),
+        series_uid=_text(ds, "SeriesInstanceUID"),
+        series_number=_int(ds, "SeriesNumber"),
+        instance_number=_int(ds, "InstanceNumber"),
+        study_description=_text(ds, "StudyDescription"),
+        series_description=_text(ds, "SeriesDescription"),
+        patient_name=_text(ds, "PatientName"),
+        patient_id=_text(ds, "PatientID"),
+        study_date=_text(ds, "StudyDate"),
+        series_date=_text(ds, "SeriesDate"),
+        frame_of_reference_uid=_text(ds, "FrameOfReferenceUID"),
+        image_type=tuple(str(v) for v in (ds.get("ImageType") or ())),
+        rows=rows,
+        columns=cols,
+        samples_per_pixel=spp,
+        photometric=_text(ds, "PhotometricInterpretation").upper(),
+        planar_configuration=_int(ds, "PlanarConfiguration"),
+        bits_allocated=bits,
+        bits_stored=_int(ds, "BitsStored", bits),
+        pixel_representation=_int(ds, "PixelRepresentation"),
+        number_of_frames=n_frames,
+        has_pixel_data=has_pixels,
+        pixel_data_offset=offset,
+        pixel_data_length=length,
+        echo_number=_text(ds, "EchoNumbers"),
+        acquisition_number=_text(ds, "AcquisitionNumber"),
+        windows=tuple(windows),
+        units=_text(ds, "Units") or _text(ds, "DoseUnits"),
+        frames=frames,
+    )
+
+
+def check_pixel_length(header: DicomHeader) -> None:
+    """Raise if native pixel data is shorter than the header's dimensions require."""
+    if header.pixel_data_offset is None:
+        return
+    need = header.frame_bytes * header.number_of_frames
+    have = min(header.pixel_data_length or 0, header.file_size - header.pixel_data_offset)
+    if have < need:
+        raise TruncatedFileError(
+            Path(header.path), f"pixel data is truncated: {have} of {need} bytes present"
+        )
