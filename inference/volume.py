@@ -95,8 +95,8 @@ class Volume:
     def lps_to_index(self, lps: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Map LPS mm (one point or ``(n, 3)``) to continuous ``(i, j, k)`` indices."""
         pts = np.atleast_2d(np.asarray(lps, dtype=np.float64))
-        inv = np.linalg.inv(self.affine)
-        out = pts @ inv[:3, :3].T + inv[:3, 3]
+        inv = np.asarray(np.linalg.inv(self.affine), dtype=np.float64)
+        out: npt.NDArray[np.float64] = pts @ inv[:3, :3].T + inv[:3, 3]
         return out[0] if np.ndim(lps) == 1 else out
 
     def with_voxels(self, voxels: npt.NDArray[Any]) -> Volume:

@@ -94,6 +94,7 @@ class DicomHeader:
     acquisition_number: str
     windows: tuple[tuple[float, float], ...]
     units: str
+    slice_thickness: float
     frames: tuple[FrameGeometry, ...] = field(default_factory=tuple)
 
     @property
@@ -176,9 +177,7 @@ def _frames(ds: Any, n_frames: int, base: FrameGeometry) -> tuple[FrameGeometry,
         shared_seq = ds.get("SharedFunctionalGroupsSequence")
         shared = _frame(shared_seq[0] if shared_seq else None, base, 0)
         per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
-        return tuple(
-            _frame(per_frame[i] if i < len(per_frame) else None, shared, i) for i in range(n_frames)
-        )
+        return tuple(_frame(per_frame[i] if i < len(per_frame) else None, shared, i) for i in range(n_frames))
     offsets = _floats(ds.get("GridFrameOffsetVector"), n_frames)
     if offsets is not None and base.position is not None and base.orientation is not None:
         row, col = base.orientation[:3], base.orientation[3:]
@@ -337,6 +336,7 @@ def read_header(path: str | os.PathLike[str]) -> DicomHeader:
         acquisition_number=_text(ds, "AcquisitionNumber"),
         windows=tuple(windows),
         units=_text(ds, "Units") or _text(ds, "DoseUnits"),
+        slice_thickness=float(ds.get("SliceThickness", 0.0) or 0.0),
         frames=frames,
     )
 
@@ -348,6 +348,4 @@ def check_pixel_length(header: DicomHeader) -> None:
     need = header.frame_bytes * header.number_of_frames
     have = min(header.pixel_data_length or 0, header.file_size - header.pixel_data_offset)
     if have < need:
-        raise TruncatedFileError(
-            Path(header.path), f"pixel data is truncated: {have} of {need} bytes present"
-        )
+        raise TruncatedFileError(Path(header.path), f"pixel data is truncated: {have} of {need} bytes present")

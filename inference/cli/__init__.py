@@ -1,0 +1,1 @@
+"""The ``radlens`` command line. Headless subcommands never import Qt."""

@@ -1,0 +1,67 @@
+"""Entry point of the ``radlens`` command: argument parsing and dispatch.
+
+Each subcommand's module is imported only when it runs, so ``radlens scan`` starts
+without torch, SimpleITK or Qt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from inference import __version__
+
+#: subcommand → (module, help). The module provides ``add_arguments(parser)`` and ``run(args) -> int``.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "scan": ("inference.cli.scan_command", "list the studies, series and stacks in a folder (headers only)"),
+    "convert": ("inference.cli.convert_command", "convert a DICOM stack or image file to NIfTI"),
+    "sample": ("inference.cli.sample_command", "write the bundled sample CT study (DICOM) to a folder"),
+}
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CANCELLED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="radlens", description="RadLens: CT/MRI viewing with model explanations.")
+    parser.add_argument("--version", action="version", version=f"radlens {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from inference.errors import OperationCancelled, RadLensError
+
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list:
+        # Until the viewer lands, the main job is a scan of the bundled sample study.
+        args_list = ["scan"]
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        code: int = module.run(args)
+    except OperationCancelled:
+        print("radlens: cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+    except KeyboardInterrupt:
+        print("radlens: interrupted", file=sys.stderr)
+        return EXIT_CANCELLED
+    except RadLensError as exc:
+        print(f"radlens {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

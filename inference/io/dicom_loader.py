@@ -1,0 +1,287 @@
+"""Turning a scanned DICOM stack into a :class:`Volume`.
+
+Uncompressed little-endian slices are read straight from the byte offset found at scan
+time into one preallocated array; everything else goes through pydicom's decoders.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from inference.errors import (
+    InconsistentStackError,
+    LoadError,
+    MissingGeometryError,
+    TruncatedFileError,
+    UnreadableFileError,
+    UnsupportedTransferSyntaxError,
+)
+from inference.io.dicom_header import DicomHeader, check_pixel_length
+from inference.io.geometry_qa import QACode, slice_normal
+from inference.io.stacks import SliceRef, Stack
+from inference.progress import CancelToken, ProgressCallback, no_progress
+from inference.volume import Volume, VolumeMetadata, WindowPreset
+
+#: Projection images that may have no patient geometry; shown with 1 mm pixels.
+PLANAR_MODALITIES = {"CR", "DX", "MG", "US", "XA", "RF", "OT", "SC", "IO", "PX", "ES", "XC", "GM", "SM", "NM", ""}
+
+
+def _stored_dtype(h: DicomHeader) -> np.dtype[Any]:
+    signed = h.pixel_representation == 1
+    kind = {8: "i1" if signed else "u1", 16: "i2" if signed else "u2", 32: "i4" if signed else "u4"}
+    try:
+        return np.dtype("<" + kind[h.bits_allocated])
+    except KeyError as exc:
+        raise LoadError(h.path, f"unsupported BitsAllocated {h.bits_allocated}") from exc
+
+
+def _stored_range(h: DicomHeader) -> tuple[int, int]:
+    bits = min(h.bits_stored or h.bits_allocated, h.bits_allocated)
+    if h.pixel_representation == 1:
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+def _output_dtype(stack: Stack) -> np.dtype[Any]:
+    """int16 whenever every rescaled value fits (CT in HU), float32 otherwise."""
+    h0 = stack.headers[0]
+    if h0.samples_per_pixel > 1:
+        return np.dtype(np.uint8) if h0.bits_allocated == 8 else np.dtype(np.uint16)
+    lo, hi = _stored_range(h0)
+    fits = True
+    for ref in stack.slices:
+        g = ref.geometry
+        if g.slope != int(g.slope) or g.intercept != int(g.intercept):
+            fits = False
+            break
+        a, b = sorted((lo * g.slope + g.intercept, hi * g.slope + g.intercept))
+        if a < -32768 or b > 32767:
+            fits = False
+            break
+    if fits:
+        return np.dtype(np.int16)
+    if all(r.geometry.slope == 1 and r.geometry.intercept == 0 for r in stack.slices):
+        return _stored_dtype(h0)  # e.g. uint16 MR that does not fit int16: keep it exact
+    return np.dtype(np.float32)
+
+
+def _geometry(
+    stack: Stack,
+) -> tuple[tuple[float, float, float], tuple[float, float, float], npt.NDArray[np.float64], list[str]]:
+    """Spacing (i, j, k), origin and direction from sorted slice positions (never SliceThickness)."""
+    notes: list[str] = []
+    geo = [r.geometry for r in stack.slices]
+    g0 = geo[0]
+    if g0.position is None or g0.orientation is None or g0.pixel_spacing is None:
+        missing = [
+            name
+            for name, v in (
+                ("ImagePositionPatient", g0.position),
+                ("ImageOrientationPatient", g0.orientation),
+                ("PixelSpacing", g0.pixel_spacing),
+            )
+            if v is None
+        ]
+        planar = stack.modality in PLANAR_MODALITIES or stack.headers[0].samples_per_pixel > 1
+        if not planar:
+            raise MissingGeometryError(stack.headers[0].path, f"missing {', '.join(missing)}: voxels cannot be placed")
+        notes.append(f"{QACode.NO_GEOMETRY.value}: no {', '.join(missing)}; shown with 1 mm pixels")
+        sp = g0.pixel_spacing or (1.0, 1.0)
+        return (float(sp[1]), float(sp[0]), 1.0), (0.0, 0.0, 0.0), np.eye(3), notes
+    if any(g.position is None for g in geo):
+        raise MissingGeometryError(stack.headers[0].path, "some slices lack ImagePositionPatient")
+    row = np.asarray(g0.orientation[:3], dtype=np.float64)
+    col = np.asarray(g0.orientation[3:6], dtype=np.float64)
+    normal = slice_normal(g0.orientation)
+    positions = np.array([g.position for g in geo], dtype=np.float64)
+    origin = positions[0]
+    if len(positions) > 1:
+        step = (positions[-1] - positions[0]) / (len(positions) - 1)
+        dk = float(np.linalg.norm(step))
+        if dk < 1e-6:
+            dk = stack.headers[0].slice_thickness or 1.0
+            kdir = normal
+        else:
+            # The mean step: equals the normal unless the gantry was tilted (then the grid is sheared).
+            kdir = step / dk
+    else:
+        dk = stack.headers[0].slice_thickness or 1.0
+        kdir = normal
+    direction = np.column_stack([row, col, kdir])
+    spacing = (float(g0.pixel_spacing[1]), float(g0.pixel_spacing[0]), dk)
+    return spacing, (float(origin[0]), float(origin[1]), float(origin[2])), direction, notes
+
+
+def _read_native_into(out: npt.NDArray[Any], h: DicomHeader, frame: int, scratch: npt.NDArray[Any] | None) -> None:
+    """Read one frame's bytes from disk into ``out`` (or ``scratch`` when dtypes differ)."""
+    assert h.pixel_data_offset is not None
+    target = out if scratch is None else scratch
+    offset = h.pixel_data_offset + frame * h.frame_bytes
+    try:
+        with open(h.path, "rb", buffering=0) as fp:
+            fp.seek(offset)
+            got = fp.readinto(memoryview(target).cast("B"))  # type: ignore[arg-type]
+    except OSError as exc:
+        raise UnreadableFileError(h.path, f"cannot read pixel data ({exc.strerror or exc})") from exc
+    if got != target.nbytes:
+        raise TruncatedFileError(h.path, f"pixel data is truncated: {got} of {target.nbytes} bytes present")
+
+
+def _decode(h: DicomHeader) -> npt.NDArray[Any]:
+    """All frames of one file through pydicom's decoders: ``(frames, rows, cols[, samples])``."""
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(h.path)
+            arr = ds.pixel_array
+    except FileNotFoundError as exc:
+        raise UnreadableFileError(h.path, "file disappeared after the scan") from exc
+    except (NotImplementedError, RuntimeError) as exc:
+        msg = str(exc)
+        if "raised by all available plugins" in msg:
+            detail = " ".join(msg.splitlines()[1:]).strip()[:200]
+            raise LoadError(h.path, f"compressed pixel data is corrupt: {detail}") from exc
+        if any(w in msg.lower() for w in ("plugin", "dependenc", "not supported", "no pixel data handler")):
+            raise UnsupportedTransferSyntaxError(
+                h.path, f"no installed decoder for transfer syntax {h.transfer_syntax}"
+            ) from exc
+        raise LoadError(h.path, f"cannot decode pixel data: {msg.splitlines()[0][:200]}") from exc
+    except (ValueError, EOFError, OSError, AttributeError, KeyError) as exc:
+        msg = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        if "truncat" in msg.lower() or "length" in msg.lower() or isinstance(exc, EOFError):
+            raise TruncatedFileError(h.path, f"pixel data cannot be decoded: {msg}") from exc
+        raise LoadError(h.path, f"cannot decode pixel data: {msg}") from exc
+    arr = np.asarray(arr)
+    expected_frame = (h.rows, h.columns) if h.samples_per_pixel == 1 else (h.rows, h.columns, h.samples_per_pixel)
+    if h.number_of_frames == 1 or arr.shape == expected_frame:
+        arr = arr.reshape((1, *arr.shape))
+    if arr.shape[1:] != expected_frame:
+        raise InconsistentStackError(h.path, f"decoded frames of shape {arr.shape[1:]}, header says {expected_frame}")
+    if h.photometric == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        arr = np.asarray(apply_color_lut(arr, ds))
+    result: npt.NDArray[Any] = arr
+    return result
+
+
+def _check_stack(stack: Stack) -> None:
+    h0 = stack.headers[0]
+    for h in stack.headers[1:]:
+        if (h.rows, h.columns, h.samples_per_pixel) != (h0.rows, h0.columns, h0.samples_per_pixel):
+            raise InconsistentStackError(h.path, f"slice of {h.rows}×{h.columns} in a stack of {h0.rows}×{h0.columns}")
+
+
+def _metadata(stack: Stack, out_dtype: np.dtype[Any]) -> VolumeMetadata:
+    h0 = stack.headers[0]
+    return VolumeMetadata(
+        modality=h0.modality,
+        patient_name=h0.patient_name,
+        patient_id=h0.patient_id,
+        study_description=h0.study_description,
+        series_description=h0.series_description,
+        study_date=h0.study_date,
+        series_date=h0.series_date,
+        study_uid=h0.study_uid,
+        series_uid=h0.series_uid,
+        frame_of_reference_uid=h0.frame_of_reference_uid,
+        units="HU" if h0.modality == "CT" else h0.units,
+        windows=tuple(WindowPreset(c, w, f"file {n + 1}") for n, (c, w) in enumerate(h0.windows)),
+        source=os.path.dirname(h0.path),
+        extra={
+            "stack_id": stack.id,
+            "sop_instance_uids": [stack.headers[r.header_index].sop_instance_uid for r in stack.slices],
+        },
+    )
+
+
+def load_stack(
+    stack: Stack,
+    *,
+    on_progress: ProgressCallback = no_progress,
+    cancel: CancelToken | None = None,
+) -> Volume:
+    """Load a scanned stack as a Volume: sorted along the normal, rescaled, MONOCHROME1 inverted."""
+    if stack.kind == "file":
+        from inference.io.image_file import read_image_file
+
+        volume: Volume = read_image_file(stack.file_path)
+        return volume
+    cancel = cancel or CancelToken()
+    if not stack.slices:
+        raise LoadError(None, f"stack {stack.id} has no slices")
+    _check_stack(stack)
+    spacing, origin, direction, notes = _geometry(stack)
+    h0 = stack.headers[0]
+    out_dtype = _output_dtype(stack)
+    n = len(stack.slices)
+    shape: tuple[int, ...] = (n, h0.rows, h0.columns)
+    if h0.samples_per_pixel > 1:
+        shape = (*shape, 3)
+    out = np.empty(shape, dtype=out_dtype)
+    decoded: dict[int, npt.NDArray[Any]] = {}
+    stored = _stored_dtype(h0) if h0.samples_per_pixel == 1 else None
+    lo, hi = _stored_range(h0)
+    scratch = None if stored == out_dtype else np.empty((h0.rows, h0.columns), dtype=stored)
+    for k, ref in enumerate(stack.slices):
+        if k % 16 == 0:
+            cancel.raise_if_cancelled()
+            on_progress(k / n, f"reading slice {k + 1} of {n}")
+        h = stack.headers[ref.header_index]
+        _fill_slice(out, k, h, ref, decoded, scratch, (lo, hi), out_dtype)
+        if len(decoded) > 1 and ref.header_index - 1 in decoded:
+            decoded.pop(ref.header_index - 1, None)
+    on_progress(1.0, f"loaded {n} slices")
+    qa = tuple(str(q) for q in stack.qa) + tuple(notes)
+    if qa:
+        from inference.errors import GeometryWarning
+
+        warnings.warn(f"stack {stack.id}: " + "; ".join(qa), GeometryWarning, stacklevel=2)
+    return Volume(out, spacing, origin, direction, _metadata(stack, out_dtype), qa)
+
+
+def _fill_slice(
+    out: npt.NDArray[Any],
+    k: int,
+    h: DicomHeader,
+    ref: SliceRef,
+    decoded: dict[int, npt.NDArray[Any]],
+    scratch: npt.NDArray[Any] | None,
+    stored_range: tuple[int, int],
+    out_dtype: np.dtype[Any],
+) -> None:
+    g = ref.geometry
+    mono1 = h.photometric == "MONOCHROME1"
+    if h.native and not mono1:
+        check_pixel_length(h)
+        _read_native_into(out[k], h, ref.frame_index, scratch)
+        if scratch is None:
+            if g.slope != 1 or g.intercept != 0:
+                if g.slope != 1:
+                    out[k] *= out_dtype.type(g.slope)
+                out[k] += out_dtype.type(g.intercept)
+            return
+        raw: npt.NDArray[Any] = scratch
+    else:
+        if ref.header_index not in decoded:
+            decoded[ref.header_index] = _decode(h)
+        raw = decoded[ref.header_index][ref.frame_index]
+    if h.samples_per_pixel > 1:
+        out[k] = raw
+        return
+    values = raw.astype(np.float32) if out_dtype == np.float32 else raw.astype(np.int32)
+    if mono1:
+        lo, hi = stored_range
+        values = (lo + hi) - values
+    if g.slope != 1:
+        values = values * g.slope
+    if g.intercept != 0:
+        values = values + g.intercept
+    out[k] = values.astype(out_dtype, copy=False)
