@@ -6,6 +6,7 @@ the loader can read it straight into a preallocated volume without parsing again
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 from dataclasses import dataclass, field
@@ -108,6 +109,11 @@ class DicomHeader:
         return not self.sop_class_uid.startswith(NON_IMAGE_SOP_PREFIXES)
 
     @property
+    def is_colour(self) -> bool:
+        """RGB/YBR samples, or palette indices that become RGB."""
+        return self.samples_per_pixel > 1 or self.photometric == "PALETTE COLOR"
+
+    @property
     def is_multiframe(self) -> bool:
         return self.number_of_frames > 1
 
@@ -117,6 +123,7 @@ class DicomHeader:
         return (
             self.transfer_syntax in NATIVE_LITTLE_ENDIAN
             and self.samples_per_pixel == 1
+            and self.photometric != "PALETTE COLOR"
             and self.bits_allocated in (8, 16, 32)
             and self.pixel_data_offset is not None
         )
@@ -143,14 +150,18 @@ def _int(ds: Any, keyword: str, default: int = 0) -> int:
         return default
 
 
-def _floats(value: Any, n: int) -> tuple[float, ...] | None:
+def _floats(value: Any, n: int, positive: bool = False) -> tuple[float, ...] | None:
     if value is None:
         return None
     try:
         out = tuple(float(v) for v in value)
     except (TypeError, ValueError):
         return None
-    return out if len(out) == n else None
+    if len(out) != n or not all(math.isfinite(v) for v in out):
+        return None
+    if positive and not all(v > 0 for v in out):
+        return None
+    return out
 
 
 def _frame(item: Any, fallback: FrameGeometry, index: int) -> FrameGeometry:
@@ -163,7 +174,7 @@ def _frame(item: Any, fallback: FrameGeometry, index: int) -> FrameGeometry:
         if "PlaneOrientationSequence" in item:
             orientation = _floats(item.PlaneOrientationSequence[0].get("ImageOrientationPatient"), 6)
         if "PixelMeasuresSequence" in item:
-            spacing = _floats(item.PixelMeasuresSequence[0].get("PixelSpacing"), 2)  # type: ignore[assignment]
+            spacing = _floats(item.PixelMeasuresSequence[0].get("PixelSpacing"), 2, positive=True)  # type: ignore[assignment]
         if "PixelValueTransformationSequence" in item:
             pvt = item.PixelValueTransformationSequence[0]
             slope = float(pvt.get("RescaleSlope", slope) or slope)
@@ -203,22 +214,34 @@ def _frames(ds: Any, n_frames: int, base: FrameGeometry) -> tuple[FrameGeometry,
     )
 
 
-def _pixel_element(fp: Any, explicit_vr: bool) -> tuple[bool, int | None, int | None]:
+def transfer_syntax_of(ds: Any) -> str:
+    """The transfer syntax UID, inferred from how the data set was read when the meta header lacks it."""
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if ts:
+        return str(ts)
+    implicit, little = getattr(ds, "original_encoding", (True, True))
+    if implicit:
+        return "1.2.840.10008.1.2"
+    return "1.2.840.10008.1.2.1" if little else BIG_ENDIAN
+
+
+def _pixel_element(fp: Any, explicit_vr: bool, big_endian: bool = False) -> tuple[bool, int | None, int | None]:
     """At the file position where parsing stopped: is this Pixel Data, where, how long."""
+    order = ">" if big_endian else "<"
     start = fp.tell()
     head = fp.read(12 if explicit_vr else 8)
     if len(head) < 8:
         return False, None, None
-    group, element = struct.unpack("<HH", head[:4])
+    group, element = struct.unpack(order + "HH", head[:4])
     if (group, element) not in ((0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009)):
         return False, None, None
     if explicit_vr:
         if len(head) < 12:
             return True, None, None
-        length = struct.unpack("<I", head[8:12])[0]
+        length = struct.unpack(order + "I", head[8:12])[0]
         offset = start + 12
     else:
-        length = struct.unpack("<I", head[4:8])[0]
+        length = struct.unpack(order + "I", head[4:8])[0]
         offset = start + 8
     if length == 0xFFFFFFFF:  # encapsulated (compressed) pixel data
         return True, None, None
@@ -242,20 +265,28 @@ def read_header(path: str | os.PathLike[str]) -> DicomHeader:
             try:
                 ds = pydicom.dcmread(fp, stop_before_pixels=True)
             except InvalidDicomError as exc:
-                raise NotDicomError(p, "not a DICOM file (no DICM preamble or valid header)") from exc
+                # Old files may lack the preamble: accept them when they start with a group 0008 tag.
+                fp.seek(0)
+                if fp.read(2) not in (b"\x08\x00", b"\x00\x08"):
+                    raise NotDicomError(p, "not a DICOM file (no DICM preamble or valid header)") from exc
+                fp.seek(0)
+                try:
+                    ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
+                except Exception as exc2:
+                    raise NotDicomError(p, f"not a DICOM file ({type(exc2).__name__})") from exc2
             except (EOFError, struct.error) as exc:
                 raise TruncatedFileError(p, "the file ends inside its DICOM header") from exc
             except OSError:
                 raise
             except Exception as exc:  # pydicom raises many types for garbage
                 raise NotDicomError(p, f"unreadable DICOM header ({type(exc).__name__}: {exc})") from exc
-            ts = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "1.2.840.10008.1.2")
+            ts = transfer_syntax_of(ds)
             explicit = ts != "1.2.840.10008.1.2"
             if ts == "1.2.840.10008.1.2.1.99":  # deflated: offsets are meaningless
                 has_pixels = True
                 offset = length = None
             else:
-                has_pixels, offset, length = _pixel_element(fp, explicit)
+                has_pixels, offset, length = _pixel_element(fp, explicit, ts == BIG_ENDIAN)
                 if ts == BIG_ENDIAN:
                     offset = None
     except LoadError:
@@ -283,7 +314,7 @@ def read_header(path: str | os.PathLike[str]) -> DicomHeader:
     base = FrameGeometry(
         _floats(ds.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
         _floats(ds.get("ImageOrientationPatient"), 6),
-        _floats(ds.get("PixelSpacing"), 2),  # type: ignore[arg-type]
+        _floats(ds.get("PixelSpacing"), 2, positive=True),  # type: ignore[arg-type]
         slope,
         intercept,
         0,

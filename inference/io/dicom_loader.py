@@ -23,7 +23,7 @@ from inference.errors import (
 )
 from inference.io.dicom_header import DicomHeader, check_pixel_length
 from inference.io.geometry_qa import QACode, slice_normal
-from inference.io.stacks import SliceRef, Stack
+from inference.io.stacks import Stack
 from inference.progress import CancelToken, ProgressCallback, no_progress
 from inference.volume import Volume, VolumeMetadata, WindowPreset
 
@@ -47,31 +47,37 @@ def _stored_range(h: DicomHeader) -> tuple[int, int]:
     return 0, (1 << bits) - 1
 
 
-def _output_dtype(stack: Stack) -> np.dtype[Any]:
-    """int16 whenever every rescaled value fits (CT in HU), float32 otherwise."""
+class _Int16Overflow(Exception):
+    """A rescaled value left the int16 range: reload as float32."""
+
+
+def _output_dtype(stack: Stack) -> tuple[np.dtype[Any], bool]:
+    """The voxel type, and whether each slice must be checked to fit it.
+
+    int16 whenever rescaled values fit (CT in HU); when only the stored bit depth leaves
+    that in doubt, the values are checked and the load falls back to float32 on overflow.
+    """
     h0 = stack.headers[0]
-    if h0.samples_per_pixel > 1:
-        return np.dtype(np.uint8) if h0.bits_allocated == 8 else np.dtype(np.uint16)
+    if h0.is_colour:
+        palette = h0.photometric == "PALETTE COLOR"
+        return (np.dtype(np.uint8) if h0.bits_allocated == 8 or palette else np.dtype(np.uint16)), False
+    geo = [ref.geometry for ref in stack.slices]
+    if any(g.slope != int(g.slope) or g.intercept != int(g.intercept) for g in geo):
+        return np.dtype(np.float32), False
     lo, hi = _stored_range(h0)
-    fits = True
-    for ref in stack.slices:
-        g = ref.geometry
-        if g.slope != int(g.slope) or g.intercept != int(g.intercept):
-            fits = False
-            break
-        a, b = sorted((lo * g.slope + g.intercept, hi * g.slope + g.intercept))
-        if a < -32768 or b > 32767:
-            fits = False
-            break
-    if fits:
-        return np.dtype(np.int16)
-    if all(r.geometry.slope == 1 and r.geometry.intercept == 0 for r in stack.slices):
-        return _stored_dtype(h0)  # e.g. uint16 MR that does not fit int16: keep it exact
-    return np.dtype(np.float32)
+    if h0.photometric == "MONOCHROME1":
+        lo, hi = min(lo, -hi), max(hi, -lo)  # (lo + hi) - v may land anywhere in this range
+    bounds = [sorted((lo * g.slope + g.intercept, hi * g.slope + g.intercept)) for g in geo]
+    if all(a >= -32768 and b <= 32767 for a, b in bounds):
+        return np.dtype(np.int16), False
+    if all(g.slope == 1 and g.intercept == 0 for g in geo) and h0.photometric != "MONOCHROME1":
+        return _stored_dtype(h0), False  # e.g. full-range uint16 MR: keep it exact
+    return np.dtype(np.int16), True
 
 
 def _geometry(
     stack: Stack,
+    allow_missing: bool = False,
 ) -> tuple[tuple[float, float, float], tuple[float, float, float], npt.NDArray[np.float64], list[str]]:
     """Spacing (i, j, k), origin and direction from sorted slice positions (never SliceThickness)."""
     notes: list[str] = []
@@ -87,8 +93,8 @@ def _geometry(
             )
             if v is None
         ]
-        planar = stack.modality in PLANAR_MODALITIES or stack.headers[0].samples_per_pixel > 1
-        if not planar:
+        planar = stack.modality in PLANAR_MODALITIES or stack.headers[0].is_colour
+        if not (planar or allow_missing):
             raise MissingGeometryError(stack.headers[0].path, f"missing {', '.join(missing)}: voxels cannot be placed")
         notes.append(f"{QACode.NO_GEOMETRY.value}: no {', '.join(missing)}; shown with 1 mm pixels")
         sp = g0.pixel_spacing or (1.0, 1.0)
@@ -100,15 +106,14 @@ def _geometry(
     normal = slice_normal(g0.orientation)
     positions = np.array([g.position for g in geo], dtype=np.float64)
     origin = positions[0]
-    if len(positions) > 1:
-        step = (positions[-1] - positions[0]) / (len(positions) - 1)
+    steps = np.diff(positions, axis=0)
+    steps = steps[np.linalg.norm(steps, axis=1) > 1e-3] if len(steps) else steps
+    if len(steps):
+        # The median step places the regular majority of slices exactly even when QA found a gap;
+        # it equals the normal unless the gantry was tilted (then the grid is sheared, not resampled).
+        step = np.median(steps, axis=0)
         dk = float(np.linalg.norm(step))
-        if dk < 1e-6:
-            dk = stack.headers[0].slice_thickness or 1.0
-            kdir = normal
-        else:
-            # The mean step: equals the normal unless the gantry was tilted (then the grid is sheared).
-            kdir = step / dk
+        kdir = step / dk
     else:
         dk = stack.headers[0].slice_thickness or 1.0
         kdir = normal
@@ -139,7 +144,9 @@ def _decode(h: DicomHeader) -> npt.NDArray[Any]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(h.path)
+            ds = pydicom.dcmread(h.path, force=True)  # the header parser already accepted it
+            if not getattr(ds.file_meta, "TransferSyntaxUID", None):
+                ds.file_meta.TransferSyntaxUID = h.transfer_syntax
             arr = ds.pixel_array
     except FileNotFoundError as exc:
         raise UnreadableFileError(h.path, "file disappeared after the scan") from exc
@@ -167,7 +174,9 @@ def _decode(h: DicomHeader) -> npt.NDArray[Any]:
     if h.photometric == "PALETTE COLOR":
         from pydicom.pixels import apply_color_lut
 
-        arr = np.asarray(apply_color_lut(arr, ds))
+        rgb = np.asarray(apply_color_lut(arr, ds))
+        # Palette entries may be 8- or 16-bit; display wants 8-bit RGB.
+        arr = (rgb >> 8).astype(np.uint8) if rgb.max(initial=0) > 255 else rgb.astype(np.uint8)
     result: npt.NDArray[Any] = arr
     return result
 
@@ -207,8 +216,13 @@ def load_stack(
     *,
     on_progress: ProgressCallback = no_progress,
     cancel: CancelToken | None = None,
+    allow_missing_geometry: bool = False,
 ) -> Volume:
-    """Load a scanned stack as a Volume: sorted along the normal, rescaled, MONOCHROME1 inverted."""
+    """Load a scanned stack as a Volume: sorted along the normal, rescaled, MONOCHROME1 inverted.
+
+    A CT/MR stack without position, orientation or spacing raises :class:`MissingGeometryError`
+    unless ``allow_missing_geometry`` is set, in which case it is shown on 1 mm pixels and says so.
+    """
     if stack.kind == "file":
         from inference.io.image_file import read_image_file
 
@@ -218,70 +232,81 @@ def load_stack(
     if not stack.slices:
         raise LoadError(None, f"stack {stack.id} has no slices")
     _check_stack(stack)
-    spacing, origin, direction, notes = _geometry(stack)
-    h0 = stack.headers[0]
-    out_dtype = _output_dtype(stack)
+    spacing, origin, direction, notes = _geometry(stack, allow_missing_geometry)
+    out_dtype, checked = _output_dtype(stack)
+    try:
+        out = _read_slices(stack, out_dtype, checked, on_progress, cancel)
+    except _Int16Overflow:
+        out = _read_slices(stack, np.dtype(np.float32), False, on_progress, cancel)
     n = len(stack.slices)
-    shape: tuple[int, ...] = (n, h0.rows, h0.columns)
-    if h0.samples_per_pixel > 1:
-        shape = (*shape, 3)
-    out = np.empty(shape, dtype=out_dtype)
-    decoded: dict[int, npt.NDArray[Any]] = {}
-    stored = _stored_dtype(h0) if h0.samples_per_pixel == 1 else None
-    lo, hi = _stored_range(h0)
-    scratch = None if stored == out_dtype else np.empty((h0.rows, h0.columns), dtype=stored)
-    for k, ref in enumerate(stack.slices):
-        if k % 16 == 0:
-            cancel.raise_if_cancelled()
-            on_progress(k / n, f"reading slice {k + 1} of {n}")
-        h = stack.headers[ref.header_index]
-        _fill_slice(out, k, h, ref, decoded, scratch, (lo, hi), out_dtype)
-        if len(decoded) > 1 and ref.header_index - 1 in decoded:
-            decoded.pop(ref.header_index - 1, None)
     on_progress(1.0, f"loaded {n} slices")
     qa = tuple(str(q) for q in stack.qa) + tuple(notes)
     if qa:
         from inference.errors import GeometryWarning
 
         warnings.warn(f"stack {stack.id}: " + "; ".join(qa), GeometryWarning, stacklevel=2)
-    return Volume(out, spacing, origin, direction, _metadata(stack, out_dtype), qa)
+    return Volume(out, spacing, origin, direction, _metadata(stack, out.dtype), qa)
 
 
-def _fill_slice(
-    out: npt.NDArray[Any],
-    k: int,
-    h: DicomHeader,
-    ref: SliceRef,
-    decoded: dict[int, npt.NDArray[Any]],
-    scratch: npt.NDArray[Any] | None,
-    stored_range: tuple[int, int],
+def _read_slices(
+    stack: Stack,
     out_dtype: np.dtype[Any],
-) -> None:
-    g = ref.geometry
-    mono1 = h.photometric == "MONOCHROME1"
-    if h.native and not mono1:
-        check_pixel_length(h)
-        _read_native_into(out[k], h, ref.frame_index, scratch)
-        if scratch is None:
-            if g.slope != 1 or g.intercept != 0:
-                if g.slope != 1:
-                    out[k] *= out_dtype.type(g.slope)
-                out[k] += out_dtype.type(g.intercept)
-            return
-        raw: npt.NDArray[Any] = scratch
-    else:
-        if ref.header_index not in decoded:
-            decoded[ref.header_index] = _decode(h)
-        raw = decoded[ref.header_index][ref.frame_index]
-    if h.samples_per_pixel > 1:
-        out[k] = raw
-        return
+    checked: bool,
+    on_progress: ProgressCallback,
+    cancel: CancelToken,
+) -> npt.NDArray[Any]:
+    h0 = stack.headers[0]
+    n = len(stack.slices)
+    shape: tuple[int, ...] = (n, h0.rows, h0.columns, 3) if h0.is_colour else (n, h0.rows, h0.columns)
+    out = np.empty(shape, dtype=out_dtype)
+    stored = None if h0.is_colour else _stored_dtype(h0)
+    # Read in place when the stored type is the output type and no overflow check is needed.
+    in_place = stored == out_dtype and not checked
+    scratch = None if in_place or stored is None else np.empty((h0.rows, h0.columns), dtype=stored)
+    decoded: dict[int, npt.NDArray[Any]] = {}
+    for k, ref in enumerate(stack.slices):
+        if k % 16 == 0:
+            cancel.raise_if_cancelled()
+            on_progress(k / n, f"reading slice {k + 1} of {n}")
+        h = stack.headers[ref.header_index]
+        if h.native and h.photometric != "MONOCHROME1":
+            check_pixel_length(h)
+            _read_native_into(out[k], h, ref.frame_index, scratch)
+            if scratch is None:
+                _rescale_in_place(out[k], ref.geometry.slope, ref.geometry.intercept)
+                continue
+            raw: npt.NDArray[Any] = scratch
+        else:
+            if ref.header_index not in decoded:
+                decoded.clear()  # keep one decoded file (all frames of a multi-frame object) at a time
+                decoded[ref.header_index] = _decode(h)
+            raw = decoded[ref.header_index][ref.frame_index]
+        if h.is_colour:
+            out[k] = raw
+        else:
+            out[k] = _rescaled(raw, h, ref.geometry.slope, ref.geometry.intercept, out_dtype, checked)
+    return out
+
+
+def _rescale_in_place(plane: npt.NDArray[Any], slope: float, intercept: float) -> None:
+    if slope != 1:
+        plane *= plane.dtype.type(slope)
+    if intercept != 0:
+        plane += plane.dtype.type(intercept)
+
+
+def _rescaled(
+    raw: npt.NDArray[Any], h: DicomHeader, slope: float, intercept: float, out_dtype: np.dtype[Any], checked: bool
+) -> npt.NDArray[Any]:
+    """Stored values → physical values (HU for CT), MONOCHROME1 inverted to display like MONOCHROME2."""
     values = raw.astype(np.float32) if out_dtype == np.float32 else raw.astype(np.int32)
-    if mono1:
-        lo, hi = stored_range
+    if h.photometric == "MONOCHROME1":
+        lo, hi = _stored_range(h)
         values = (lo + hi) - values
-    if g.slope != 1:
-        values = values * g.slope
-    if g.intercept != 0:
-        values = values + g.intercept
-    out[k] = values.astype(out_dtype, copy=False)
+    if slope != 1:
+        values = values * (np.float32(slope) if out_dtype == np.float32 else int(slope))
+    if intercept != 0:
+        values = values + (np.float32(intercept) if out_dtype == np.float32 else int(intercept))
+    if checked and values.size and (int(values.min()) < -32768 or int(values.max()) > 32767):
+        raise _Int16Overflow
+    return values.astype(out_dtype, copy=False)
