@@ -22,7 +22,7 @@ import numpy.typing as npt
 from inference.volume import Volume, VolumeMetadata, WindowPreset
 
 SAMPLE_VERSION = "sample-study-v1"
-MANIFEST_NAME = "manifest.json"
+MANIFEST_NAME = ".radlens-sample.json"  # hidden: scans skip dot-files
 DEFAULT_SHAPE = (80, 192, 192)
 DEFAULT_SPACING = (1.5, 1.5, 2.5)
 _NOISE_SEED = 20240601

@@ -110,7 +110,7 @@ class ScanResult:
 
 
 def iter_files(root: Path, problems: list[FileProblem]) -> Iterator[str]:
-    """Every regular file below ``root``, following directory links once (loops are cut)."""
+    """Every regular, non-hidden file below ``root``, following directory links once (loops are cut)."""
     seen: set[tuple[int, int]] = set()
     stack = [os.fspath(root)]
     while stack:
@@ -131,6 +131,8 @@ def iter_files(root: Path, problems: list[FileProblem]) -> Iterator[str]:
             continue
         subdirs = []
         for entry in entries:
+            if entry.name.startswith("."):
+                continue  # hidden files and folders (.DS_Store, ._AppleDouble, tool sidecars)
             try:
                 mode = os.stat(entry.path).st_mode
             except OSError as exc:
