@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,6 +215,16 @@ def _frames(ds: Any, n_frames: int, base: FrameGeometry) -> tuple[FrameGeometry,
     )
 
 
+def _value_cut_short(ds: Any) -> bool:
+    """pydicom keeps a value cut off by the end of the file without complaint: compare lengths."""
+    for elem in ds.elements():
+        value = getattr(elem, "value", None)
+        length = getattr(elem, "length", None)
+        if isinstance(value, bytes) and isinstance(length, int) and length != 0xFFFFFFFF and len(value) < length:
+            return True
+    return False
+
+
 def transfer_syntax_of(ds: Any) -> str:
     """The transfer syntax UID, inferred from how the data set was read when the meta header lacks it."""
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
@@ -258,6 +269,8 @@ def read_header(path: str | os.PathLike[str]) -> DicomHeader:
         st = os.stat(p)
     except OSError as exc:
         raise UnreadableFileError(p, f"cannot stat file ({exc.strerror or exc})") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise UnreadableFileError(p, "not a regular file (folder, FIFO, socket or device)")
     if st.st_size == 0:
         raise EmptyFileError(p, "the file is empty (0 bytes)")
     try:
@@ -280,6 +293,8 @@ def read_header(path: str | os.PathLike[str]) -> DicomHeader:
                 raise
             except Exception as exc:  # pydicom raises many types for garbage
                 raise NotDicomError(p, f"unreadable DICOM header ({type(exc).__name__}: {exc})") from exc
+            if _value_cut_short(ds):
+                raise TruncatedFileError(p, "the file ends inside its DICOM header")
             ts = transfer_syntax_of(ds)
             explicit = ts != "1.2.840.10008.1.2"
             if ts == "1.2.840.10008.1.2.1.99":  # deflated: offsets are meaningless
@@ -298,6 +313,17 @@ def read_header(path: str | os.PathLike[str]) -> DicomHeader:
     if "SOPClassUID" not in ds and "Modality" not in ds and "Rows" not in ds:
         raise NotDicomError(p, "no DICOM image or object attributes found")
 
+    try:
+        return _header_from(ds, p, st, ts, has_pixels, offset, length)
+    except LoadError:
+        raise
+    except Exception as exc:  # a malformed value deep in pydicom
+        raise LoadError(p, f"malformed DICOM header ({type(exc).__name__}: {str(exc)[:200]})") from exc
+
+
+def _header_from(
+    ds: Any, p: str, st: os.stat_result, ts: str, has_pixels: bool, offset: int | None, length: int | None
+) -> DicomHeader:
     rows, cols = _int(ds, "Rows"), _int(ds, "Columns")
     n_frames = max(_int(ds, "NumberOfFrames", 1), 1)
     spp = max(_int(ds, "SamplesPerPixel", 1), 1)

@@ -145,6 +145,9 @@ def iter_files(root: Path, problems: list[FileProblem]) -> Iterator[str]:
                 subdirs.append(entry.path)
             elif stat.S_ISREG(mode):
                 yield entry.path
+            else:
+                reason = "not a regular file (FIFO, socket or device)"
+                problems.append(FileProblem(entry.path, "UnreadableFileError", reason))
         stack.extend(reversed(subdirs))
 
 

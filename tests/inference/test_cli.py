@@ -161,7 +161,8 @@ def test_import_inference_loads_neither_qt_nor_torch() -> None:
         "import sys, pkgutil, importlib, inference\n"
         "for m in pkgutil.walk_packages(inference.__path__, 'inference.'):\n"
         "    importlib.import_module(m.name)\n"
-        "bad = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'PySide6', 'pyqtgraph', 'superqt', 'SimpleITK'})\n"
+        "heavy = {'torch', 'PySide6', 'pyqtgraph', 'superqt', 'SimpleITK'}\n"
+        "bad = sorted({m.split('.')[0] for m in sys.modules} & heavy)\n"
         "print(','.join(bad))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
