@@ -1,0 +1,401 @@
+"""Benchmark: loading a CT series from a folder, RadLens against the raw-read floor and other readers.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/load_series.py [--slices 300] [--repeats 5] [--workdir DIR]
+
+Everything is generated in a temporary folder (under ``--workdir`` if given) and deleted at the
+end; writing the data is not timed. All timings are taken in this one run, on warm page cache
+(every file is read once, untimed, before timing), as the median of ``--repeats`` runs.
+
+1. Series load (``--slices`` × 512 × 512 int16 CT, ≈157 MB for 300 slices):
+   (a) raw-read floor: every file's bytes ``readinto`` one preallocated buffer;
+   (b) SimpleITK ``ImageSeriesReader`` (``GetGDCMSeriesFileNames`` + ``Execute``);
+   (c) a plain pydicom loop (``dcmread``, ``pixel_array``, sort by z, stack, rescale);
+   (d) RadLens ``scan(folder)`` + ``load_stack(stack)``: the full path from a folder;
+   (e) RadLens ``load_stack`` alone, given a prior scan (what the viewer does after browsing).
+   Target: (d) and (e) ≤ 2.0× the floor.
+2. Header scan: ``--headers`` small (64 × 64) DICOM files; RadLens ``scan()`` with default jobs
+   (a process pool above 400 files) against a ``pydicom.dcmread(stop_before_pixels=True)`` loop.
+3. End to end: ``radlens convert SERIES out.nii`` against ``dcm2niix -z n -o DIR -f out SERIES``,
+   each a subprocess timed from start to exit. Target: ≤ 1.0× dcm2niix.
+4. Peak memory: scan + load_stack in a fresh interpreter, peak RSS (VmHWM) minus that of an
+   interpreter that only imports the same modules, as a multiple of the volume's bytes
+   (target ≤ 1.25); SimpleITK's series reader measured the same way for context.
+
+Exit status is 0 whatever the PASS/FAIL lines say (this is a measurement, not a test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from _timing import child_env, child_peak_rss, median, median_time, spread
+
+from inference.io.dicom_loader import load_stack
+from inference.io.dicom_writer import write_dicom_series
+from inference.io.scan import POOL_THRESHOLD, scan
+
+ROWS = COLS = 512
+SPACING = (0.7, 0.7, 1.0)  # (i, j, k) mm
+LOAD_TARGET = 2.0
+CONVERT_TARGET = 1.0
+MEMORY_TARGET = 1.25
+
+
+# --------------------------------------------------------------------------- data
+
+
+def phantom(n_slices: int, rows: int = ROWS, cols: int = COLS, seed: int = 0) -> np.ndarray:
+    """A noisy chest-like ellipse phantom in HU: air, soft-tissue body, lungs, spine, vessels."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n_slices, rows, cols), dtype=np.int16)
+    y, x = np.mgrid[0:rows, 0:cols].astype(np.float32)
+    y = (y - rows / 2) / (rows / 2)
+    x = (x - cols / 2) / (cols / 2)
+    for k in range(n_slices):
+        t = k / max(n_slices - 1, 1)
+        s = np.float32(0.85 + 0.1 * np.sin(np.pi * t))  # body widest mid-scan
+        plane = np.full((rows, cols), -1000.0, dtype=np.float32)
+        body = (x / (0.9 * s)) ** 2 + (y / (0.65 * s)) ** 2 <= 1
+        plane[body] = 40.0
+        lung_r = 0.25 + 0.1 * np.sin(np.pi * t)
+        for cx in (-0.4, 0.4):
+            lung = ((x - cx * s) / (lung_r * 1.1)) ** 2 + ((y + 0.05) / (lung_r * 1.6)) ** 2 <= 1
+            plane[lung & body] = -820.0
+        spine = (x / 0.09) ** 2 + ((y - 0.45 * s) / 0.09) ** 2 <= 1
+        plane[spine] = 700.0
+        aorta = ((x - 0.08) / 0.06) ** 2 + ((y - 0.2) / 0.06) ** 2 <= 1
+        plane[aorta] = 180.0
+        plane += rng.normal(0.0, 12.0, size=plane.shape).astype(np.float32)
+        out[k] = np.clip(np.rint(plane), -1024, 3071).astype(np.int16)
+    return out
+
+
+def write_header_folder(folder: Path, n_files: int) -> None:
+    """``n_files`` 64 × 64 CT slices in up to three series (sub-folders), for the header scan."""
+    n_series = 3 if n_files >= 3 else 1
+    per = [n_files // n_series + (1 if s < n_files % n_series else 0) for s in range(n_series)]
+    rng = np.random.default_rng(1)
+    for s, n in enumerate(per):
+        vox = rng.integers(-1000, 1000, size=(n, 64, 64), dtype=np.int16)
+        write_dicom_series(
+            vox, folder / f"series_{s + 1}", spacing=(3.0, 3.0, 1.0), series_number=s + 1, uid_seed=f"headers-{s}"
+        )
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(os.path.join(dp, f) for dp, _, fs in os.walk(folder) for f in fs)
+
+
+def warm(paths: list[str]) -> None:
+    """Read every file once so that timings see a warm page cache."""
+    for p in paths:
+        with open(p, "rb") as fp:
+            while fp.read(1 << 20):
+                pass
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def raw_floor(paths: list[str], sizes: list[int], buf: bytearray) -> None:
+    view = memoryview(buf)
+    pos = 0
+    for p, n in zip(paths, sizes, strict=True):
+        with open(p, "rb", buffering=0) as fp:
+            got = fp.readinto(view[pos : pos + n])
+        if got != n:
+            raise OSError(f"{p}: short read {got} of {n}")
+        pos += n
+
+
+def sitk_series(folder: Path) -> object:
+    """The ``sitk.Image`` (keep it alive while using an array view of it)."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageSeriesReader()
+    names = reader.GetGDCMSeriesFileNames(str(folder))
+    reader.SetFileNames(names)
+    return reader.Execute()
+
+
+def pydicom_loop(paths: list[str]) -> np.ndarray:
+    slices = []
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        z = float(ds.ImagePositionPatient[2])
+        slope = float(getattr(ds, "RescaleSlope", 1))
+        intercept = float(getattr(ds, "RescaleIntercept", 0))
+        slices.append((z, ds.pixel_array, slope, intercept))
+    slices.sort(key=lambda s: s[0])
+    vol = np.stack([s[1] for s in slices]).astype(np.int32)
+    slope, intercept = slices[0][2], slices[0][3]
+    if slope != 1:
+        vol *= int(slope)
+    if intercept != 0:
+        vol += int(intercept)
+    return vol.astype(np.int16)
+
+
+def radlens_scan_load(folder: Path) -> np.ndarray:
+    result = scan(folder)
+    (stack,) = result.stacks()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_stack(stack).voxels
+
+
+def radlens_load(stack: object) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_stack(stack).voxels  # type: ignore[arg-type]
+
+
+def pydicom_headers(paths: list[str]) -> int:
+    n = 0
+    for p in paths:
+        ds = pydicom.dcmread(p, stop_before_pixels=True)
+        n += int(ds.Rows)
+    return n
+
+
+# --------------------------------------------------------------------------- report
+
+
+def verdict(ratio: float, target: float) -> str:
+    return f"target ≤ {target:.2f}×  {'PASS' if ratio <= target else 'FAIL'}"
+
+
+def line(label: str, times: list[float], floor: float | None = None, target: float | None = None) -> str:
+    t = median(times)
+    text = f"  {label:<44} {t * 1e3:9.1f} ms  (range {spread(times)} ms)"
+    if floor is not None:
+        ratio = t / floor
+        text += f"  {ratio:6.2f}× floor"
+        if target is not None:
+            text += f"  {verdict(ratio, target)}"
+    return text
+
+
+def section_load(series: Path, paths: list[str], repeats: int, expected: np.ndarray) -> None:
+    sizes = [os.path.getsize(p) for p in paths]
+    total = sum(sizes)
+    vol_bytes = expected.nbytes
+    print(f"\n[1] series load: {len(paths)} files, {total / 1e6:.1f} MB on disk, volume {vol_bytes / 1e6:.1f} MB")
+    warm(paths)
+
+    # Correctness first (untimed): every reader must give the phantom back.
+    import SimpleITK as sitk
+
+    checks = {
+        "SimpleITK": sitk.GetArrayFromImage(sitk_series(series)),
+        "pydicom loop": pydicom_loop(paths),
+        "RadLens scan+load": radlens_scan_load(series),
+    }
+    for name, arr in checks.items():
+        same = arr.shape == expected.shape and np.array_equal(arr, expected)
+        print(f"  check {name:<20} shape {arr.shape} dtype {arr.dtype}: {'identical' if same else 'DIFFERENT'}")
+    del checks
+
+    buf = bytearray(total)
+    floor_t = median_time(lambda: raw_floor(paths, sizes, buf), repeats)
+    floor = median(floor_t)
+    print(f"  (floor throughput {total / floor / 1e9:.2f} GB/s)")
+    print(line("(a) raw-read floor (readinto one buffer)", floor_t, floor))
+    print(line("(b) SimpleITK ImageSeriesReader", median_time(lambda: sitk_series(series), repeats), floor))
+    print(
+        line("(c) pydicom loop (dcmread+pixel_array+stack)", median_time(lambda: pydicom_loop(paths), repeats), floor)
+    )
+    print(
+        line(
+            "(d) RadLens scan(folder) + load_stack",
+            median_time(lambda: radlens_scan_load(series), repeats),
+            floor,
+            LOAD_TARGET,
+        )
+    )
+    (stack,) = scan(series).stacks()
+    print(
+        line(
+            "(e) RadLens load_stack (prior scan)", median_time(lambda: radlens_load(stack), repeats), floor, LOAD_TARGET
+        )
+    )
+    print(line("    RadLens scan(folder) alone", median_time(lambda: scan(series), repeats), floor))
+
+
+def section_headers(folder: Path, repeats: int) -> None:
+    paths = files_in(folder)
+    n = len(paths)
+    print(f"\n[2] header scan: {n} files of 64×64 in {len(os.listdir(folder))} series, {os.cpu_count()} CPUs")
+    warm(paths)
+    result = scan(folder)
+    found = sum(s.n_slices for s in result.stacks())
+    pool = "process pool" if n >= POOL_THRESHOLD and (os.cpu_count() or 1) > 1 else "in process"
+    print(f"  check: RadLens found {len(result.stacks())} stacks, {found} slices, {len(result.errors)} errors")
+    rl = median(median_time(lambda: scan(folder), repeats))
+    pd = median(median_time(lambda: pydicom_headers(paths), repeats))
+    label = f"RadLens scan() (default jobs, {pool})"
+    print(f"  {label:<44} {rl * 1e3:9.1f} ms  {n / rl:8.0f} files/s")
+    print(f"  {'pydicom dcmread(stop_before_pixels) loop':<44} {pd * 1e3:9.1f} ms  {n / pd:8.0f} files/s")
+    one = median(median_time(lambda: scan(folder, jobs=1), repeats))
+    print(f"  {'(context) RadLens scan(jobs=1), in process':<44} {one * 1e3:9.1f} ms  {n / one:8.0f} files/s")
+    print(f"  RadLens (default jobs) / pydicom throughput: {pd / rl:.2f}×")
+
+
+def section_convert(series: Path, work: Path, repeats: int) -> None:
+    radlens = Path(sys.executable).with_name("radlens")
+    dcm2niix = shutil.which("dcm2niix")
+    print("\n[3] end to end, NIfTI conversion (subprocess, start to exit)")
+    out_rl = work / "convert_radlens"
+    out_dx = work / "convert_dcm2niix"
+    rl_cmd = [str(radlens), "convert", str(series), str(out_rl / "out.nii")]
+    dx_cmd = [dcm2niix or "dcm2niix", "-z", "n", "-o", str(out_dx), "-f", "out", str(series)]
+
+    def fresh(folder: Path) -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+
+    def run(cmd: list[str], expect: Path) -> None:
+        done = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), check=False)
+        if done.returncode != 0 or not expect.exists():
+            raise RuntimeError(f"{cmd[0]} failed ({done.returncode}): {(done.stderr or done.stdout)[-1500:]}")
+
+    fresh(out_rl)
+    run(rl_cmd, out_rl / "out.nii")  # warm-up, also checks the output
+    import nibabel as nib
+
+    got = np.asanyarray(nib.load(out_rl / "out.nii").dataobj)
+    print(f"  check: radlens wrote {got.shape} {got.dtype}, {os.path.getsize(out_rl / 'out.nii') / 1e6:.1f} MB")
+    rl_t = median_time(lambda: run(rl_cmd, out_rl / "out.nii"), repeats, setup=lambda: fresh(out_rl))
+    print(line("radlens convert SERIES out.nii", rl_t))
+    if dcm2niix is None:
+        print("  dcm2niix not installed: no comparison")
+        return
+    fresh(out_dx)
+    run(dx_cmd, out_dx / "out.nii")
+    print(f"  check: dcm2niix wrote {os.path.getsize(out_dx / 'out.nii') / 1e6:.1f} MB")
+    dx_t = median_time(lambda: run(dx_cmd, out_dx / "out.nii"), repeats, setup=lambda: fresh(out_dx))
+    print(line("dcm2niix -z n", dx_t))
+    ratio = median(rl_t) / median(dx_t)
+    print(f"  radlens / dcm2niix: {ratio:.2f}×  {verdict(ratio, CONVERT_TARGET)}")
+    # Interpreter start-up and imports alone, for context.
+    imp_t = median_time(
+        lambda: subprocess.run(
+            [sys.executable, "-c", "import inference.cli.main, inference.io.open_path, inference.io.nifti_writer"],
+            env=child_env(),
+            check=True,
+        ),
+        repeats,
+    )
+    print(line("(context) python start + radlens imports", imp_t))
+
+
+_IMPORTS = (
+    "import warnings, numpy, pydicom\n"
+    "from inference.io.scan import scan\n"
+    "from inference.io.dicom_loader import load_stack\n"
+    "import inference.volume, inference.errors\n"
+)
+_RADLENS_LOAD = """
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    (stack,) = scan(sys.argv[1]).stacks()
+    vol = load_stack(stack)
+assert vol.voxels.shape[0] > 0
+"""
+_SITK_IMPORTS = "import numpy, SimpleITK as sitk\n"
+_SITK_LOAD = """
+reader = sitk.ImageSeriesReader()
+reader.SetFileNames(reader.GetGDCMSeriesFileNames(sys.argv[1]))
+image = reader.Execute()
+assert image.GetSize()[2] > 0
+"""
+
+
+def section_memory(series: Path, vol_bytes: int) -> None:
+    print(f"\n[4] peak memory while loading (fresh interpreter, VmHWM), volume {vol_bytes / 1e6:.1f} MB")
+    for name, imports, load, target in (
+        ("RadLens scan+load_stack", _IMPORTS, _RADLENS_LOAD, MEMORY_TARGET),
+        ("SimpleITK ImageSeriesReader", _SITK_IMPORTS, _SITK_LOAD, None),
+    ):
+        base = child_peak_rss("import sys\n" + imports, str(series))
+        peak = child_peak_rss("import sys\n" + imports + load, str(series))
+        ratio = (peak - base) / vol_bytes
+        text = (
+            f"  {name:<30} peak {peak / 1e6:7.1f} MB, baseline {base / 1e6:6.1f} MB, "
+            f"extra {(peak - base) / 1e6:7.1f} MB = {ratio:.2f}× volume"
+        )
+        if target is not None:
+            text += f"  {verdict(ratio, target)}"
+        else:
+            text += "  (context)"
+        print(text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slices", type=int, default=300, help="slices of 512×512 in the CT series")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median reported)")
+    parser.add_argument("--headers", type=int, default=3000, help="small files for the header-scan benchmark")
+    parser.add_argument("--workdir", type=Path, default=None, help="where to make the temporary folder")
+    parser.add_argument(
+        "--only", nargs="*", choices=["load", "headers", "convert", "memory"], default=None, help="run some sections"
+    )
+    args = parser.parse_args()
+    sections = set(args.only or ["load", "headers", "convert", "memory"])
+
+    import SimpleITK as sitk
+
+    print("RadLens series-load benchmark")
+    print(
+        f"  python {platform.python_version()}, numpy {np.__version__}, pydicom {pydicom.__version__}, "
+        f"SimpleITK {sitk.Version_VersionString()}, {os.cpu_count()} CPUs, {platform.machine()} {platform.system()}"
+    )
+    dx = shutil.which("dcm2niix")
+    if dx:
+        version = subprocess.run([dx, "-v"], capture_output=True, text=True, check=False).stdout.strip().splitlines()
+        print(f"  dcm2niix {version[-1] if version else '?'}")
+    print(f"  {args.slices} slices × {ROWS}×{COLS} int16, median of {args.repeats} repeats, warm page cache")
+
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="radlens-bench-", dir=args.workdir))
+    try:
+        t0 = time.perf_counter()
+        expected = phantom(args.slices)
+        series = work / "series"
+        write_dicom_series(expected, series, spacing=SPACING, series_description="bench phantom", uid_seed="bench")
+        headers = work / "headers"
+        if "headers" in sections:
+            write_header_folder(headers, args.headers)
+        print(f"  (data written in {time.perf_counter() - t0:.1f} s, not timed, under {work})")
+        paths = files_in(series)
+        if "load" in sections:
+            section_load(series, paths, args.repeats, expected)
+        if "headers" in sections:
+            section_headers(headers, args.repeats)
+        if "convert" in sections:
+            warm(paths)
+            section_convert(series, work, args.repeats)
+        if "memory" in sections:
+            warm(paths)
+            section_memory(series, expected.nbytes)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
