@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "scan": ("inference.cli.scan_command", "list the studies, series and stacks in a folder (headers only)"),
     "convert": ("inference.cli.convert_command", "convert a DICOM stack or image file to NIfTI"),
     "sample": ("inference.cli.sample_command", "write the bundled sample CT study (DICOM) to a folder"),
+    # The viewer's module imports Qt only inside run(), so listing it here keeps headless commands Qt-free.
+    "view": ("viewer.view_command", "open the viewer (default: the bundled sample study)"),
 }
 
 EXIT_OK = 0
@@ -41,8 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list:
-        # Until the viewer lands, the main job is a scan of the bundled sample study.
-        args_list = ["scan"]
+        # The main job: the viewer on the bundled sample study (a PNG where there is no display).
+        args_list = ["view"]
     parser = build_parser()
     args = parser.parse_args(args_list)
     if args.command is None:

@@ -1,0 +1,1 @@
+"""The RadLens desktop viewer (Qt). Importing this package does not import Qt."""

@@ -1,0 +1,1 @@
+"""Wiring between models, views and background work."""

@@ -1,0 +1,112 @@
+"""What each view shows for the current state: image, overlays, crosshair, text. No widgets."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from inference.io.orientation import orientation_label
+from viewer.models.layers import HeatmapLayer, LabelLayer, Layer
+from viewer.models.measurements import Measurement, Plane, Shape
+from viewer.models.viewer_model import OpenVolume, ViewerModel
+
+Overlay = tuple[npt.NDArray[Any], npt.NDArray[np.uint8], tuple[float, float], float]
+
+
+@lru_cache(maxsize=4)
+def grey_lut(invert: bool) -> npt.NDArray[np.uint8]:
+    ramp = np.arange(256, dtype=np.uint8)
+    return np.ascontiguousarray(ramp[::-1] if invert else ramp)
+
+
+@lru_cache(maxsize=16)
+def heatmap_lut(name: str) -> npt.NDArray[np.uint8]:
+    """256×4 RGBA from a pyqtgraph colormap; entry 0 (below threshold) transparent."""
+    import pyqtgraph as pg
+
+    cmap = (
+        pg.colormap.get(name)
+        if name != "jet"
+        else pg.ColorMap([0, 0.35, 0.5, 0.65, 1], [(0, 0, 128), (0, 128, 255), (0, 255, 0), (255, 200, 0), (200, 0, 0)])
+    )
+    lut = np.asarray(cmap.getLookupTable(0.0, 1.0, 256, alpha=True), dtype=np.uint8).copy()
+    lut[:, 3] = 255
+    lut[0, 3] = 0
+    return lut
+
+
+def outline(labels: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """Keep only label pixels with a differently labelled 4-neighbour."""
+    edge = np.zeros(labels.shape, dtype=bool)
+    edge[1:, :] |= labels[1:, :] != labels[:-1, :]
+    edge[:-1, :] |= labels[:-1, :] != labels[1:, :]
+    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    return np.where(edge, labels, 0).astype(np.uint8)
+
+
+def layer_overlay(cur: OpenVolume, layer: Layer, plane: Plane, index: int) -> Overlay | None:
+    if not layer.visible:
+        return None
+    if isinstance(layer, LabelLayer):
+        data = cur.plane_image(plane, index, cur.axis_map.apply(layer.labels))
+        if layer.outline:
+            data = outline(data)
+        return (data, layer.lut(), (0.0, 255.0), layer.opacity)
+    if isinstance(layer, HeatmapLayer):
+        data = cur.plane_image(plane, index, cur.axis_map.apply(layer.values))
+        lo, hi = layer.levels
+        lo = max(lo, layer.threshold)
+        # Values at or below the lower level map to the transparent first entry.
+        span = max(hi - lo, 1e-6)
+        return (data, heatmap_lut(layer.colormap), (lo - span / 255, hi), layer.opacity)
+    return None
+
+
+def overlays_for(model: ViewerModel, plane: Plane, index: int) -> list[Overlay]:
+    cur = model.current
+    assert cur is not None
+    return [o for layer in model.layers if (o := layer_overlay(cur, layer, plane, index)) is not None]
+
+
+def edge_labels(cur: OpenVolume, plane: Plane) -> tuple[str, str, str, str]:
+    right, down = cur.plane_vectors(plane)
+    return (orientation_label(-right), orientation_label(right), orientation_label(-down), orientation_label(down))
+
+
+def slice_position_mm(cur: OpenVolume, plane: Plane, cursor: tuple[int, int, int]) -> float:
+    """The slice's coordinate along the patient axis closest to the plane normal."""
+    axis = plane.normal_axis
+    lps = cur.lps_at((float(cursor[0]), float(cursor[1]), float(cursor[2])))
+    patient_axis = int(np.argmax(np.abs(cur.directions_xyz[:, axis])))
+    return float(lps[patient_axis])
+
+
+def measurement_label(m: Measurement, cur: OpenVolume) -> str:
+    if m.shape == Shape.DISTANCE:
+        return f"{m.length_mm(cur.spacing_xyz):.1f} mm"
+    index = int(round(m.p1[m.plane.normal_axis]))
+    values = cur.plane_in_display_order(m.plane, index)
+    if values.ndim == 3:
+        values = values.mean(axis=-1)
+    st = m.stats(values, cur.spacing_xyz)
+    unit = " HU" if cur.volume.metadata.modality == "CT" else ""
+    return (
+        f"mean {st.mean:.1f}{unit} SD {st.sd:.1f} min {st.minimum:.0f} max {st.maximum:.0f} area {st.area_mm2:.1f} mm²"
+    )
+
+
+def measurement_shapes(model: ViewerModel, plane: Plane) -> list[tuple[str, list[tuple[float, float]], str]]:
+    cur = model.current
+    assert cur is not None
+    index = model.cursor[plane.normal_axis]
+    kind = {Shape.DISTANCE: "line", Shape.RECTANGLE: "rect", Shape.ELLIPSE: "ellipse"}
+    out = []
+    for m in model.measurements:
+        if m.lies_on(plane, index) and (m.plane == plane or m.shape == Shape.DISTANCE):
+            pts = [cur.display_to_plane(plane, m.p1), cur.display_to_plane(plane, m.p2)]
+            out.append((kind[m.shape], pts, measurement_label(m, cur)))
+    return out

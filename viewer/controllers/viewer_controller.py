@@ -1,0 +1,467 @@
+"""Wires the viewer model, the main window and background loading together."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6 import QtCore, QtWidgets
+
+from inference import __version__
+from inference.io.scan import ScanResult
+from inference.io.stacks import Stack
+from inference.volume import Volume
+from viewer.controllers import plane_render as pr
+from viewer.controllers.loading import LoadController
+from viewer.controllers.settings import Settings
+from viewer.models.layers import HeatmapLayer, LabelLayer, check_same_grid
+from viewer.models.measurements import Measurement, Plane, Shape
+from viewer.models.viewer_model import ViewerModel
+from viewer.models.window_level import CT_PRESETS, WindowLevel, auto_window, drag_window
+from viewer.views.main_window import LAYOUTS, MainWindow
+from viewer.views.slice_view import Annotations
+
+TOOLS = {
+    "tool-crosshair": None,
+    "tool-distance": Shape.DISTANCE,
+    "tool-rectangle": Shape.RECTANGLE,
+    "tool-ellipse": Shape.ELLIPSE,
+}
+
+
+class ViewerController(QtCore.QObject):
+    """One per main window. Everything the user does goes through here."""
+
+    volume_shown = QtCore.Signal(object)  # Volume
+    error_shown = QtCore.Signal(str)
+
+    def __init__(
+        self, model: ViewerModel | None = None, settings: Settings | None = None, interactive: bool = True
+    ) -> None:
+        super().__init__()
+        self.model = model or ViewerModel()
+        self.window = MainWindow(self.model.layers)
+        self.loader = LoadController(self)
+        self.settings = settings or Settings()
+        self.interactive = interactive  # False: errors go to the status bar, never a modal box
+        self.scan_result: ScanResult | None = None
+        self.current_stack: Stack | None = None
+        self.pending_stack_id: str | None = None
+        self.tool: Shape | None = None
+        self._editing: Measurement | None = None
+        self._wl_start: WindowLevel | None = None
+        self._shown_index: dict[Plane, int | None] = {p: None for p in Plane}
+        self.last_error = ""
+        self.render_count = 0
+        self.cine_timer = QtCore.QTimer(self)
+        self.cine_timer.setInterval(100)
+        self.cine_timer.timeout.connect(self._cine_step)
+        self._connect()
+        self.settings.restore_window(self.window)
+        self._refresh_recent()
+
+    # --- wiring ---------------------------------------------------------------------------
+    def _connect(self) -> None:
+        m, w = self.model, self.window
+        m.volume_changed.connect(self._on_volume_changed)
+        m.cursor_changed.connect(self.render)
+        m.window_changed.connect(self._on_window_changed)
+        m.layers.changed.connect(self._on_layers_changed)
+        m.measurements.changed.connect(self._on_measurements_changed)
+        for plane, view in w.mpr.views.items():
+            view.clicked.connect(lambda c, r, p=plane: self._on_press(p, c, r))
+            view.dragged.connect(lambda c, r, p=plane: self._on_drag(p, c, r))
+            view.released.connect(lambda c, r, p=plane: self._on_release(p, c, r))
+            view.hovered.connect(lambda c, r, p=plane: self._on_hover(p, c, r))
+            view.scrolled.connect(lambda d, p=plane: m.step_slice(p, d))
+            view.window_dragged.connect(self._on_window_drag)
+            view.activated.connect(lambda p=plane: setattr(w.mpr, "active", p))
+        w.browser.stack_activated.connect(self.load_stack)
+        w.measurements.delete_requested.connect(self._delete_measurement)
+        w.measurements.activated_row.connect(self._goto_measurement)
+        w.cancel_button.clicked.connect(self.loader.cancel)
+        self.loader.scanned.connect(self._on_scanned)
+        self.loader.loaded.connect(self._on_loaded)
+        self.loader.failed.connect(self._on_failed)
+        self.loader.progress.connect(lambda f, msg: w.set_progress(f, msg, self.loader.busy))
+        self.loader.busy_changed.connect(lambda busy: w.set_progress(0.0, "", busy))
+        a = w.actions_by_name
+        a["open-folder"].triggered.connect(self._ask_folder)
+        a["open-file"].triggered.connect(self._ask_file)
+        a["open-mask"].triggered.connect(self._ask_mask)
+        a["save-view"].triggered.connect(lambda: self._ask_screenshot(whole=False))
+        a["save-window"].triggered.connect(lambda: self._ask_screenshot(whole=True))
+        a["copy-view"].triggered.connect(self.copy_view)
+        a["quit"].triggered.connect(w.close)
+        for name in LAYOUTS:
+            a[f"layout-{name}"].triggered.connect(lambda _=False, n=name: self.set_layout(n))
+        a["reset-view"].triggered.connect(self.reset_views)
+        a["crosshair"].toggled.connect(self._toggle_crosshair)
+        a["cine"].toggled.connect(lambda on: self.cine_timer.start() if on else self.cine_timer.stop())
+        for name, (wl, _key) in CT_PRESETS.items():
+            a[f"preset-{name.lower()}"].triggered.connect(lambda _=False, v=wl: self.model.set_window(v))
+        a["preset-auto"].triggered.connect(self._auto_window)
+        a["window-entry"].triggered.connect(self._ask_window)
+        a["invert"].toggled.connect(lambda on: self.model.set_window(self.model.window, invert=on))
+        for name, shape in TOOLS.items():
+            a[name].triggered.connect(lambda _=False, s=shape: setattr(self, "tool", s))
+        a["shortcuts"].triggered.connect(self.show_shortcuts)
+        a["about"].triggered.connect(self.show_about)
+        w.files_dropped.connect(self._on_drop)
+        w.closing.connect(self.shutdown)
+
+    # --- opening ----------------------------------------------------------------------------
+    def open_path(self, path: str | Path, stack_id: str | None = None) -> None:
+        """Scan ``path`` in the background and show its first stack (or ``stack_id``)."""
+        self.pending_stack_id = stack_id
+        self.settings.add_recent(str(path))
+        self._refresh_recent()
+        self.loader.scan(path)
+
+    def load_stack(self, stack: Stack) -> None:
+        self.loader.load(stack)
+
+    def _on_scanned(self, result: ScanResult) -> None:
+        self.scan_result = result
+        self.window.browser.show_scan(result)
+        stacks = result.stacks()
+        if not stacks:
+            reasons = "; ".join(f"{Path(p.path).name}: {p.reason}" for p in result.errors[:3])
+            self._error(f"No image stack found in {result.root}" + (f" ({reasons})" if reasons else ""))
+            return
+        if self.pending_stack_id is not None:
+            try:
+                stack = result.stack(self.pending_stack_id)
+            except Exception as exc:
+                self._error(str(exc))
+                return
+        else:
+            stack = max(stacks, key=lambda s: s.n_slices)
+        self.load_stack(stack)
+
+    def _on_loaded(self, stack: Stack, volume: Volume) -> None:
+        self.current_stack = stack
+        self.show_volume(volume)
+
+    def show_volume(self, volume: Volume) -> None:
+        self.model.open(volume)
+        md = volume.metadata
+        self.window.setWindowTitle(f"RadLens — {md.series_description or md.source or 'volume'}")
+        mid = volume.voxels[volume.shape[0] // 2]
+        if self.current_stack is not None and mid.ndim == 2:
+            lo, hi = self.model.window.levels
+            thumb = np.clip((mid.astype(np.float32) - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
+            step = max(1, max(thumb.shape) // 64)
+            self.window.browser.set_thumbnail(self.current_stack.id, thumb[::step, ::step])
+        if volume.qa_warnings:
+            self.window.statusBar().showMessage("Geometry: " + "; ".join(volume.qa_warnings), 15000)
+        self.volume_shown.emit(volume)
+
+    def _on_failed(self, kind: str, message: str) -> None:
+        self._error(f"{kind}: {message}")
+
+    def _error(self, message: str) -> None:
+        self.last_error = message
+        self.window.statusBar().showMessage(message, 30000)
+        self.error_shown.emit(message)
+        if self.interactive and self.window.isVisible():
+            QtWidgets.QMessageBox.warning(self.window, "RadLens", message)
+
+    def open_mask(self, path: str | Path) -> LabelLayer | None:
+        """Open a NIfTI/NRRD/MHA label file as a layer on the current volume; refuse a foreign grid."""
+        from inference.io.image_file import read_image_file
+
+        cur = self.model.current
+        if cur is None:
+            self._error("Open an image before opening a mask")
+            return None
+        try:
+            mask = read_image_file(path)
+            check_same_grid(mask, cur.volume)
+            layer = LabelLayer(name=Path(path).name, labels=np.asarray(mask.voxels))
+        except Exception as exc:
+            self._error(f"Cannot open {Path(path).name} as a mask: {exc}")
+            return None
+        self.model.layers.add(layer)
+        return layer
+
+    def add_heatmap(self, name: str, values: np.ndarray, **kw: Any) -> HeatmapLayer:
+        layer = HeatmapLayer(name=name, values=values, **kw)
+        self.model.layers.add(layer)
+        return layer
+
+    # --- rendering --------------------------------------------------------------------------
+    def _on_volume_changed(self) -> None:
+        self._shown_index = {p: None for p in Plane}
+        cur = self.model.current
+        for view in self.window.mpr.views.values():
+            if cur is None:
+                view.clear()
+        self._refresh_file_presets()
+        self._on_measurements_changed()
+
+    def _on_window_changed(self) -> None:
+        self._shown_index = {p: None for p in Plane}
+        wl = self.model.window
+        self.window.wl_label.setText(f"W {wl.width:.0f} L {wl.center:.0f}{' inv' if self.model.invert else ''}")
+        self.render()
+
+    def _on_layers_changed(self) -> None:
+        self._shown_index = {p: None for p in Plane}
+        self.render()
+
+    def _on_measurements_changed(self) -> None:
+        cur = self.model.current
+        rows = []
+        if cur is not None:
+            for m in self.model.measurements:
+                rows.append((m.id, m.shape.value, m.plane.value, pr.measurement_label(m, cur)))
+            for plane, view in self.window.mpr.views.items():
+                view.set_measurements(pr.measurement_shapes(self.model, plane))
+        self.window.measurements.show_rows(rows)
+
+    def render(self) -> None:
+        """Bring every view up to date; only planes whose slice changed get a new image."""
+        cur = self.model.current
+        if cur is None:
+            return
+        self.render_count += 1
+        cursor = self.model.cursor
+        lut = pr.grey_lut(self.model.invert)
+        for plane, view in self.window.mpr.views.items():
+            index = cursor[plane.normal_axis]
+            if self._shown_index[plane] != index:
+                view.set_image(cur.plane_image(plane, index), self.model.window.levels, cur.plane_pixel_mm(plane), lut)
+                view.set_overlays(pr.overlays_for(self.model, plane, index))
+                view.set_measurements(pr.measurement_shapes(self.model, plane))
+                self._shown_index[plane] = index
+            view.set_crosshair(*cur.display_to_plane(plane, (float(cursor[0]), float(cursor[1]), float(cursor[2]))))
+            view.set_annotations(self._annotations(plane))
+
+    def _annotations(self, plane: Plane) -> pr.Annotations:
+        cur = self.model.current
+        assert cur is not None
+        md = cur.volume.metadata
+        view = self.window.mpr.views[plane]
+        n = cur.shape_xyz[plane.normal_axis]
+        index = self.model.cursor[plane.normal_axis]
+        wl = self.model.window
+        return Annotations(
+            top_left=[t for t in (md.patient_name.replace("^", " "), md.study_date, md.series_description) if t],
+            top_right=[
+                plane.value.capitalize(),
+                f"slice {index + 1}/{n}",
+                f"{pr.slice_position_mm(cur, plane, self.model.cursor):.1f} mm",
+            ],
+            bottom_left=[f"W {wl.width:.0f} L {wl.center:.0f}"],
+            bottom_right=[f"zoom {view.zoom_factor():.2f}×"],
+            edges=pr.edge_labels(cur, plane),
+        )
+
+    # --- interaction ------------------------------------------------------------------------
+    def _display_point(self, plane: Plane, col: float, row: float) -> tuple[float, float, float]:
+        cur = self.model.current
+        assert cur is not None
+        return cur.plane_to_display(plane, col, row, float(self.model.cursor[plane.normal_axis]))
+
+    def _on_press(self, plane: Plane, col: float, row: float) -> None:
+        if self.model.current is None:
+            return
+        p = self._display_point(plane, col, row)
+        if self.tool is None:
+            self.model.set_cursor(p)
+        else:
+            self._editing = self.model.measurements.add(Measurement(self.tool, plane, p, p))
+
+    def _on_drag(self, plane: Plane, col: float, row: float) -> None:
+        if self.model.current is None:
+            return
+        p = self._display_point(plane, col, row)
+        if self._editing is not None and self._editing.plane == plane:
+            self.model.measurements.update(self._editing, p)
+        elif self.tool is None:
+            self.model.set_cursor(p)
+
+    def _on_release(self, plane: Plane, col: float, row: float) -> None:
+        if self._editing is not None:
+            m = self._editing
+            self._editing = None
+            if np.allclose(m.p1, m.p2):
+                self.model.measurements.remove(m)  # a click without a drag measures nothing
+
+    def _on_hover(self, plane: Plane, col: float, row: float) -> None:
+        cur = self.model.current
+        if cur is None:
+            return
+        x, y, z = (int(round(v)) for v in self._display_point(plane, col, row))
+        nx, ny, nz = cur.shape_xyz
+        if not (0 <= x < nx and 0 <= y < ny and 0 <= z < nz):
+            self.window.probe_label.setText("")
+            return
+        i, j, k = (int(round(v)) for v in cur.axis_map.display_to_source((x, y, z), cur.volume.size_ijk))
+        lps = cur.lps_at((x, y, z))
+        value = cur.value_at((x, y, z))
+        unit = " HU" if cur.volume.metadata.modality == "CT" else ""
+        shown = f"{value}" if np.ndim(value) else f"{float(value):g}{unit}"
+        self.window.probe_label.setText(
+            f"voxel ({i}, {j}, {k})  LPS ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm  value {shown}"
+        )
+
+    def _on_window_drag(self, dx: float, dy: float, first: bool) -> None:
+        cur = self.model.current
+        if cur is None:
+            return
+        if first or self._wl_start is None:
+            self._wl_start = self.model.window
+            return
+        lo, hi = (
+            (float(cur.volume.voxels.min()), float(cur.volume.voxels.max()))
+            if cur.volume.voxels.size < 4e6
+            else (-1024.0, 3071.0)
+        )
+        self.model.set_window(drag_window(self._wl_start, dx, dy, hi - lo))
+
+    def _auto_window(self) -> None:
+        if self.model.current is not None:
+            self.model.set_window(auto_window(self.model.current.volume.voxels))
+
+    def _delete_measurement(self, mid: int) -> None:
+        for m in self.model.measurements:
+            if m.id == mid:
+                self.model.measurements.remove(m)
+
+    def _goto_measurement(self, mid: int) -> None:
+        for m in self.model.measurements:
+            if m.id == mid:
+                self.model.set_cursor(tuple((a + b) / 2 for a, b in zip(m.p1, m.p2, strict=True)))  # type: ignore[arg-type]
+
+    def _cine_step(self) -> None:
+        cur = self.model.current
+        if cur is None:
+            return
+        plane = self.window.mpr.active
+        axis = plane.normal_axis
+        x = list(self.model.cursor)
+        x[axis] = (x[axis] + 1) % cur.shape_xyz[axis]
+        self.model.set_cursor((x[0], x[1], x[2]))
+
+    def set_layout(self, name: str) -> None:
+        self.window.mpr.set_layout(name)
+        self.settings.set_value("layout", name)
+        QtCore.QTimer.singleShot(0, self.reset_views)
+
+    def reset_views(self) -> None:
+        for view in self.window.mpr.views.values():
+            view.reset_view()
+        self._shown_index = {p: None for p in Plane}
+        self.render()
+
+    def _toggle_crosshair(self, on: bool) -> None:
+        for view in self.window.mpr.views.values():
+            view.show_crosshair = on
+        self.render()
+
+    # --- dialogs ----------------------------------------------------------------------------
+    def _ask_folder(self) -> None:
+        folder = QtWidgets.QFileDialog.getExistingDirectory(
+            self.window, "Open DICOM folder", self.settings.last_folder()
+        )
+        if folder:
+            self.open_path(folder)
+
+    def _ask_file(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self.window,
+            "Open image",
+            self.settings.last_folder(),
+            "Images (*.dcm *.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd);;All files (*)",
+        )
+        if path:
+            self.open_path(path)
+
+    def _ask_mask(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self.window, "Open mask", self.settings.last_folder(), "Label images (*.nii *.nii.gz *.nrrd *.mha *.mhd)"
+        )
+        if path:
+            self.open_mask(path)
+
+    def _ask_window(self) -> None:
+        wl = self.model.window
+        text, ok = QtWidgets.QInputDialog.getText(
+            self.window, "Window/level", "Width, level:", text=f"{wl.width:g}, {wl.center:g}"
+        )
+        if ok:
+            try:
+                width, level = (float(v) for v in text.replace(";", ",").split(","))
+            except ValueError:
+                self._error(f"Enter the window as 'width, level', got {text!r}")
+                return
+            self.model.set_window(WindowLevel(level, width))
+
+    def _ask_screenshot(self, whole: bool) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self.window, "Save screenshot", "radlens.png", "PNG (*.png)")
+        if path:
+            self.save_screenshot(path, whole=whole)
+
+    def save_screenshot(self, path: str | Path, whole: bool = True) -> Path:
+        """Write a PNG of the window (or the active view) atomically."""
+        widget = self.window if whole else self.window.mpr.views[self.window.mpr.active]
+        pixmap = widget.grab()
+        out = Path(path)
+        tmp = out.with_name(f".{out.name}.tmp.png")
+        if not pixmap.save(str(tmp), "PNG"):
+            raise OSError(f"cannot write {out}")
+        tmp.replace(out)
+        return out
+
+    def copy_view(self) -> None:
+        view = self.window.mpr.views[self.window.mpr.active]
+        QtWidgets.QApplication.clipboard().setPixmap(view.grab())
+
+    def show_shortcuts(self) -> None:
+        rows = "".join(f"<tr><td>{a}</td><td><b>{k}</b></td></tr>" for a, k in self.window.shortcut_table())
+        QtWidgets.QMessageBox.information(self.window, "Keyboard shortcuts", f"<table>{rows}</table>")
+
+    def show_about(self) -> None:
+        from viewer.licences import licence_html
+
+        QtWidgets.QMessageBox.about(self.window, "About RadLens", f"<h3>RadLens {__version__}</h3>{licence_html()}")
+
+    def _refresh_recent(self) -> None:
+        menu = self.window.recent_menu
+        menu.clear()
+        for folder in self.settings.recent():
+            menu.addAction(folder, lambda f=folder: self.open_path(f))
+
+    def _refresh_file_presets(self) -> None:
+        menu = self.window.file_presets_menu
+        menu.clear()
+        cur = self.model.current
+        if cur is None:
+            return
+        for preset in cur.volume.metadata.windows:
+            wl = WindowLevel(preset.center, preset.width)
+            menu.addAction(
+                f"{preset.name}: W {preset.width:g} L {preset.center:g}", lambda v=wl: self.model.set_window(v)
+            )
+
+    def _on_drop(self, paths: list[str]) -> None:
+        if paths:
+            self.open_path(paths[0])
+
+    def shutdown(self) -> None:
+        self.cine_timer.stop()
+        self.settings.save_window(self.window)
+        self.loader.shutdown()
+
+    def wait_idle(self, timeout_s: float = 60.0) -> bool:
+        """Process events until no load is running (for headless screenshots and tests)."""
+        end = time.monotonic() + timeout_s
+        app = QtWidgets.QApplication.instance()
+        while self.loader.busy and time.monotonic() < end:
+            assert app is not None
+            app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
+        return not self.loader.busy

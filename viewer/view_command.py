@@ -1,0 +1,22 @@
+"""``radlens view [PATH] [--stack ID] [--screenshot FILE.png]``. Imports Qt only when run."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", nargs="?", help="folder or file to open (default: the bundled sample study)")
+    parser.add_argument("--stack", default=None, help="stack id from `radlens scan`")
+    parser.add_argument(
+        "--screenshot",
+        default=None,
+        metavar="FILE.png",
+        help="render the window after loading, save it as PNG and exit",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from viewer.app import run_viewer
+
+    return run_viewer(args.path, args.stack, args.screenshot)

@@ -1,0 +1,1 @@
+"""Qt widgets. They show state and emit user intent; they never call the engine."""

@@ -1,0 +1,205 @@
+"""The main window: MPR panes, docks, menus, status bar. Widgets only; the controller wires them."""
+
+from __future__ import annotations
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from viewer.models.layers import LayerList
+from viewer.models.measurements import Plane
+from viewer.models.window_level import AUTO_SHORTCUT, CT_PRESETS
+
+from .layer_panel import LayerPanel
+from .measurement_panel import MeasurementPanel
+from .series_browser import SeriesBrowser
+from .slice_view import SliceView
+
+LAYOUTS = ("1x3", "2x2", "single")
+
+
+class MprPanel(QtWidgets.QWidget):
+    """Three slice views plus a free fourth pane, in one of :data:`LAYOUTS`."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.views = {plane: SliceView(plane) for plane in Plane}
+        self.fourth = QtWidgets.QLabel("Analysis")
+        self.fourth.setObjectName("analysis-pane")
+        self.fourth.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self.fourth.setStyleSheet("color: #777; background: #111;")
+        self.grid = QtWidgets.QGridLayout(self)
+        self.grid.setContentsMargins(0, 0, 0, 0)
+        self.grid.setSpacing(2)
+        self.layout_name = "1x3"
+        self.active = Plane.AXIAL
+        self.set_layout("1x3")
+
+    def set_layout(self, name: str, active: Plane | None = None) -> None:
+        if name not in LAYOUTS:
+            raise ValueError(f"unknown layout {name!r}; choose one of {', '.join(LAYOUTS)}")
+        self.layout_name = name
+        if active is not None:
+            self.active = active
+        widgets: list[QtWidgets.QWidget] = [*self.views.values(), self.fourth]
+        for w in widgets:
+            self.grid.removeWidget(w)
+            w.hide()
+        for c in range(3):
+            self.grid.setColumnStretch(c, 0)
+            self.grid.setRowStretch(c, 0)
+        if name == "1x3":
+            for col, plane in enumerate(Plane):
+                self.grid.addWidget(self.views[plane], 0, col)
+                self.grid.setColumnStretch(col, 1)
+        elif name == "2x2":
+            for n, w in enumerate([*self.views.values(), self.fourth]):
+                self.grid.addWidget(w, n // 2, n % 2)
+            for i in range(2):
+                self.grid.setColumnStretch(i, 1)
+                self.grid.setRowStretch(i, 1)
+        else:
+            self.grid.addWidget(self.views[self.active], 0, 0)
+        for w in widgets:
+            if self.grid.indexOf(w) >= 0:
+                w.show()
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """Holds the widgets and actions; behaviour lives in the controller."""
+
+    files_dropped = QtCore.Signal(list)  # local paths
+    closing = QtCore.Signal()
+
+    def __init__(self, layers: LayerList) -> None:
+        super().__init__()
+        self.setObjectName("radlens-main-window")
+        self.setWindowTitle("RadLens")
+        self.setAcceptDrops(True)
+        self.mpr = MprPanel()
+        self.setCentralWidget(self.mpr)
+        self.browser = SeriesBrowser()
+        self.layer_panel = LayerPanel(layers)
+        self.measurements = MeasurementPanel()
+        self.browser_dock = self._dock("Series", self.browser, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.layer_dock = self._dock("Layers", self.layer_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
+        self.measure_dock = self._dock("Measurements", self.measurements, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
+        self._build_status_bar()
+        self.actions_by_name: dict[str, QtGui.QAction] = {}
+        self._build_menus()
+        self.resize(1400, 800)
+
+    def _dock(self, title: str, widget: QtWidgets.QWidget, area: QtCore.Qt.DockWidgetArea) -> QtWidgets.QDockWidget:
+        dock = QtWidgets.QDockWidget(title, self)
+        dock.setObjectName(f"dock-{title.lower()}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.probe_label = QtWidgets.QLabel("")
+        self.probe_label.setObjectName("probe")
+        self.wl_label = QtWidgets.QLabel("")
+        self.progress = QtWidgets.QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setMaximumWidth(180)
+        self.progress.setVisible(False)
+        self.cancel_button = QtWidgets.QPushButton("Cancel")
+        self.cancel_button.setVisible(False)
+        bar.addWidget(self.probe_label, 1)
+        bar.addPermanentWidget(self.wl_label)
+        bar.addPermanentWidget(self.progress)
+        bar.addPermanentWidget(self.cancel_button)
+
+    def _action(
+        self,
+        menu: QtWidgets.QMenu,
+        name: str,
+        text: str,
+        shortcut: str | QtGui.QKeySequence | None = None,
+        checkable: bool = False,
+    ) -> QtGui.QAction:
+        action = QtGui.QAction(text, self)
+        action.setObjectName(name)
+        if shortcut is not None:
+            action.setShortcut(QtGui.QKeySequence(shortcut))
+        action.setCheckable(checkable)
+        menu.addAction(action)
+        self.addAction(action)  # shortcuts work even when the menu bar is hidden
+        self.actions_by_name[name] = action
+        return action
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        f = mb.addMenu("&File")
+        self._action(f, "open-folder", "Open &folder…", QtGui.QKeySequence.StandardKey.Open)
+        self._action(f, "open-file", "Open f&ile…", "Ctrl+Shift+O")
+        self._action(f, "open-mask", "Open &mask as layer…", "Ctrl+M")
+        self.recent_menu = f.addMenu("&Recent folders")
+        f.addSeparator()
+        self._action(f, "save-view", "Save view screenshot…", "Ctrl+S")
+        self._action(f, "save-window", "Save window screenshot…", "Ctrl+Shift+S")
+        self._action(f, "copy-view", "Copy view to clipboard", "Ctrl+Shift+C")
+        f.addSeparator()
+        self._action(f, "quit", "&Quit", QtGui.QKeySequence.StandardKey.Quit)
+        v = mb.addMenu("&View")
+        for name in LAYOUTS:
+            self._action(v, f"layout-{name}", f"Layout {name}", {"1x3": "F2", "2x2": "F3", "single": "F4"}[name])
+        self._action(v, "reset-view", "&Reset view", "R")
+        self._action(v, "crosshair", "Show &crosshair", "C", checkable=True).setChecked(True)
+        self._action(v, "cine", "C&ine play", "Space", checkable=True)
+        w = mb.addMenu("&Window")
+        for name, (_wl, key) in CT_PRESETS.items():
+            self._action(w, f"preset-{name.lower()}", f"{name}", key)
+        self._action(w, "preset-auto", "Auto (percentiles)", AUTO_SHORTCUT)
+        self.file_presets_menu = w.addMenu("From file")
+        self._action(w, "window-entry", "Enter window/level…", "W")
+        self._action(w, "invert", "&Invert", "I", checkable=True)
+        t = mb.addMenu("&Tools")
+        for name, text, key in (
+            ("tool-crosshair", "Crosshair", "Esc"),
+            ("tool-distance", "Distance ruler", "D"),
+            ("tool-rectangle", "Rectangle ROI", "Shift+R"),
+            ("tool-ellipse", "Ellipse ROI", "E"),
+        ):
+            self._action(t, name, text, key, checkable=True)
+        self.actions_by_name["tool-crosshair"].setChecked(True)
+        self.tool_group = QtGui.QActionGroup(self)
+        for name in ("tool-crosshair", "tool-distance", "tool-rectangle", "tool-ellipse"):
+            self.tool_group.addAction(self.actions_by_name[name])
+        h = mb.addMenu("&Help")
+        self._action(h, "shortcuts", "&Keyboard shortcuts", "F1")
+        self._action(h, "about", "&About RadLens")
+
+    def dragEnterEvent(self, ev: QtGui.QDragEnterEvent) -> None:
+        if ev.mimeData().hasUrls():
+            ev.acceptProposedAction()
+
+    def dropEvent(self, ev: QtGui.QDropEvent) -> None:
+        paths = [u.toLocalFile() for u in ev.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            self.files_dropped.emit(paths)
+            ev.acceptProposedAction()
+
+    def closeEvent(self, ev: QtGui.QCloseEvent) -> None:
+        self.closing.emit()
+        super().closeEvent(ev)
+
+    def shortcut_table(self) -> list[tuple[str, str]]:
+        rows = [
+            (a.text().replace("&", ""), a.shortcut().toString())
+            for a in self.actions_by_name.values()
+            if not a.shortcut().isEmpty()
+        ]
+        rows += [
+            ("Scroll slices", "Wheel, Up/Down, PgUp/PgDn"),
+            ("Zoom about cursor", "Ctrl+Wheel"),
+            ("Pan", "Middle-drag"),
+            ("Window/level", "Right-drag"),
+        ]
+        return rows
+
+    def set_progress(self, fraction: float, message: str, busy: bool) -> None:
+        self.progress.setVisible(busy)
+        self.cancel_button.setVisible(busy)
+        self.progress.setValue(int(fraction * 1000))
+        self.statusBar().showMessage(message, 5000 if not busy else 0)
