@@ -23,14 +23,24 @@ from inference.progress import CancelToken
 from inference.volume import Volume
 
 
-def _scan_in_process(path: str) -> ScanResult:
-    return scan(path, jobs=1)
+def _scan_in_process(path: str) -> tuple[ScanResult, dict[str, Any]]:
+    """Headers and thumbnails: all the pure-Python work, done outside the GUI process."""
+    from inference.io.thumbnails import stack_thumbnail
+
+    result = scan(path, jobs=1)
+    thumbs = {}
+    for stack in result.stacks()[:200]:
+        thumb = stack_thumbnail(stack)
+        if thumb is not None:
+            thumbs[stack.id] = thumb
+    return result, thumbs
 
 
 class LoadController(QtCore.QObject):
     """Scan a folder, then load stacks; one request at a time, newest wins."""
 
     scanned = QtCore.Signal(object)  # ScanResult
+    thumbnails = QtCore.Signal(object)  # {stack id: uint8 image}
     loaded = QtCore.Signal(object, object)  # Stack, Volume
     failed = QtCore.Signal(str, str)  # what, message
     progress = QtCore.Signal(float, str)
@@ -103,7 +113,7 @@ class LoadController(QtCore.QObject):
             self.busy = busy
             self.busy_changed.emit(busy)
 
-    def _wait(self, future: Future[ScanResult], generation: int) -> ScanResult:
+    def _wait(self, future: Future[Any], generation: int) -> Any:
         while True:
             if generation != self._generation:
                 future.cancel()
@@ -139,9 +149,11 @@ class LoadController(QtCore.QObject):
         worker.finished.connect(lambda: self._workers.discard(worker))
         worker.start()
 
-    def _on_scanned(self, result: ScanResult) -> None:
+    def _on_scanned(self, found: tuple[ScanResult, dict[str, Any]]) -> None:
+        result, thumbs = found
         self.progress.emit(1.0, f"{len(result.stacks())} stack(s) found")
         self.scanned.emit(result)
+        self.thumbnails.emit(thumbs)
 
 
 def load_stack_for_viewer(stack: Stack, cancel: CancelToken, on_progress: Any) -> Volume:

@@ -83,6 +83,7 @@ class ViewerController(QtCore.QObject):
         w.measurements.activated_row.connect(self._goto_measurement)
         w.cancel_button.clicked.connect(self.loader.cancel)
         self.loader.scanned.connect(self._on_scanned)
+        self.loader.thumbnails.connect(self._on_thumbnails)
         self.loader.loaded.connect(self._on_loaded)
         self.loader.failed.connect(self._on_failed)
         self.loader.progress.connect(lambda f, msg: w.set_progress(f, msg, self.loader.busy))
@@ -141,6 +142,10 @@ class ViewerController(QtCore.QObject):
             stack = max(stacks, key=lambda s: s.n_slices)
         self.load_stack(stack)
 
+    def _on_thumbnails(self, thumbs: dict[str, np.ndarray]) -> None:
+        for stack_id, image in thumbs.items():
+            self.window.browser.set_thumbnail(stack_id, image)
+
     def _on_loaded(self, stack: Stack, volume: Volume) -> None:
         self.current_stack = stack
         self.show_volume(volume)
@@ -149,12 +154,6 @@ class ViewerController(QtCore.QObject):
         self.model.open(volume)
         md = volume.metadata
         self.window.setWindowTitle(f"RadLens — {md.series_description or md.source or 'volume'}")
-        mid = volume.voxels[volume.shape[0] // 2]
-        if self.current_stack is not None and mid.ndim == 2:
-            lo, hi = self.model.window.levels
-            thumb = np.clip((mid.astype(np.float32) - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
-            step = max(1, max(thumb.shape) // 64)
-            self.window.browser.set_thumbnail(self.current_stack.id, thumb[::step, ::step])
         if volume.qa_warnings:
             self.window.statusBar().showMessage("Geometry: " + "; ".join(volume.qa_warnings), 15000)
         self.volume_shown.emit(volume)

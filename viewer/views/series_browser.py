@@ -23,7 +23,7 @@ class SeriesBrowser(QtWidgets.QTreeWidget):
         self.setObjectName("series-browser")
         self.setColumnCount(4)
         self.setHeaderLabels(["Series", "Mod.", "Slices", "Size"])
-        self.setIconSize(QtCore.QSize(48, 48))
+        self.setIconSize(QtCore.QSize(40, 40))
         self.setRootIsDecorated(True)
         self.setUniformRowHeights(False)
         self.itemDoubleClicked.connect(self._on_double_click)
@@ -69,7 +69,8 @@ class SeriesBrowser(QtWidgets.QTreeWidget):
         item.setData(0, STACK_ROLE, st)
         tip = [f"stack {st.id}: {st.modality} {st.description}", f"{st.n_slices} slices, {dims}"]
         if st.qa:
-            item.setIcon(1, warn)
+            item.setText(1, f"⚠ {st.modality}")
+            item.setForeground(1, QtGui.QBrush(QtGui.QColor(255, 200, 60)))
             tip += [str(q) for q in st.qa]
             item.setToolTip(1, "\n".join(str(q) for q in st.qa))
         item.setToolTip(0, "\n".join(tip))

@@ -192,6 +192,7 @@ class SliceView(pg.GraphicsView):
         painter.setPen(QtGui.QColor(230, 230, 230))
         a = self.annotations
         for n, text in enumerate(a.top_left):
+            text = metrics.elidedText(text, QtCore.Qt.TextElideMode.ElideRight, max(40, w // 2 - 30))
             painter.drawText(6, 4 + line_h * (n + 1) - metrics.descent(), text)
         for n, text in enumerate(a.top_right):
             painter.drawText(w - 6 - metrics.horizontalAdvance(text), 4 + line_h * (n + 1) - metrics.descent(), text)
@@ -208,7 +209,8 @@ class SliceView(pg.GraphicsView):
         left, right, top, bottom = a.edges
         painter.drawText(6, h // 2 + bm.ascent() // 2, left)
         painter.drawText(w - 6 - bm.horizontalAdvance(right), h // 2 + bm.ascent() // 2, right)
-        painter.drawText(w // 2 - bm.horizontalAdvance(top) // 2, 4 + bm.ascent() + 2 * line_h, top)
+        top_y = 4 + bm.ascent() + line_h * (max(len(a.top_left), len(a.top_right)))
+        painter.drawText(w // 2 - bm.horizontalAdvance(top) // 2, top_y, top)
         painter.drawText(w // 2 - bm.horizontalAdvance(bottom) // 2, h - 6 - bm.descent() - 2 * line_h, bottom)
         self._draw_scale_bar(painter, w, h)
         painter.restore()
