@@ -61,3 +61,29 @@ class OperationCancelled(RadLensError):
 
 class GeometryWarning(UserWarning):
     """The geometry of a stack is irregular; shown to the user, never silently fixed."""
+
+
+class ModelCardError(RadLensError):
+    """A model card is missing a field or has a wrong value."""
+
+    def __init__(self, path: str | Path | None, reason: str) -> None:
+        self.path = None if path is None else Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}" if self.path else reason)
+
+
+class ModelLoadError(RadLensError):
+    """Weights are missing, tampered with, or not in a safe format; nothing was deserialised."""
+
+    def __init__(self, path: str | Path | None, reason: str) -> None:
+        self.path = None if path is None else Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}" if self.path else reason)
+
+
+class InferenceCancelled(OperationCancelled):
+    """An inference run stopped at a batch boundary because it was cancelled."""
+
+
+class DeviceError(RadLensError):
+    """The requested compute device is not available."""
