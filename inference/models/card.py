@@ -87,11 +87,28 @@ class ModelCard:
     threshold: float = 0.5
     pipeline: str = ""  # a named adapter for models with their own multi-stage logic (e.g. deepbet)
     default_for: tuple[str, ...] = ()  # modalities for which this is the default model
+    weights_distribution: str = ""  # weights shipped inside another installed package (e.g. "deepbet")
+    extra_weights: tuple[tuple[str, str], ...] = ()  # (file, sha256) for multi-network pipelines
     path: Path = Path()
 
     @property
     def weights_path(self) -> Path:
-        return (self.path.parent / self.weights).resolve()
+        return self.resolve_file(self.weights)
+
+    def resolve_file(self, name: str) -> Path:
+        """A weights file next to the card, or inside the installed ``weights_distribution``."""
+        if not self.weights_distribution:
+            return (self.path.parent / name).resolve()
+        from importlib.metadata import PackageNotFoundError, distribution
+
+        try:
+            dist = distribution(self.weights_distribution)
+        except PackageNotFoundError:
+            return Path(f"<{self.weights_distribution} is not installed>") / name
+        for f in dist.files or []:
+            if str(f).replace("\\", "/").endswith("/" + name) or str(f) == name:
+                return Path(str(dist.locate_file(f))).resolve()
+        return Path(f"<{name} not found in {self.weights_distribution}>")
 
     @property
     def key(self) -> str:
@@ -136,6 +153,8 @@ _TOP_KEYS = {
     "threshold",
     "pipeline",
     "default_for",
+    "weights_distribution",
+    "extra_weights",
 }
 _INPUT_KEYS = {"size", "context_slices", "window", "normalise", "target_spacing", "patch_size", "batch_size"}
 
@@ -225,6 +244,8 @@ def parse_card(data: dict[str, Any], path: Path) -> ModelCard:
         threshold=float(data.get("threshold", 0.5)),
         pipeline=str(data.get("pipeline", "")),
         default_for=tuple(str(m).upper() for m in data.get("default_for", [])),
+        weights_distribution=str(data.get("weights_distribution", "")),
+        extra_weights=tuple((str(e["file"]), str(e["sha256"]).lower()) for e in data.get("extra_weights", [])),
         path=path,
     )
 
