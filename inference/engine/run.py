@@ -247,7 +247,7 @@ def run(
     card = model.card if isinstance(model, LoadedModel) else model
     if volume.voxels.ndim != 3:
         raise RadLensError(f"model {card.name} needs a greyscale volume, got voxels of shape {volume.voxels.shape}")
-    if card.modality and not card.accepts(volume.metadata.modality or ""):
+    if card.modality and volume.metadata.modality and not card.accepts(volume.metadata.modality):
         shown = volume.metadata.modality or "unknown"
         raise RadLensError(f"model {card.name} is for {'/'.join(card.modality)}, this volume is {shown}")
     if card.pipeline:
