@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from inference.engine.run import LoadedModel, _Batches, run
 from inference.engine.result import Result
+from inference.engine.run import LoadedModel, _Batches, run
 from inference.errors import InferenceCancelled, RadLensError
 from inference.progress import CancelToken
 from inference.sample_study import make_chest_phantom
