@@ -188,14 +188,15 @@ def run_deepbet(
     small_mask = _largest_component((small > 0.5).cpu().numpy())
     result.timings["bbox"] = time.perf_counter() - t2
     src_shape = volume.shape
-    if not small_mask.any():
+    try:
+        box = _bbox_with_margin(torch.from_numpy(small_mask.astype(np.float32)), full_shape, BBOX_MARGIN)
+    except ValueError:  # too little foreground (deepbet itself stops on an assertion here)
         result.messages.append("deepbet found no brain in this volume (is it a T1-weighted head MRI?)")
         result.label_map = np.zeros(src_shape, dtype=np.uint8)
         result.probability_map = np.zeros(src_shape, dtype=np.float32)
         result.study_score = None
         on_progress(1.0, "done: no brain found")
         return result
-    box = _bbox_with_margin(torch.from_numpy(small_mask.astype(np.float32)), full_shape, BBOX_MARGIN)
 
     _stage(on_progress, cancel, 0.3, "segmenting the brain (256³)")
     t3 = time.perf_counter()
