@@ -37,3 +37,22 @@ def to_uint8_preview(image: npt.NDArray[Any], size: int) -> npt.NDArray[np.uint8
     lo, hi = np.percentile(small, [1, 99]) if small.size else (0.0, 1.0)
     scaled = (small - lo) / max(float(hi - lo), 1e-6) * 255
     return np.ascontiguousarray(np.clip(scaled, 0, 255).astype(np.uint8))
+
+
+def scan_with_thumbnails(path: str, limit: int = 200) -> tuple[Any, dict[str, npt.NDArray[np.uint8]]]:
+    """A scan plus a thumbnail for each of the first ``limit`` stacks (run in a worker process)."""
+    from inference.io.scan import scan
+
+    result = scan(path, jobs=1)
+    thumbs = {}
+    for stack in result.stacks()[:limit]:
+        thumb = stack_thumbnail(stack)
+        if thumb is not None:
+            thumbs[stack.id] = thumb
+    return result, thumbs
+
+
+def warm_up() -> None:
+    """Import the scanning code in a fresh worker process before the first folder is opened."""
+    import inference.io.dicom_loader
+    import inference.io.scan  # noqa: F401

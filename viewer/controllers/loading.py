@@ -14,26 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from PySide6 import QtCore
-from superqt.utils import create_worker
 
 from inference.errors import OperationCancelled
-from inference.io.scan import ScanResult, scan
+from inference.io.scan import ScanResult
 from inference.io.stacks import Stack
+from inference.io.thumbnails import scan_with_thumbnails, warm_up
 from inference.progress import CancelToken
 from inference.volume import Volume
-
-
-def _scan_in_process(path: str) -> tuple[ScanResult, dict[str, Any]]:
-    """Headers and thumbnails: all the pure-Python work, done outside the GUI process."""
-    from inference.io.thumbnails import stack_thumbnail
-
-    result = scan(path, jobs=1)
-    thumbs = {}
-    for stack in result.stacks()[:200]:
-        thumb = stack_thumbnail(stack)
-        if thumb is not None:
-            thumbs[stack.id] = thumb
-    return result, thumbs
+from viewer.controllers.worker import create_worker
 
 
 class LoadController(QtCore.QObject):
@@ -60,7 +48,7 @@ class LoadController(QtCore.QObject):
         """Scan ``path`` in a worker process; emits ``scanned`` or ``failed``."""
         generation = self._begin()
         self.progress.emit(0.0, f"scanning {Path(path).name}…")
-        future = self._pool().submit(_scan_in_process, str(path))
+        future = self._pool().submit(scan_with_thumbnails, str(path))
         self._run(generation, lambda: self._wait(future, generation), self._on_scanned)
         return generation
 
@@ -100,6 +88,10 @@ class LoadController(QtCore.QObject):
         if self._executor is None:
             self._executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
         return self._executor
+
+    def warm_up(self) -> None:
+        """Start the scan process now, so the first open does not wait for its imports."""
+        self._pool().submit(warm_up)
 
     def _begin(self) -> int:
         self._cancel.cancel()  # the previous request stops at its next check

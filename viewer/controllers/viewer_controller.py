@@ -12,8 +12,10 @@ from PySide6 import QtCore, QtWidgets
 from inference import __version__
 from inference.io.scan import ScanResult
 from inference.io.stacks import Stack
+from inference.models.registry import Registry
 from inference.volume import Volume
 from viewer.controllers import plane_render as pr
+from viewer.controllers.analysis_controller import AnalysisController
 from viewer.controllers.loading import LoadController
 from viewer.controllers.settings import Settings
 from viewer.models.layers import HeatmapLayer, LabelLayer, check_same_grid
@@ -38,12 +40,20 @@ class ViewerController(QtCore.QObject):
     error_shown = QtCore.Signal(str)
 
     def __init__(
-        self, model: ViewerModel | None = None, settings: Settings | None = None, interactive: bool = True
+        self,
+        model: ViewerModel | None = None,
+        settings: Settings | None = None,
+        interactive: bool = True,
+        registry: Registry | None = None,
     ) -> None:
         super().__init__()
         self.model = model or ViewerModel()
         self.window = MainWindow(self.model.layers)
         self.loader = LoadController(self)
+        self.loader.warm_up()
+        self.analysis = AnalysisController(self.model, self.window.analysis_panel, self.window.mpr.fourth, registry)
+        self.analysis.failed.connect(self._error)
+        self.analysis.finished.connect(self._on_analysis_finished)
         self.settings = settings or Settings()
         self.interactive = interactive  # False: errors go to the status bar, never a modal box
         self.scan_result: ScanResult | None = None
@@ -78,6 +88,7 @@ class ViewerController(QtCore.QObject):
             view.scrolled.connect(lambda d, p=plane: m.step_slice(p, d))
             view.window_dragged.connect(self._on_window_drag)
             view.activated.connect(lambda p=plane: setattr(w.mpr, "active", p))
+            view.vb.sigRangeChanged.connect(lambda *_a, p=plane: self._refresh_annotations(p))
         w.browser.stack_activated.connect(self.load_stack)
         w.measurements.delete_requested.connect(self._delete_measurement)
         w.measurements.activated_row.connect(self._goto_measurement)
@@ -239,7 +250,12 @@ class ViewerController(QtCore.QObject):
             view.set_crosshair(*cur.display_to_plane(plane, (float(cursor[0]), float(cursor[1]), float(cursor[2]))))
             view.set_annotations(self._annotations(plane))
 
-    def _annotations(self, plane: Plane) -> pr.Annotations:
+    def _refresh_annotations(self, plane: Plane) -> None:
+        """Zoom (Ctrl+wheel, resize, reset) changes the corner text without a new slice."""
+        if self.model.current is not None:
+            self.window.mpr.views[plane].set_annotations(self._annotations(plane))
+
+    def _annotations(self, plane: Plane) -> Annotations:
         cur = self.model.current
         assert cur is not None
         md = cur.volume.metadata
@@ -451,8 +467,13 @@ class ViewerController(QtCore.QObject):
         if paths:
             self.open_path(paths[0])
 
+    def _on_analysis_finished(self, _result: object) -> None:
+        if self.window.mpr.layout_name == "1x3":
+            self.set_layout("2x2")  # the score plot lives in the fourth pane
+
     def shutdown(self) -> None:
         self.cine_timer.stop()
+        self.analysis.shutdown()
         self.settings.save_window(self.window)
         self.loader.shutdown()
 

@@ -8,6 +8,7 @@ from viewer.models.layers import LayerList
 from viewer.models.measurements import Plane
 from viewer.models.window_level import AUTO_SHORTCUT, CT_PRESETS
 
+from .analysis_panel import AnalysisPanel, SliceScorePlot
 from .layer_panel import LayerPanel
 from .measurement_panel import MeasurementPanel
 from .series_browser import SeriesBrowser
@@ -22,10 +23,7 @@ class MprPanel(QtWidgets.QWidget):
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.views = {plane: SliceView(plane) for plane in Plane}
-        self.fourth = QtWidgets.QLabel("Analysis")
-        self.fourth.setObjectName("analysis-pane")
-        self.fourth.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
-        self.fourth.setStyleSheet("color: #777; background: #111;")
+        self.fourth = SliceScorePlot()
         self.grid = QtWidgets.QGridLayout(self)
         self.grid.setContentsMargins(0, 0, 0, 0)
         self.grid.setSpacing(2)
@@ -79,9 +77,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.browser = SeriesBrowser()
         self.layer_panel = LayerPanel(layers)
         self.measurements = MeasurementPanel()
+        self.analysis_panel = AnalysisPanel()
         self.browser_dock = self._dock("Series", self.browser, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
         self.layer_dock = self._dock("Layers", self.layer_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
         self.measure_dock = self._dock("Measurements", self.measurements, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
+        self.analysis_dock = self._dock("Analysis", self.analysis_panel, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
         self._build_status_bar()
         self.actions_by_name: dict[str, QtGui.QAction] = {}
         self._build_menus()

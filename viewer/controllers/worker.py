@@ -1,0 +1,48 @@
+"""Running a callable on Qt's thread pool with its result or error delivered on the GUI thread.
+
+(superqt's ``create_worker`` does the same, but importing superqt costs over a second of
+start-up through qtpy, so the viewer keeps this small equivalent.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from PySide6 import QtCore
+
+
+class _Signals(QtCore.QObject):
+    returned = QtCore.Signal(object)
+    errored = QtCore.Signal(object)
+    finished = QtCore.Signal()
+
+
+class Worker(QtCore.QRunnable):
+    """``Worker(func).start()``; connect to ``returned``, ``errored`` and ``finished`` first."""
+
+    def __init__(self, func: Callable[[], Any]) -> None:
+        super().__init__()
+        self.func = func
+        self.signals = _Signals()
+        self.returned = self.signals.returned
+        self.errored = self.signals.errored
+        self.finished = self.signals.finished
+        self.setAutoDelete(False)
+
+    def run(self) -> None:
+        try:
+            result = self.func()
+        except BaseException as exc:  # delivered to the GUI thread, never lost
+            self.signals.errored.emit(exc)
+        else:
+            self.signals.returned.emit(result)
+        finally:
+            self.signals.finished.emit()
+
+    def start(self) -> None:
+        QtCore.QThreadPool.globalInstance().start(self)
+
+
+def create_worker(func: Callable[[], Any], _start_thread: bool = False) -> Worker:
+    return Worker(func)
