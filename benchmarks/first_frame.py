@@ -115,7 +115,8 @@ def main() -> int:
         verdict = "FAIL" if torch else "PASS"
         print(f"\n  -X importtime: {len(names)} modules; torch imported: {'YES' if torch else 'no'}  {verdict}")
         top = sorted((r for r in rows if r[1] == 1), reverse=True)[:8]
-        print("  slowest top-level imports, GUI process and spawned scan worker together (cumulative): " + ", ".join(f"{n} {us / 1e3:.0f} ms" for us, _, n in top))
+        slowest = ", ".join(f"{n} {us / 1e3:.0f} ms" for us, _, n in top)
+        print(f"  slowest top-level imports (cumulative; GUI process and spawned scan worker together): {slowest}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
