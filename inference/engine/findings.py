@@ -27,12 +27,18 @@ def find_components(
         components, n = ndimage.label(label_map == label, structure=np.ones((3, 3, 3), dtype=bool))
         if n == 0:
             continue
-        index = np.arange(1, n + 1)
-        counts = ndimage.sum_labels(np.ones_like(components, dtype=np.int32), components, index)
-        centres = ndimage.center_of_mass(np.ones_like(components, dtype=np.uint8), components, index)
-        peaks = (
-            ndimage.maximum(probability, components, index) if probability is not None else np.ones(n, dtype=np.float32)
-        )
+        flat = components.ravel()
+        counts = np.bincount(flat, minlength=n + 1)[1:]
+        kk, jj, ii = np.nonzero(components)
+        member = components[kk, jj, ii]
+        sums = [np.bincount(member, weights=axis, minlength=n + 1)[1:] for axis in (kk, jj, ii)]
+        centres = list(zip(*(s / np.maximum(counts, 1) for s in sums), strict=True))
+        if probability is not None:
+            peaks = np.full(n + 1, -np.inf)
+            np.maximum.at(peaks, member, probability[kk, jj, ii])
+            peaks = peaks[1:]
+        else:
+            peaks = np.ones(n, dtype=np.float32)
         for count, (k, j, i), peak in zip(counts, centres, peaks, strict=True):
             if count < min_voxels:
                 continue
