@@ -127,14 +127,30 @@ def _read_native_into(out: npt.NDArray[Any], h: DicomHeader, frame: int, scratch
     assert h.pixel_data_offset is not None
     target = out if scratch is None else scratch
     offset = h.pixel_data_offset + frame * h.frame_bytes
+    view = memoryview(target).cast("B")  # type: ignore[arg-type]
     try:
-        with open(h.path, "rb", buffering=0) as fp:
-            fp.seek(offset)
-            got = fp.readinto(memoryview(target).cast("B"))  # type: ignore[arg-type]
+        if _HAVE_PREADV:  # one system call per slice, no file object
+            fd = os.open(h.path, os.O_RDONLY)
+            try:
+                got = os.preadv(fd, [view], offset)
+                while 0 < got < len(view):  # short read before the end of the file: read on
+                    more = os.preadv(fd, [view[got:]], offset + got)
+                    if more == 0:
+                        break
+                    got += more
+            finally:
+                os.close(fd)
+        else:
+            with open(h.path, "rb", buffering=0) as fp:
+                fp.seek(offset)
+                got = fp.readinto(view) or 0
     except OSError as exc:
         raise UnreadableFileError(h.path, f"cannot read pixel data ({exc.strerror or exc})") from exc
     if got != target.nbytes:
         raise TruncatedFileError(h.path, f"pixel data is truncated: {got} of {target.nbytes} bytes present")
+
+
+_HAVE_PREADV = hasattr(os, "preadv")
 
 
 def _decode(h: DicomHeader) -> npt.NDArray[Any]:
@@ -263,6 +279,9 @@ def _read_slices(
     # Read in place when the stored type is the output type and no overflow check is needed.
     in_place = stored == out_dtype and not checked
     scratch = None if in_place or stored is None else np.empty((h0.rows, h0.columns), dtype=stored)
+    # Checked int16 output from 16-bit stored values: read each slice straight into the output
+    # and shift it there, checking only the extreme the intercept pushes towards the int16 limit.
+    direct = checked and out_dtype == np.int16 and stored is not None and stored.itemsize == 2
     decoded: dict[int, npt.NDArray[Any]] = {}
     for k, ref in enumerate(stack.slices):
         if k % 16 == 0:
@@ -271,6 +290,13 @@ def _read_slices(
         h = stack.headers[ref.header_index]
         if h.native and h.photometric != "MONOCHROME1":
             check_pixel_length(h)
+            g = ref.geometry
+            if direct and h.bits_allocated == 16 and g.slope == 1 and g.intercept == int(g.intercept):
+                unsigned = h.pixel_representation != 1
+                plane = out[k].view(np.uint16) if unsigned else out[k]
+                _read_native_into(plane, h, ref.frame_index, None)
+                _shift_in_place(plane, int(g.intercept), unsigned)
+                continue
             _read_native_into(out[k], h, ref.frame_index, scratch)
             if scratch is None:
                 _rescale_in_place(out[k], ref.geometry.slope, ref.geometry.intercept)
@@ -286,6 +312,25 @@ def _read_slices(
         else:
             out[k] = _rescaled(raw, h, ref.geometry.slope, ref.geometry.intercept, out_dtype, checked)
     return out
+
+
+def _shift_in_place(plane: npt.NDArray[Any], intercept: int, unsigned: bool) -> None:
+    """Add ``intercept`` to 16-bit stored values in place, leaving int16 bits behind.
+
+    ``plane`` holds uint16 (``unsigned``) or int16 stored values. Raises :class:`_Int16Overflow`
+    when a result would leave the int16 range; otherwise modular 16-bit addition gives exactly
+    the int16 result (read back through an int16 view of the same bytes).
+    """
+    if plane.size == 0 or (intercept == 0 and not unsigned):
+        return
+    # Only the extreme the intercept pushes towards a limit needs looking at (stored uint16 ≥ 0).
+    if (unsigned or intercept > 0) and int(plane.max()) + intercept > 32767:
+        raise _Int16Overflow
+    if ((intercept < 0 and not unsigned) or intercept < -32768) and int(plane.min()) + intercept < -32768:
+        raise _Int16Overflow
+    if intercept != 0:
+        bits = plane.view(np.uint16)
+        np.add(bits, np.uint16(intercept & 0xFFFF), out=bits)
 
 
 def _rescale_in_place(plane: npt.NDArray[Any], slope: float, intercept: float) -> None:
