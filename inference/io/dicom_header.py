@@ -260,10 +260,11 @@ def _pixel_element(fp: Any, explicit_vr: bool, big_endian: bool = False) -> tupl
 
 
 def read_header(path: str | os.PathLike[str]) -> DicomHeader:
-    """Parse the header of one DICOM file; raise a typed :class:`LoadError` if it cannot be used."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+    """Parse the header of one DICOM file; raise a typed :class:`LoadError` if it cannot be used.
 
+    Plain Explicit/Implicit VR Little Endian files are read by :mod:`inference.io.fast_header`
+    without pydicom; everything else (and anything that reader is unsure of) goes through pydicom.
+    """
     p = os.fspath(path)
     try:
         st = os.stat(p)
@@ -273,6 +274,29 @@ def read_header(path: str | os.PathLike[str]) -> DicomHeader:
         raise UnreadableFileError(p, "not a regular file (folder, FIFO, socket or device)")
     if st.st_size == 0:
         raise EmptyFileError(p, "the file is empty (0 bytes)")
+    from inference.io.fast_header import read_header_fd
+
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        raise UnreadableFileError(p, f"cannot read file ({exc.strerror or exc})") from exc
+    try:
+        header = read_header_fd(p, fd, st)
+    except LoadError:
+        raise
+    except Exception:  # the fast reader never decides a failure: pydicom does
+        header = None
+    finally:
+        os.close(fd)
+    if header is not None:
+        return header
+    return _read_header_pydicom(p, st)
+
+
+def _read_header_pydicom(p: str, st: os.stat_result) -> DicomHeader:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
     try:
         with open(p, "rb") as fp:
             try:

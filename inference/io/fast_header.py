@@ -1,0 +1,426 @@
+"""A fast, pydicom-free header reader for plain Part-10 files in (Explicit or Implicit) VR Little Endian.
+
+It walks the top-level data elements of the file's first bytes with ``struct``, converts only the
+handful of elements RadLens needs, exactly as pydicom would convert them, and hands them to the
+same :func:`~inference.io.dicom_header._header_from` the pydicom path uses. It is deliberately
+narrow: whenever a file holds anything it cannot read with certainty (another transfer syntax, no
+preamble, multi-frame objects, a character set other than the default, ISO_IR 100 or ISO_IR 192,
+an unexpected VR, an odd value, elements out of order, a file cut short…) it returns ``None`` and
+the caller falls back on pydicom, which then accepts the file or raises the usual typed error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+from typing import Any
+
+from inference.errors import LoadError
+from inference.io.dicom_header import DicomHeader, _header_from
+
+IMPLICIT_LE = "1.2.840.10008.1.2"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+
+#: Bytes read first; a header longer than this is read on demand.
+FIRST_CHUNK = 64 * 1024
+
+#: tag → (pydicom keyword, VR) of the elements :func:`_header_from` reads.
+NEEDED: dict[int, tuple[str, str]] = {
+    0x00080005: ("SpecificCharacterSet", "CS"),
+    0x00080008: ("ImageType", "CS"),
+    0x00080016: ("SOPClassUID", "UI"),
+    0x00080018: ("SOPInstanceUID", "UI"),
+    0x00080020: ("StudyDate", "DA"),
+    0x00080021: ("SeriesDate", "DA"),
+    0x00080060: ("Modality", "CS"),
+    0x00081030: ("StudyDescription", "LO"),
+    0x0008103E: ("SeriesDescription", "LO"),
+    0x00100010: ("PatientName", "PN"),
+    0x00100020: ("PatientID", "LO"),
+    0x00180050: ("SliceThickness", "DS"),
+    0x00180086: ("EchoNumbers", "IS"),
+    0x0020000D: ("StudyInstanceUID", "UI"),
+    0x0020000E: ("SeriesInstanceUID", "UI"),
+    0x00200011: ("SeriesNumber", "IS"),
+    0x00200012: ("AcquisitionNumber", "IS"),
+    0x00200013: ("InstanceNumber", "IS"),
+    0x00200032: ("ImagePositionPatient", "DS"),
+    0x00200037: ("ImageOrientationPatient", "DS"),
+    0x00200052: ("FrameOfReferenceUID", "UI"),
+    0x00280002: ("SamplesPerPixel", "US"),
+    0x00280004: ("PhotometricInterpretation", "CS"),
+    0x00280006: ("PlanarConfiguration", "US"),
+    0x00280008: ("NumberOfFrames", "IS"),
+    0x00280010: ("Rows", "US"),
+    0x00280011: ("Columns", "US"),
+    0x00280030: ("PixelSpacing", "DS"),
+    0x00280100: ("BitsAllocated", "US"),
+    0x00280101: ("BitsStored", "US"),
+    0x00280103: ("PixelRepresentation", "US"),
+    0x00281050: ("WindowCenter", "DS"),
+    0x00281051: ("WindowWidth", "DS"),
+    0x00281052: ("RescaleIntercept", "DS"),
+    0x00281053: ("RescaleSlope", "DS"),
+    0x00541001: ("Units", "CS"),
+    0x30040002: ("DoseUnits", "CS"),
+}
+
+_NEEDED = {tag: (keyword, vr, vr.encode()) for tag, (keyword, vr) in NEEDED.items()}
+
+#: Elements whose presence means a multi-frame or dose object: pydicom reads those.
+REFUSED = {
+    0x3004000C,  # GridFrameOffsetVector
+    0x3004000E,  # DoseGridScaling
+    0x52009229,  # SharedFunctionalGroupsSequence
+    0x52009230,  # PerFrameFunctionalGroupsSequence
+}
+
+#: Common standard sequences that implicit-VR files write with undefined length. Any other
+#: standard tag of undefined length in an implicit-VR file is left to pydicom, which decides
+#: from its dictionary whether the value is a sequence.
+IMPLICIT_SQ_TAGS = {
+    0x00081032, 0x00081110, 0x00081111, 0x00081115, 0x00081120, 0x00081140, 0x00081250, 0x00082112,
+    0x00082218, 0x00082220, 0x00082228, 0x00089121, 0x00089124, 0x00089215, 0x00089237, 0x00100050,
+    0x00101002, 0x00120064, 0x00180026, 0x00180029, 0x0018002A, 0x00189321, 0x00189346, 0x00189381,
+    0x00189406, 0x00189477, 0x00209222, 0x00209221, 0x00209071,
+    0x00281352, 0x00283000, 0x00283010, 0x00283110, 0x00289110, 0x00321064, 0x00400008, 0x00400100,
+    0x00400260, 0x00400275, 0x00400321, 0x00400555, 0x0040A043, 0x0040A168, 0x0040A170, 0x0040A730,
+    0x00540012, 0x00540013, 0x00540016, 0x00540220, 0x00540300, 0x00540410, 0x00540412, 0x00880200,
+}  # fmt: skip
+
+EXPLICIT_VR_32 = frozenset({b"OB", b"OD", b"OF", b"OL", b"OW", b"OV", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
+EXPLICIT_VR_16 = frozenset(
+    {
+        b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO",
+        b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
+    }
+)  # fmt: skip
+
+ITEM = 0xFFFEE000
+ITEM_END = 0xFFFEE00D
+SEQ_END = 0xFFFEE0DD
+UNDEFINED = 0xFFFFFFFF
+PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+
+_EXPLICIT = struct.Struct("<HH2sH")
+_IMPLICIT = struct.Struct("<HHI")
+_U32 = struct.Struct("<I")
+_U16 = struct.Struct("<H")
+
+#: A DS or IS value pydicom and Python's ``float``/``int`` read the same way (no ``1_0``, ``nan``…).
+_DS = re.compile(r" *[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)? *")
+_IS = re.compile(r" *[+-]?[0-9]+ *")
+
+#: SpecificCharacterSet values handled here, with the Python codec pydicom uses for text VRs.
+_CHARSETS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
+
+
+class _Fallback(Exception):
+    """Something this reader does not handle with certainty: let pydicom read the file."""
+
+
+class NeedMore(Exception):
+    """The walk needs more bytes of the file than it was given."""
+
+    def __init__(self, end: int) -> None:
+        super().__init__(end)
+        self.end = end
+
+
+def read_header_fast(path: str, data: bytes, st: os.stat_result | None = None) -> DicomHeader | None:
+    """The header of the file whose first bytes are ``data``, or ``None`` to read it with pydicom.
+
+    ``st`` is the file's ``os.stat`` result (taken here when not given). The header equals what
+    :func:`inference.io.dicom_header.read_header` gives through pydicom, field for field.
+    """
+    st = st if st is not None else os.stat(path)
+    try:
+        return _read(path, data, st)
+    except LoadError:
+        raise  # absurd dimensions: the pydicom path says the same
+    except Exception:  # _Fallback, NeedMore, or a value _header_from cannot take: pydicom decides
+        return None
+
+
+def read_header_fd(path: str, fd: int, st: os.stat_result) -> DicomHeader | None:
+    """:func:`read_header_fast` on an open descriptor (at offset 0), reading more when the header needs it."""
+    data = os.read(fd, FIRST_CHUNK)
+    for _ in range(4):
+        try:
+            return _read(path, data, st)
+        except NeedMore as more:
+            want = min(st.st_size, max(more.end, 4 * len(data)))
+            while len(data) < want:
+                chunk = os.read(fd, want - len(data))
+                if not chunk:
+                    return None
+                data += chunk
+        except LoadError:
+            raise
+        except Exception:
+            return None
+    return None
+
+
+def _read(path: str, data: bytes, st: os.stat_result) -> DicomHeader | None:
+    size = st.st_size
+
+    def need(end: int) -> None:
+        if end > len(data):
+            if len(data) < size:
+                raise NeedMore(end)
+            raise _Fallback  # the file ends inside: pydicom says how
+
+    need(132)
+    if data[128:132] != b"DICM":
+        raise _Fallback
+    # File meta information: explicit VR little endian, group 0002.
+    pos = 132
+    ts = None
+    last = -1
+    while True:
+        need(pos + 8)
+        group, elem, vr, length = _EXPLICIT.unpack_from(data, pos)
+        if group != 2:
+            break
+        tag = group << 16 | elem
+        if tag <= last:
+            raise _Fallback
+        last = tag
+        if vr in EXPLICIT_VR_16:
+            start = pos + 8
+        elif vr in EXPLICIT_VR_32:
+            need(pos + 12)
+            length = _U32.unpack_from(data, pos + 8)[0]
+            start = pos + 12
+        else:
+            raise _Fallback
+        if length == UNDEFINED:
+            raise _Fallback
+        need(start + length)
+        if tag == 0x00020010:
+            if vr != b"UI":
+                raise _Fallback
+            ts = data[start : start + length].decode("latin-1").rstrip("\0 ")
+        pos = start + length
+    if ts not in (IMPLICIT_LE, EXPLICIT_LE) or pos == 132:
+        raise _Fallback
+    explicit = ts == EXPLICIT_LE
+
+    # The data set. pydicom checks its first element for the other VR encoding, and reads a
+    # command set (group 0000) apart: leave both cases to it.
+    need(pos + 8)
+    v0, v1 = data[pos + 4], data[pos + 5]
+    looks_implicit = not (0x40 < v0 < 0x5B and 0x40 < v1 < 0x5B)
+    if looks_implicit == explicit or data[pos : pos + 2] == b"\0\0":
+        raise _Fallback
+    charset = "latin-1"
+    values: dict[str, Any] = {}
+    last = -1
+    dlen = len(data)
+    unpack = _EXPLICIT.unpack_from if explicit else _IMPLICIT.unpack_from
+    while True:
+        if pos == size:  # the file ends between elements: no pixel data
+            has_pixels, offset, plen = False, None, None
+            break
+        if pos + 12 > dlen:
+            need(min(pos + 12, size))
+        if explicit:
+            group, elem, vr, length = unpack(data, pos)
+            tag = group << 16 | elem
+            if tag in PIXEL_TAGS:
+                has_pixels, offset, plen = _pixel_element(data, pos, size, need, explicit)
+                break
+            if vr in EXPLICIT_VR_16:
+                start = pos + 8
+            elif vr in EXPLICIT_VR_32:
+                need(pos + 12)
+                length = _U32.unpack_from(data, pos + 8)[0]
+                start = pos + 12
+            else:
+                raise _Fallback
+        else:
+            group, elem, length = unpack(data, pos)
+            tag = group << 16 | elem
+            if tag in PIXEL_TAGS:
+                has_pixels, offset, plen = _pixel_element(data, pos, size, need, explicit)
+                break
+            vr = None
+            start = pos + 8
+        if tag <= last or group in (0, 2, 0xFFFE) or tag in REFUSED:
+            raise _Fallback
+        last = tag
+        if length == UNDEFINED:
+            if explicit and vr != b"SQ":
+                raise _Fallback
+            if not explicit and not (group & 1 or tag in IMPLICIT_SQ_TAGS):
+                raise _Fallback
+            if tag in NEEDED:
+                raise _Fallback
+            pos = _skip_sequence(data, start, explicit, need, top=not explicit and bool(group & 1))
+            continue
+        end = start + length
+        if end > dlen:
+            need(end)
+        spec = _NEEDED.get(tag)
+        if spec is not None:
+            keyword, want_vr, want_raw = spec
+            if vr is not None and vr != want_raw:
+                raise _Fallback
+            raw = data[start:end]
+            if tag == 0x00080005:
+                cs = _convert(raw, "CS", charset)
+                if not isinstance(cs, str) or cs.strip() not in _CHARSETS or cs != cs.strip():
+                    raise _Fallback
+                charset = _CHARSETS[cs]
+            values[keyword] = _convert(raw, want_vr, charset)
+        pos = end
+
+    if "SOPClassUID" not in values and "Modality" not in values and "Rows" not in values:
+        raise _Fallback  # pydicom names what is wrong with it
+    frames = values.get("NumberOfFrames")
+    if frames not in (None, "") and (isinstance(frames, list) or int(frames) > 1):
+        raise _Fallback
+    return _header_from(values, path, st, ts, has_pixels, offset, plen)
+
+
+def _pixel_element(data: bytes, pos: int, size: int, need: Any, explicit: bool) -> tuple[bool, int | None, int | None]:
+    """What :func:`inference.io.dicom_header._pixel_element` finds at ``pos``, from the same bytes."""
+    n = 12 if explicit else 8
+    if pos + n > size:  # pydicom reads the whole element header first, and fails on a short one
+        raise _Fallback
+    need(pos + n)
+    head = data[pos : pos + n]
+    if explicit:
+        if len(head) < 12:
+            return True, None, None
+        length = _U32.unpack_from(head, 8)[0]
+        offset = pos + 12
+    else:
+        length = _U32.unpack_from(head, 4)[0]
+        offset = pos + 8
+    if length == UNDEFINED:
+        return True, None, None
+    return True, offset, length
+
+
+def _skip_sequence(data: bytes, pos: int, explicit: bool, need: Any, top: bool = False) -> int:
+    """Position after an undefined-length sequence starting at ``pos``, walked as pydicom parses it."""
+    if top:  # a private tag: pydicom calls it a sequence only when an item follows
+        need(pos + 4)
+        if _U16.unpack_from(data, pos)[0] != 0xFFFE or _U16.unpack_from(data, pos + 2)[0] != 0xE000:
+            raise _Fallback
+    while True:
+        need(pos + 8)
+        group, elem, length = _IMPLICIT.unpack_from(data, pos)
+        tag = group << 16 | elem
+        pos += 8
+        if tag == SEQ_END:
+            if length != 0:
+                raise _Fallback
+            return pos
+        if tag != ITEM:
+            raise _Fallback
+        if length == UNDEFINED:
+            pos = _skip_item(data, pos, None, explicit, need)
+        else:
+            need(pos + length)
+            pos = _skip_item(data, pos, pos + length, explicit, need)
+
+
+def _skip_item(data: bytes, pos: int, end: int | None, explicit: bool, need: Any) -> int:
+    """Walk one item's elements (to ``end``, or to its delimiter when ``end`` is None)."""
+    first = True
+    while True:
+        if end is not None and pos == end:
+            return pos
+        if end is not None and pos > end:
+            raise _Fallback
+        need(pos + 8)
+        if explicit:
+            group, elem, vr, length = _EXPLICIT.unpack_from(data, pos)
+        else:
+            group, elem, length = _IMPLICIT.unpack_from(data, pos)
+            vr = None
+        tag = group << 16 | elem
+        if tag == ITEM_END:
+            if end is not None or _U32.unpack_from(data, pos + 4)[0] != 0:
+                raise _Fallback
+            return pos + 8
+        if group == 0xFFFE:
+            raise _Fallback
+        if explicit:
+            if first and not (0x40 < data[pos + 4] < 0x5B and 0x40 < data[pos + 5] < 0x5B):
+                raise _Fallback  # an implicit-VR item inside an explicit-VR file
+            if vr in EXPLICIT_VR_16:
+                start = pos + 8
+            elif vr in EXPLICIT_VR_32:
+                need(pos + 12)
+                length = _U32.unpack_from(data, pos + 8)[0]
+                start = pos + 12
+            else:
+                raise _Fallback
+        else:
+            start = pos + 8
+        first = False
+        if length == UNDEFINED:
+            if explicit and vr != b"SQ":
+                raise _Fallback
+            if not explicit and not (group & 1 or tag in IMPLICIT_SQ_TAGS):
+                raise _Fallback
+            pos = _skip_sequence(data, start, explicit, need, top=not explicit and bool(group & 1))
+            continue
+        pos = start + length
+        need(pos)
+
+
+def _split(text: str) -> str | list[str]:
+    """pydicom's ``multi_string``: trailing padding off, then one value or a list."""
+    items = text.rstrip(" \x00").split("\\")
+    return items[0] if len(items) == 1 else items
+
+
+def _convert(raw: bytes, vr: str, charset: str) -> Any:
+    """The value pydicom's converters give (as far as ``_header_from`` can tell them apart)."""
+    if not raw:
+        return None if vr in ("US", "IS", "DS") else ""
+    if vr == "US":
+        if len(raw) != 2:
+            raise _Fallback
+        return _U16.unpack(raw)[0]
+    if vr in ("CS", "DA"):
+        return _split(raw.decode("latin-1"))
+    if vr == "UI":
+        return _split(raw.decode("latin-1").rstrip("\0 "))
+    if vr == "IS":
+        out: list[str] = []
+        for item in raw.decode("latin-1").rstrip(" \x00").split("\\"):
+            if item.strip() == "":
+                out.append(item)  # pydicom keeps a blank value as the string itself
+            elif _IS.fullmatch(item):
+                out.append(item.strip())  # str(IS) is the stripped original; int() of it is the value
+            else:
+                raise _Fallback
+        return out[0] if len(out) == 1 else out
+    if vr == "DS":
+        nums: list[float | str] = []
+        for item in raw.decode("latin-1").strip().rstrip(" \x00").split("\\"):
+            if item.strip() == "":
+                nums.append(item)
+            elif _DS.fullmatch(item):
+                nums.append(float(item))
+            else:
+                raise _Fallback
+        return nums[0] if len(nums) == 1 else nums
+    if b"\x1b" in raw:  # code extensions: pydicom decodes them fragment by fragment
+        raise _Fallback
+    if vr == "LO":
+        text = [v.rstrip("\0 ") for v in raw.decode(charset).split("\\")]
+        return text[0] if len(text) == 1 else text
+    if vr == "PN":
+        name = raw.rstrip(b"\x00 ").decode(charset)
+        if "\\" in name or "=" in name:
+            raise _Fallback
+        return name
+    raise _Fallback
