@@ -1,0 +1,279 @@
+"""The network classes behind :func:`inference.models.architectures.build_model`.
+
+This module imports torch at the top, so it is only ever imported lazily (from inside
+``build_model``); ``import inference.models`` stays torch-free.
+
+Every 2-D slice model exposes ``gradcam_layer`` as a *property* (not an attribute holding a
+module), so it adds no duplicate keys to ``state_dict()`` and weights saved from the plain
+architecture load strictly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch  # noqa: TID253 (imported lazily, only from build_model)
+from torch import nn  # noqa: TID253
+
+
+def _check_slices(x: torch.Tensor, name: str) -> None:
+    if x.ndim != 4:
+        raise ValueError(f"{name} expects a (B, C, H, W) batch of slices, got shape {tuple(x.shape)}")
+
+
+# --------------------------------------------------------------------------------------------
+# keras-baseline
+
+
+class KerasBaseline(nn.Module):
+    """The classic Keras slice classifier: conv 32/64/128 (3×3 valid, ReLU) each followed by
+    2×2 max-pooling, flatten, dense 512, ReLU, dense 1 (a logit; the caller applies sigmoid).
+
+    The flatten width depends on ``input_size``, so inputs must be ``input_size`` square.
+    """
+
+    def __init__(self, in_channels: int = 1, input_size: int = 224) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.input_size = input_size
+        size = input_size
+        for _ in range(3):
+            size = (size - 2) // 2  # 3×3 valid conv, then 2×2 pool
+        if size < 1:
+            raise ValueError(f"keras-baseline: input_size={input_size} is too small (need at least 22)")
+        self.block1 = nn.Sequential(nn.Conv2d(in_channels, 32, 3), nn.ReLU(inplace=True))
+        self.block2 = nn.Sequential(nn.Conv2d(32, 64, 3), nn.ReLU(inplace=True))
+        self.block3 = nn.Sequential(nn.Conv2d(64, 128, 3), nn.ReLU(inplace=True))
+        self.pool = nn.MaxPool2d(2)
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(128 * size * size, 512), nn.ReLU(inplace=True), nn.Linear(512, 1)
+        )
+
+    @property
+    def gradcam_layer(self) -> nn.Module:
+        return self.block3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_slices(x, "keras-baseline")
+        if x.shape[-2:] != (self.input_size, self.input_size):
+            raise ValueError(
+                f"keras-baseline was built for {self.input_size}×{self.input_size} slices, "
+                f"got {tuple(x.shape[-2:])}; build it with input_size={x.shape[-1]} or resample"
+            )
+        x = self.pool(self.block1(x))
+        x = self.pool(self.block2(x))
+        x = self.pool(self.block3(x))
+        out: torch.Tensor = self.head(x)
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# cnn backbone and heads
+
+
+def _conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
+    # Downsampling uses 4×4 kernels (stride 2, padding 1): output i is centred on input
+    # 2i + 0.5, the centre of the 2×2 cell it summarises, so feature maps stay aligned with
+    # the image and a bilinear upsample of a Grad-CAM map lands where the evidence is
+    # (3×3 stride-2 kernels shift the map by half a cell per level: 3.5 px after three).
+    kernel = 4 if stride == 2 else 3
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class ResidualBlock(nn.Module):
+    """conv3×3-BN-ReLU plus a 1×1 projection shortcut. The shortcut carries each position's
+    own features forward unshifted, which keeps Grad-CAM at this block pointing at the
+    evidence itself rather than at a neighbouring cell (a plain 3×3 block here can learn to
+    report a lesion one cell away and still classify perfectly)."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.body = _conv_bn(cin, cout, 1)
+        self.shortcut = nn.Conv2d(cin, cout, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.body(x) + self.shortcut(x)
+        return out
+
+
+class Backbone(nn.Module):
+    """Conv-BN-ReLU blocks, 16/32/64/128 channels by default. The first blocks halve the
+    resolution (4×4 stride-2 convs); the last, a residual block, keeps it, so the feature map
+    used for Grad-CAM and attention is 1/8 of the input (28×28 at 224², 8×8 at 64²)."""
+
+    def __init__(self, in_channels: int = 1, channels: tuple[int, ...] = (16, 32, 64, 128)) -> None:
+        super().__init__()
+        if not channels:
+            raise ValueError("channels must name at least one block")
+        blocks: list[nn.Module] = []
+        cin = in_channels
+        for i, cout in enumerate(channels):
+            last = i == len(channels) - 1
+            blocks.append(ResidualBlock(cin, cout) if last else _conv_bn(cin, cout, 2))
+            cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.out_channels = cin
+
+    @property
+    def gradcam_layer(self) -> nn.Module:
+        return self.blocks[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.blocks(x)
+        return out
+
+
+class SliceCNN(nn.Module):
+    """Backbone, global average pooling, dropout, dense → ``num_outputs`` logits."""
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_outputs: int = 1,
+        channels: tuple[int, ...] = (16, 32, 64, 128),
+        dropout: float = 0.3,
+    ) -> None:
+        super().__init__()
+        self.backbone = Backbone(in_channels, tuple(channels))
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(self.backbone.out_channels, num_outputs)
+
+    @property
+    def gradcam_layer(self) -> nn.Module:
+        return self.backbone.gradcam_layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_slices(x, "cnn")
+        f = self.backbone(x).mean(dim=(2, 3))
+        out: torch.Tensor = self.fc(self.dropout(f))
+        return out
+
+
+class SelfAttention2d(nn.Module):
+    """Self-attention over the positions of a feature map (SAGAN-style).
+
+    Queries, keys and values are 1×1 convolutions; weights are ``softmax(q·k / √d)`` over the
+    keys; the output is ``x + γ·(attention-weighted values)`` with a learnable γ.
+    ``last_attention`` (B, h, w) is the attention each position *receives*, averaged over
+    all queries (it sums to 1 over the map).
+    """
+
+    def __init__(self, channels: int, key_channels: int | None = None, gamma: float = 1.0) -> None:
+        super().__init__()
+        d = key_channels or max(channels // 8, 1)
+        self.query = nn.Conv2d(channels, d, 1)
+        self.key = nn.Conv2d(channels, d, 1)
+        self.value = nn.Conv2d(channels, channels, 1)
+        self.gamma = nn.Parameter(torch.tensor(float(gamma)))
+        self.scale = 1.0 / math.sqrt(d)
+        self.last_attention: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q = self.query(x).flatten(2).transpose(1, 2)  # (B, N, d)
+        k = self.key(x).flatten(2)  # (B, d, N)
+        v = self.value(x).flatten(2)  # (B, C, N)
+        attn = torch.softmax(torch.bmm(q, k) * self.scale, dim=-1)  # (B, N queries, N keys)
+        out = torch.bmm(v, attn.transpose(1, 2)).view(b, c, h, w)
+        self.last_attention = attn.detach().mean(dim=1).view(b, h, w)
+        return x + self.gamma * out
+
+
+class AttentionCNN(nn.Module):
+    """The CNN backbone, a self-attention block over its feature map, global average pooling,
+    dropout and a dense head. ``last_attention`` (B, h, w) is set by every forward."""
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_outputs: int = 1,
+        channels: tuple[int, ...] = (16, 32, 64, 128),
+        dropout: float = 0.3,
+    ) -> None:
+        super().__init__()
+        self.backbone = Backbone(in_channels, tuple(channels))
+        self.attention = SelfAttention2d(self.backbone.out_channels)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(self.backbone.out_channels, num_outputs)
+
+    @property
+    def gradcam_layer(self) -> nn.Module:
+        return self.backbone.gradcam_layer
+
+    @property
+    def last_attention(self) -> torch.Tensor | None:
+        return self.attention.last_attention
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_slices(x, "cnn-attention")
+        f = self.attention(self.backbone(x)).mean(dim=(2, 3))
+        out: torch.Tensor = self.fc(self.dropout(f))
+        return out
+
+
+class CNNRNN(nn.Module):
+    """Per-slice CNN features of a whole stack, read in order by a bidirectional GRU.
+
+    Input (B, S, C, H, W). Returns ``(study_logit (B, 1), slice_logits (B, S))`` where
+    ``study_logit = bias + slice_logits.sum(1)``: each slice's entry is its additive
+    contribution to the study logit (a per-slice score divided by S, so the study logit does
+    not grow with the number of slices).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        channels: tuple[int, ...] = (16, 32, 64, 128),
+        hidden_size: int = 64,
+        dropout: float = 0.3,
+    ) -> None:
+        super().__init__()
+        self.backbone = Backbone(in_channels, tuple(channels))
+        self.gru = nn.GRU(self.backbone.out_channels, hidden_size, batch_first=True, bidirectional=True)
+        self.dropout = nn.Dropout(dropout)
+        self.slice_head = nn.Linear(2 * hidden_size, 1)
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    @property
+    def gradcam_layer(self) -> nn.Module:
+        return self.backbone.gradcam_layer
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.ndim != 5:
+            raise ValueError(f"cnn-rnn expects a (B, S, C, H, W) batch of stacks, got shape {tuple(x.shape)}")
+        b, s = x.shape[:2]
+        f = self.backbone(x.flatten(0, 1)).mean(dim=(2, 3)).view(b, s, -1)
+        h, _ = self.gru(f)
+        slice_logits = self.slice_head(self.dropout(h)).squeeze(-1) / s  # (B, S)
+        study_logit = self.bias + slice_logits.sum(dim=1, keepdim=True)
+        return study_logit, slice_logits
+
+
+# --------------------------------------------------------------------------------------------
+# unet3d
+
+
+def unet3d(in_channels: int = 1, out_channels: int = 2, **kwargs: Any) -> nn.Module:
+    """MONAI's 3-D UNet, channels (16, 32, 64, 128), strides (2, 2, 2), one residual unit;
+    other keyword arguments go to :class:`monai.networks.nets.UNet`.
+
+    ``gradcam_layer`` is the outermost skip connection (encoder features concatenated with the
+    decoder's, at half resolution, just before the output up-convolution). It is set on the
+    instance without registering it as a child, so ``state_dict()`` keys stay MONAI's.
+    """
+    from monai.networks.nets import UNet  # type: ignore[attr-defined]
+
+    kwargs.setdefault("channels", (16, 32, 64, 128))
+    kwargs.setdefault("strides", (2, 2, 2))
+    kwargs.setdefault("num_res_units", 1)
+    kwargs.setdefault("spatial_dims", 3)
+    model = UNet(in_channels=in_channels, out_channels=out_channels, **kwargs)
+    inner = getattr(model, "model", None)
+    if isinstance(inner, nn.Sequential) and len(inner) == 3:
+        object.__setattr__(model, "gradcam_layer", inner[1])
+    return model
