@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from functools import lru_cache
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy.typing as npt
 from inference.io.orientation import orientation_label
 from viewer.models.layers import HeatmapLayer, LabelLayer, Layer
 from viewer.models.measurements import Measurement, Plane, Shape
+from viewer.models.plane_cache import PlaneCache
 from viewer.models.viewer_model import OpenVolume, ViewerModel
 
 Overlay = tuple[npt.NDArray[Any], npt.NDArray[np.uint8], tuple[float, float], float]
@@ -48,16 +50,33 @@ def outline(labels: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     return np.where(edge, labels, 0).astype(np.uint8)
 
 
+_layer_caches: weakref.WeakKeyDictionary[Layer, tuple[int, PlaneCache]] = weakref.WeakKeyDictionary()
+
+
+def layer_cache(cur: OpenVolume, layer: Layer) -> PlaneCache | None:
+    """The display-order plane cache of a layer's array (rebuilt when the array is replaced)."""
+    array = layer.labels if isinstance(layer, LabelLayer) else layer.values if isinstance(layer, HeatmapLayer) else None
+    if array is None:
+        return None
+    held = _layer_caches.get(layer)
+    if held is None or held[0] != id(array):
+        held = (id(array), PlaneCache(cur.axis_map.apply(array)))
+        _layer_caches[layer] = held
+    return held[1]
+
+
 def layer_overlay(cur: OpenVolume, layer: Layer, plane: Plane, index: int) -> Overlay | None:
     if not layer.visible:
         return None
+    cache = layer_cache(cur, layer)
+    assert cache is not None
     if isinstance(layer, LabelLayer):
-        data = cur.plane_image(plane, index, cur.axis_map.apply(layer.labels))
+        data = cache.image(plane, index)
         if layer.outline:
             data = outline(data)
         return (data, layer.lut(), (0.0, 255.0), layer.opacity)
     if isinstance(layer, HeatmapLayer):
-        data = cur.plane_image(plane, index, cur.axis_map.apply(layer.values))
+        data = cache.image(plane, index)
         lo, hi = layer.levels
         lo = max(lo, layer.threshold)
         # Values at or below the lower level map to the transparent first entry.

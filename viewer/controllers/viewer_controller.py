@@ -18,8 +18,10 @@ from viewer.controllers import plane_render as pr
 from viewer.controllers.analysis_controller import AnalysisController
 from viewer.controllers.loading import LoadController
 from viewer.controllers.settings import Settings
+from viewer.controllers.worker import create_worker
 from viewer.models.layers import HeatmapLayer, LabelLayer, check_same_grid
 from viewer.models.measurements import Measurement, Plane, Shape
+from viewer.models.plane_cache import PlaneCache
 from viewer.models.viewer_model import ViewerModel
 from viewer.models.window_level import CT_PRESETS, WindowLevel, auto_window, drag_window
 from viewer.views.main_window import LAYOUTS, MainWindow
@@ -65,6 +67,7 @@ class ViewerController(QtCore.QObject):
         self._shown_index: dict[Plane, int | None] = {p: None for p in Plane}
         self.last_error = ""
         self.render_count = 0
+        self._building: set[int] = set()
         self.cine_timer = QtCore.QTimer(self)
         self.cine_timer.setInterval(100)
         self.cine_timer.timeout.connect(self._cine_step)
@@ -206,6 +209,8 @@ class ViewerController(QtCore.QObject):
     def _on_volume_changed(self) -> None:
         self._shown_index = {p: None for p in Plane}
         cur = self.model.current
+        if cur is not None:
+            self._build_in_background(cur.cache)
         for view in self.window.mpr.views.values():
             if cur is None:
                 view.clear()
@@ -220,7 +225,22 @@ class ViewerController(QtCore.QObject):
 
     def _on_layers_changed(self) -> None:
         self._shown_index = {p: None for p in Plane}
+        cur = self.model.current
+        if cur is not None:
+            for layer in self.model.layers:
+                cache = pr.layer_cache(cur, layer)
+                if cache is not None and not cache.copies:
+                    self._build_in_background(cache)
         self.render()
+
+    def _build_in_background(self, cache: PlaneCache) -> None:
+        """Contiguous per-plane copies, so sagittal/coronal slicing stays fast; the GUI never waits."""
+        if id(cache) in self._building:
+            return
+        self._building.add(id(cache))
+        worker = create_worker(cache.build)
+        worker.finished.connect(lambda: self._building.discard(id(cache)))
+        worker.start()
 
     def _on_measurements_changed(self) -> None:
         cur = self.model.current

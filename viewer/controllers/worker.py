@@ -7,7 +7,7 @@ start-up through qtpy, so the viewer keeps this small equivalent.)
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from PySide6 import QtCore
 
@@ -19,7 +19,12 @@ class _Signals(QtCore.QObject):
 
 
 class Worker(QtCore.QRunnable):
-    """``Worker(func).start()``; connect to ``returned``, ``errored`` and ``finished`` first."""
+    """``Worker(func).start()``; connect to ``returned``, ``errored`` and ``finished`` first.
+
+    A started worker keeps itself alive (in ``_live``) until it has finished.
+    """
+
+    _live: ClassVar[set[Worker]] = set()
 
     def __init__(self, func: Callable[[], Any]) -> None:
         super().__init__()
@@ -41,6 +46,8 @@ class Worker(QtCore.QRunnable):
             self.signals.finished.emit()
 
     def start(self) -> None:
+        Worker._live.add(self)
+        self.signals.finished.connect(lambda: Worker._live.discard(self))
         QtCore.QThreadPool.globalInstance().start(self)
 
 

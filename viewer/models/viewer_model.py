@@ -14,6 +14,7 @@ from inference.volume import Volume
 from .events import Event
 from .layers import LayerList
 from .measurements import MeasurementList, Plane
+from .plane_cache import PlaneCache
 from .window_level import WindowLevel, default_window
 
 
@@ -26,16 +27,19 @@ class OpenVolume:
     display: npt.NDArray[Any]  # [z, y, x(, rgb)] view of volume.voxels
     spacing_xyz: tuple[float, float, float]
     directions_xyz: npt.NDArray[np.float64]  # LPS unit vectors of display +x, +y, +z
+    cache: PlaneCache
 
     @classmethod
     def of(cls, volume: Volume) -> OpenVolume:
         amap = closest_lps_axes(volume.direction)
+        display = amap.apply(volume.voxels)
         return cls(
             volume,
             amap,
-            amap.apply(volume.voxels),
+            display,
             amap.display_spacing(volume.spacing),
             amap.display_directions(volume.direction),
+            PlaneCache(display),
         )
 
     @property
@@ -52,14 +56,7 @@ class OpenVolume:
 
         ``array`` is another ``[z, y, x]`` display array on the same grid (an overlay).
         """
-        a = self.display if array is None else array
-        if plane == Plane.AXIAL:
-            img = a[index]
-        elif plane == Plane.CORONAL:
-            img = a[::-1, index]
-        else:
-            img = a[::-1, :, index]
-        return np.ascontiguousarray(img)
+        return (self.cache if array is None else PlaneCache(array)).image(plane, index)
 
     def plane_in_display_order(
         self, plane: Plane, index: int, array: npt.NDArray[Any] | None = None

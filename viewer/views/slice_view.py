@@ -123,6 +123,8 @@ class SliceView(pg.GraphicsView):
         self.h_line.setVisible(self.show_crosshair and self._has_image)
 
     def set_annotations(self, annotations: Annotations) -> None:
+        if annotations == self.annotations:
+            return  # an unchanged text must not repaint the whole view
         self.annotations = annotations
         self.viewport().update()
 
