@@ -24,6 +24,7 @@ from viewer.models.measurements import Measurement, Plane, Shape
 from viewer.models.plane_cache import PlaneCache
 from viewer.models.viewer_model import ViewerModel
 from viewer.models.window_level import CT_PRESETS, WindowLevel, auto_window, drag_window
+from viewer.views.colormaps import grey_lut
 from viewer.views.main_window import LAYOUTS, MainWindow
 from viewer.views.slice_view import Annotations
 
@@ -73,6 +74,8 @@ class ViewerController(QtCore.QObject):
         self.cine_timer.timeout.connect(self._cine_step)
         self._connect()
         self.settings.restore_window(self.window)
+        layout = str(self.settings.value("layout", "1x3"))
+        self.window.mpr.set_layout(layout if layout in LAYOUTS else "1x3")
         self._refresh_recent()
 
     # --- wiring ---------------------------------------------------------------------------
@@ -259,7 +262,7 @@ class ViewerController(QtCore.QObject):
             return
         self.render_count += 1
         cursor = self.model.cursor
-        lut = pr.grey_lut(self.model.invert)
+        lut = grey_lut(self.model.invert)
         for plane, view in self.window.mpr.views.items():
             index = cursor[plane.normal_axis]
             if self._shown_index[plane] != index:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from viewer.models.layers import HEATMAP_COLORMAPS, HeatmapLayer, LabelLayer, Layer, LayerList
+from viewer.views.colormaps import heatmap_lut
 
 
 class LayerPanel(QtWidgets.QWidget):
@@ -26,6 +27,10 @@ class LayerPanel(QtWidgets.QWidget):
         self.threshold.setDecimals(3)
         self.threshold.setSingleStep(0.05)
         up, down, remove = QtWidgets.QPushButton("Up"), QtWidgets.QPushButton("Down"), QtWidgets.QPushButton("Remove")
+        self.label_list = QtWidgets.QListWidget()
+        self.label_list.setObjectName("label-visibility")
+        self.label_list.setMaximumHeight(110)
+        self.colorbar = ColorBar()
         self.legend = QtWidgets.QLabel()
         self.legend.setObjectName("layer-legend")
         self.legend.setWordWrap(True)
@@ -42,9 +47,12 @@ class LayerPanel(QtWidgets.QWidget):
         lay.addWidget(self.list)
         lay.addLayout(buttons)
         lay.addLayout(form)
+        lay.addWidget(self.label_list)
+        lay.addWidget(self.colorbar)
         lay.addWidget(self.legend)
         self.list.currentRowChanged.connect(lambda _row: self._sync_controls())
         self.list.itemChanged.connect(self._on_item_changed)
+        self.label_list.itemChanged.connect(self._on_label_toggled)
         self.opacity.valueChanged.connect(lambda v: self._edit(opacity=v / 100))
         self.outline.toggled.connect(lambda on: self._edit_label(outline=on))
         self.colormap.currentTextChanged.connect(lambda name: self._edit_heatmap(colormap=name))
@@ -95,6 +103,21 @@ class LayerPanel(QtWidgets.QWidget):
             self.threshold.setValue(layer.threshold)
         for w in (self.opacity, self.outline, self.colormap, self.threshold):
             w.blockSignals(False)
+        with QtCore.QSignalBlocker(self.label_list):
+            self.label_list.clear()
+            if isinstance(layer, LabelLayer):
+                for value, name in sorted(layer.names.items()):
+                    item = QtWidgets.QListWidgetItem(colour_icon(layer.colours.get(value, (255, 255, 255))), name)
+                    item.setData(QtCore.Qt.ItemDataRole.UserRole, value)
+                    item.setFlags(item.flags() | QtCore.Qt.ItemFlag.ItemIsUserCheckable)
+                    hidden = value in layer.hidden_labels
+                    item.setCheckState(QtCore.Qt.CheckState.Unchecked if hidden else QtCore.Qt.CheckState.Checked)
+                    self.label_list.addItem(item)
+        self.label_list.setVisible(isinstance(layer, LabelLayer))
+        if isinstance(layer, HeatmapLayer):
+            lo, hi = layer.levels
+            self.colorbar.set_colormap(layer.colormap, max(lo, layer.threshold), hi, layer.units)
+        self.colorbar.setVisible(isinstance(layer, HeatmapLayer))
 
     def _update_legend(self) -> None:
         rows = []
@@ -113,6 +136,18 @@ class LayerPanel(QtWidgets.QWidget):
         row = self.list.row(item)
         layer = layers[len(layers) - 1 - row]
         layer.set(visible=item.checkState() == QtCore.Qt.CheckState.Checked)
+
+    def _on_label_toggled(self, item: QtWidgets.QListWidgetItem) -> None:
+        layer = self.selected()
+        if not isinstance(layer, LabelLayer):
+            return
+        value = int(item.data(QtCore.Qt.ItemDataRole.UserRole))
+        hidden = set(layer.hidden_labels)
+        if item.checkState() == QtCore.Qt.CheckState.Checked:
+            hidden.discard(value)
+        else:
+            hidden.add(value)
+        layer.set(hidden_labels=hidden)
 
     def _edit(self, **values: object) -> None:
         layer = self.selected()
@@ -148,3 +183,32 @@ def colour_icon(rgb: tuple[int, int, int]) -> QtGui.QIcon:
     pix = QtGui.QPixmap(12, 12)
     pix.fill(QtGui.QColor(*rgb))
     return QtGui.QIcon(pix)
+
+
+class ColorBar(QtWidgets.QWidget):
+    """A horizontal colour scale for the selected heatmap, with its value range."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("colorbar")
+        self.setMinimumHeight(34)
+        self.colormap = "inferno"
+        self.low, self.high, self.units = 0.0, 1.0, ""
+
+    def set_colormap(self, name: str, low: float, high: float, units: str = "") -> None:
+        self.colormap, self.low, self.high, self.units = name, low, high, units
+        self.update()
+
+    def paintEvent(self, event: QtGui.QPaintEvent) -> None:
+        lut = heatmap_lut(self.colormap)
+        painter = QtGui.QPainter(self)
+        w = max(self.width() - 8, 1)
+        for x in range(w):
+            r, g, b, _a = (int(v) for v in lut[1 + x * 254 // max(w - 1, 1)])
+            painter.setPen(QtGui.QColor(r, g, b))
+            painter.drawLine(4 + x, 2, 4 + x, 16)
+        painter.setPen(self.palette().color(QtGui.QPalette.ColorRole.WindowText))
+        painter.drawText(4, 30, f"{self.low:g}")
+        text = f"{self.high:g} {self.units}".strip()
+        painter.drawText(self.width() - 4 - painter.fontMetrics().horizontalAdvance(text), 30, text)
+        painter.end()
