@@ -1,0 +1,1 @@
+"""The deep-learning pipeline: dataset preparation, training, evaluation. Headless; torch imported lazily."""
