@@ -1,14 +1,21 @@
-"""Writing a :class:`Volume` as NIfTI-1 through nibabel, atomically.
+"""Writing a :class:`Volume` as NIfTI-1, atomically.
 
 NIfTI stores RAS millimetres and voxels with ``i`` fastest; RadLens holds LPS and
 ``voxels[k, j, i]``. So the affine's first two rows change sign and the array is handed to
 nibabel transposed to ``(i, j, k)`` (a view: no copy). The stored type is kept.
+
+nibabel takes ~200 ms to import, more than a whole ``radlens convert`` of a CT series should
+take; so unless nibabel is already loaded (viewer, tests), the 348-byte NIfTI-1 header is
+written here with numpy (the same fields nibabel writes) and the voxels follow in one write —
+``voxels[k, j, i]`` in C order already has ``i`` fastest, as NIfTI wants.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -91,6 +98,133 @@ def _make_image(volume: Volume) -> Any:
     return img
 
 
+#: NIfTI-1 header layout (348 bytes, little endian).
+_HEADER_DTYPE = np.dtype(
+    [
+        ("sizeof_hdr", "<i4"), ("data_type", "S10"), ("db_name", "S18"), ("extents", "<i4"),
+        ("session_error", "<i2"), ("regular", "S1"), ("dim_info", "u1"), ("dim", "<i2", (8,)),
+        ("intent_p1", "<f4"), ("intent_p2", "<f4"), ("intent_p3", "<f4"), ("intent_code", "<i2"),
+        ("datatype", "<i2"), ("bitpix", "<i2"), ("slice_start", "<i2"), ("pixdim", "<f4", (8,)),
+        ("vox_offset", "<f4"), ("scl_slope", "<f4"), ("scl_inter", "<f4"), ("slice_end", "<i2"),
+        ("slice_code", "u1"), ("xyzt_units", "u1"), ("cal_max", "<f4"), ("cal_min", "<f4"),
+        ("slice_duration", "<f4"), ("toffset", "<f4"), ("glmax", "<i4"), ("glmin", "<i4"),
+        ("descrip", "S80"), ("aux_file", "S24"), ("qform_code", "<i2"), ("sform_code", "<i2"),
+        ("quatern_b", "<f4"), ("quatern_c", "<f4"), ("quatern_d", "<f4"),
+        ("qoffset_x", "<f4"), ("qoffset_y", "<f4"), ("qoffset_z", "<f4"),
+        ("srow_x", "<f4", (4,)), ("srow_y", "<f4", (4,)), ("srow_z", "<f4", (4,)),
+        ("intent_name", "S16"), ("magic", "S4"),
+    ]
+)  # fmt: skip
+_NIFTI_TYPES = {
+    "u1": 2, "i2": 4, "i4": 8, "f4": 16, "f8": 64, "i1": 256, "u2": 512, "u4": 768, "i8": 1024, "u8": 1280,
+}  # fmt: skip
+
+
+def _quaternion(affine: npt.NDArray[np.float64]) -> tuple[tuple[float, float, float], float, tuple[float, ...]]:
+    """``(b, c, d)``, qfac and zooms of an orthogonal affine (``nifti_mat44_to_quatern``)."""
+    m = affine[:3, :3]
+    zooms = np.sqrt((m * m).sum(axis=0))
+    r = m / np.where(zooms == 0, 1.0, zooms)
+    qfac = 1.0
+    if np.linalg.det(r) < 0:
+        qfac = -1.0
+        r = r.copy()
+        r[:, 2] = -r[:, 2]
+    # Nearest proper rotation (polar decomposition), as nibabel does before taking the quaternion.
+    u, _, vt = np.linalg.svd(r)
+    r = u @ vt
+    trace = r[0, 0] + r[1, 1] + r[2, 2] + 1.0
+    if trace > 0.5:
+        a = 0.5 * np.sqrt(trace)
+        b = 0.25 * (r[2, 1] - r[1, 2]) / a
+        c = 0.25 * (r[0, 2] - r[2, 0]) / a
+        d = 0.25 * (r[1, 0] - r[0, 1]) / a
+    else:
+        xd = 1.0 + r[0, 0] - (r[1, 1] + r[2, 2])
+        yd = 1.0 + r[1, 1] - (r[0, 0] + r[2, 2])
+        zd = 1.0 + r[2, 2] - (r[0, 0] + r[1, 1])
+        if xd > 1.0:
+            b = 0.5 * np.sqrt(xd)
+            c = 0.25 * (r[0, 1] + r[1, 0]) / b
+            d = 0.25 * (r[0, 2] + r[2, 0]) / b
+            a = 0.25 * (r[2, 1] - r[1, 2]) / b
+        elif yd > 1.0:
+            c = 0.5 * np.sqrt(yd)
+            b = 0.25 * (r[0, 1] + r[1, 0]) / c
+            d = 0.25 * (r[1, 2] + r[2, 1]) / c
+            a = 0.25 * (r[0, 2] - r[2, 0]) / c
+        else:
+            d = 0.5 * np.sqrt(zd)
+            b = 0.25 * (r[0, 2] + r[2, 0]) / d
+            c = 0.25 * (r[1, 2] + r[2, 1]) / d
+            a = 0.25 * (r[1, 0] - r[0, 1]) / d
+        if a < 0:
+            b, c, d = -b, -c, -d
+    return (float(b), float(c), float(d)), qfac, tuple(float(z) for z in zooms)
+
+
+def _nifti_header(volume: Volume, data: npt.NDArray[Any]) -> bytes:
+    """The 348-byte NIfTI-1 header and the 4-byte empty extension flag for ``data`` (as nibabel writes them)."""
+    affine = ras_affine(volume)
+    hdr = np.zeros((), dtype=_HEADER_DTYPE)
+    hdr["sizeof_hdr"] = 348
+    dim = np.ones(8, dtype=np.int16)
+    dim[0] = data.ndim
+    dim[1 : 1 + data.ndim] = data.shape
+    hdr["dim"] = dim
+    dt = data.dtype.newbyteorder("<")
+    hdr["datatype"] = _NIFTI_TYPES[dt.str[1:]]
+    hdr["bitpix"] = dt.itemsize * 8
+    (b, c, d), qfac, zooms = _quaternion(affine)
+    pixdim = np.ones(8, dtype=np.float32)
+    pixdim[0] = qfac
+    pixdim[1:4] = zooms
+    hdr["pixdim"] = pixdim
+    hdr["vox_offset"] = 352.0
+    hdr["scl_slope"] = np.nan  # stored values are the values
+    hdr["scl_inter"] = np.nan
+    hdr["xyzt_units"] = 2  # mm
+    hdr["quatern_b"], hdr["quatern_c"], hdr["quatern_d"] = b, c, d
+    hdr["qoffset_x"], hdr["qoffset_y"], hdr["qoffset_z"] = affine[:3, 3]
+    # A sheared grid (gantry tilt) has no quaternion form: only the sform holds it (qform code 0).
+    hdr["qform_code"] = 1 if is_orthonormal(volume.direction) else 0
+    hdr["sform_code"] = 1
+    hdr["srow_x"], hdr["srow_y"], hdr["srow_z"] = affine[0], affine[1], affine[2]
+    if volume.voxels.ndim == 4:
+        hdr["intent_code"] = _INTENT_VECTOR
+        hdr["intent_name"] = b"colour"
+    hdr["magic"] = b"n+1"
+    return hdr.tobytes() + b"\0\0\0\0"
+
+
+def _write_direct(volume: Volume, path: str, compressed: bool) -> None:
+    """Header, then the voxels in NIfTI order (``i`` fastest; colour components slowest), one write."""
+    data = _nifti_array(volume.voxels)
+    header = _nifti_header(volume, data)
+    vox = volume.voxels
+    if vox.dtype == np.bool_:
+        vox = vox.astype(np.uint8)
+    elif vox.dtype == np.float16:
+        vox = vox.astype(np.float32)
+    if vox.ndim == 4:
+        vox = vox.transpose(3, 0, 1, 2)  # (c, k, j, i): NIfTI's 5th dimension runs slowest
+    vox = np.ascontiguousarray(vox, dtype=vox.dtype.newbyteorder("<"))
+    body = vox.reshape(-1).view(np.uint8).data
+    with open(path, "wb") as fh:
+        if compressed:  # nibabel's level; no file name in the gzip header
+            with gzip.GzipFile(filename="", mode="wb", fileobj=fh, compresslevel=1) as gz:
+                gz.write(header)
+                gz.write(body)
+        else:
+            fh.write(header)
+            fh.write(body)
+
+
+def _use_nibabel() -> bool:
+    """nibabel writes the file when it is loaded anyway; a cold start writes it here (see the module notes)."""
+    return "nibabel" in sys.modules
+
+
 def _fsync(path: str) -> None:
     with open(path, "rb") as fh:
         os.fsync(fh.fileno())
@@ -120,7 +254,8 @@ def write_nifti(volume: Volume, path: str | os.PathLike[str]) -> Path:
         mode = dest.stat().st_mode & 0o777
     except OSError:
         mode = 0o644
-    img = _make_image(volume)
+    use_nibabel = _use_nibabel()
+    img = _make_image(volume) if use_nibabel else None
 
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.tmp-", suffix=suffix, dir=parent)
@@ -128,9 +263,12 @@ def write_nifti(volume: Volume, path: str | os.PathLike[str]) -> Path:
         raise NiftiWriteError(dest, f"cannot create a file in {parent}: {exc.strerror or exc}") from None
     os.close(fd)
     try:
-        import nibabel as nib
+        if use_nibabel:
+            import nibabel as nib
 
-        nib.save(img, tmp)
+            nib.save(img, tmp)
+        else:
+            _write_direct(volume, tmp, suffix == ".nii.gz")
         _fsync(tmp)
         os.chmod(tmp, mode)
         os.replace(tmp, dest)

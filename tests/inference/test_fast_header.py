@@ -378,3 +378,78 @@ def test_slope_other_than_one_still_exact(tmp_path: Path) -> None:
     folder = _write_stored(tmp_path, stored, "-1024", 0, slope="2")
     got = _load(folder)
     np.testing.assert_array_equal(got.astype(np.int64), stored * 2 - 1024)
+
+
+# ------------------------------------------------------------------------------ NIfTI without nibabel
+
+
+def _rotation_matrix(seed: int) -> np.ndarray:
+    u, _, vt = np.linalg.svd(np.random.default_rng(seed).normal(size=(3, 3)))
+    return np.asarray(u @ vt)
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+@pytest.mark.parametrize(
+    "case",
+    ["int16", "oblique_float32", "flipped_uint16", "colour", "sheared", "bool"],
+)
+def test_direct_nifti_writer_matches_nibabel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str, case: str
+) -> None:
+    """The header written without nibabel has nibabel's fields and values; the voxels are the same."""
+    import nibabel as nib
+
+    from inference.io import nifti_writer
+    from inference.volume import Volume
+
+    rng = np.random.default_rng(7)
+    shape = (5, 6, 7)
+    direction = {
+        "oblique_float32": _rotation_matrix(3),
+        "flipped_uint16": np.diag([1.0, 1.0, -1.0]),
+        "colour": _rotation_matrix(4),
+        "sheared": np.array([[1.0, 0, 0], [0, 1.0, 0.2], [0, 0, 0.98]]),
+    }.get(case, np.eye(3))
+    voxels: np.ndarray = {
+        "oblique_float32": rng.normal(size=shape).astype(np.float32),
+        "flipped_uint16": rng.integers(0, 65535, size=shape).astype(np.uint16),
+        "colour": rng.integers(0, 255, size=(*shape, 3)).astype(np.uint8),
+        "bool": rng.integers(0, 2, size=shape).astype(bool),
+    }.get(case, rng.integers(-1024, 3000, size=shape).astype(np.int16))
+    vol = Volume(voxels, (0.7, 0.8, 1.5), (1.0, -2.0, 3.0), direction)
+    monkeypatch.setattr(nifti_writer, "_use_nibabel", lambda: True)
+    ref_path = nifti_writer.write_nifti(vol, tmp_path / f"nib{suffix}")
+    monkeypatch.setattr(nifti_writer, "_use_nibabel", lambda: False)
+    own_path = nifti_writer.write_nifti(vol, tmp_path / f"own{suffix}")
+    ref, own = nib.load(ref_path), nib.load(own_path)
+    for key in ref.header:
+        if case == "sheared" and key.startswith("quatern_"):
+            continue  # qform code 0: no quaternion describes a sheared grid, and none is read
+        a, b = np.asarray(ref.header[key]), np.asarray(own.header[key])
+        assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), (key, a, b)
+    np.testing.assert_array_equal(np.asarray(own.dataobj), np.asarray(ref.dataobj))
+    assert own_path.read_bytes()[:4] == ref_path.read_bytes()[:4]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([ref_path.name, own_path.name])
+
+
+def test_convert_imports_neither_pydicom_nor_nibabel(tmp_path: Path) -> None:
+    """`radlens convert` of a plain series stays on the fast paths (start-up time counts)."""
+    import subprocess
+    import sys
+
+    vox = np.random.default_rng(0).integers(-1000, 1000, size=(3, 8, 8), dtype=np.int16)
+    write_dicom_series(vox, tmp_path / "series", spacing=(1, 1, 2))
+    code = (
+        "import sys\n"
+        "from inference.cli.main import main\n"
+        f"rc = main(['convert', {str(tmp_path / 'series')!r}, {str(tmp_path / 'out.nii')!r}])\n"
+        "heavy = {'pydicom', 'nibabel', 'SimpleITK', 'multiprocessing'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))\n"
+        "sys.exit(rc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    import nibabel as nib
+
+    back = np.asarray(nib.load(tmp_path / "out.nii").dataobj)
+    np.testing.assert_array_equal(back.transpose(2, 1, 0), vox)
