@@ -50,6 +50,14 @@ class AnalysisController(QtCore.QObject):
         model.volume_changed.connect(self._on_volume_changed)
         model.cursor_changed.connect(self._on_cursor_changed)
         self._progress.connect(self._on_progress)
+        if self._registry is None:
+            # Finding model cards parses TOML and entry points: done off the GUI thread at start-up.
+            self._discovery = create_worker(self._discover)
+            self._discovery.start()
+
+    def _discover(self) -> None:
+        if self._registry is None:
+            self._registry = discover()
 
     @property
     def registry(self) -> Registry:

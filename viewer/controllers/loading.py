@@ -16,6 +16,10 @@ from typing import Any
 from PySide6 import QtCore
 
 from inference.errors import OperationCancelled
+
+# Imported here, at start-up: importing it in the loader thread on first use holds the GIL
+# for tens of milliseconds, which the GUI would feel as a stall.
+from inference.io.dicom_loader import load_stack
 from inference.io.scan import ScanResult
 from inference.io.stacks import Stack
 from inference.io.thumbnails import scan_with_thumbnails, warm_up
@@ -149,6 +153,4 @@ class LoadController(QtCore.QObject):
 
 
 def load_stack_for_viewer(stack: Stack, cancel: CancelToken, on_progress: Any) -> Volume:
-    from inference.io.dicom_loader import load_stack
-
     return load_stack(stack, on_progress=on_progress, cancel=cancel)

@@ -212,13 +212,22 @@ class ViewerController(QtCore.QObject):
     def _on_volume_changed(self) -> None:
         self._shown_index = {p: None for p in Plane}
         cur = self.model.current
+        self.window.layer_panel.refresh()
         if cur is not None:
             self._build_in_background(cur.cache)
+            wl = self.model.window
+            self.window.wl_label.setText(f"W {wl.width:.0f} L {wl.center:.0f}{' inv' if self.model.invert else ''}")
         for view in self.window.mpr.views.values():
             if cur is None:
                 view.clear()
         self._refresh_file_presets()
         self._on_measurements_changed()
+        if cur is not None:
+            # A new volume's first frame is drawn one pane per event-loop turn, so no single
+            # turn blocks the GUI for the three slices, their lookup tables and paints at once.
+            self.render(only=Plane.AXIAL)
+            for n, plane in enumerate((Plane.CORONAL, Plane.SAGITTAL)):
+                QtCore.QTimer.singleShot(8 * (n + 1), lambda p=plane: self.render(only=p))
 
     def _on_window_changed(self) -> None:
         self._shown_index = {p: None for p in Plane}
@@ -255,7 +264,7 @@ class ViewerController(QtCore.QObject):
                 view.set_measurements(pr.measurement_shapes(self.model, plane))
         self.window.measurements.show_rows(rows)
 
-    def render(self) -> None:
+    def render(self, only: Plane | None = None) -> None:
         """Bring every view up to date; only planes whose slice changed get a new image."""
         cur = self.model.current
         if cur is None:
@@ -264,6 +273,8 @@ class ViewerController(QtCore.QObject):
         cursor = self.model.cursor
         lut = grey_lut(self.model.invert)
         for plane, view in self.window.mpr.views.items():
+            if only is not None and plane != only:
+                continue
             index = cursor[plane.normal_axis]
             if self._shown_index[plane] != index:
                 view.set_image(cur.plane_image(plane, index), self.model.window.levels, cur.plane_pixel_mm(plane), lut)

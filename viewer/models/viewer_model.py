@@ -132,11 +132,11 @@ class ViewerModel:
         self.cursor = (nx // 2, ny // 2, nz // 2)
         files = [WindowLevel(w.center, w.width) for w in volume.metadata.windows]
         self.window = default_window(volume.metadata.modality, volume.voxels, files)
-        self.layers.clear()
-        self.measurements.clear()
+        # One event for the whole change: listeners refresh layers, window and cursor from it.
+        with self.layers.changed.blocked(), self.measurements.changed.blocked():
+            self.layers.clear()
+            self.measurements.clear()
         self.volume_changed.emit()
-        self.window_changed.emit()
-        self.cursor_changed.emit()
 
     def close(self) -> None:
         self.current = None

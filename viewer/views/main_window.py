@@ -102,9 +102,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.progress = QtWidgets.QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setMaximumWidth(180)
-        self.progress.setVisible(False)
+        self.progress.setEnabled(False)
+        self.progress.setTextVisible(False)
         self.cancel_button = QtWidgets.QPushButton("Cancel")
-        self.cancel_button.setVisible(False)
+        self.cancel_button.setEnabled(False)
         bar.addWidget(self.probe_label, 1)
         bar.addPermanentWidget(self.wl_label)
         bar.addPermanentWidget(self.progress)
@@ -199,7 +200,9 @@ class MainWindow(QtWidgets.QMainWindow):
         return rows
 
     def set_progress(self, fraction: float, message: str, busy: bool) -> None:
-        self.progress.setVisible(busy)
-        self.cancel_button.setVisible(busy)
-        self.progress.setValue(int(fraction * 1000))
+        # The bar keeps its place (enabled or not): showing and hiding it would relayout and
+        # repaint the whole window at the start and end of every load.
+        self.progress.setEnabled(busy)
+        self.cancel_button.setEnabled(busy)
+        self.progress.setValue(int(fraction * 1000) if busy else 0)
         self.statusBar().showMessage(message, 5000 if not busy else 0)
