@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("inference.cli.convert_command", "convert a DICOM stack or image file to NIfTI"),
     "sample": ("inference.cli.sample_command", "write the bundled sample CT study (DICOM) to a folder"),
     "models": ("inference.cli.models_command", "list the registered models and their weights"),
+    "train": ("inference.cli.train_command", "train a model from a config file"),
+    "evaluate": ("inference.cli.evaluate_command", "evaluate a model on a dataset split"),
     "dataset": ("inference.cli.dataset_command", "build a training dataset from folders of scans"),
     # The viewer's module imports Qt only inside run(), so listing it here keeps headless commands Qt-free.
     "view": ("viewer.view_command", "open the viewer (default: the bundled sample study)"),

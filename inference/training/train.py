@@ -1,0 +1,647 @@
+"""``train(config, on_progress, cancel) -> run folder``: fit a slice classifier on a dataset.
+
+The run folder (``[output] run_dir``) holds::
+
+    config.toml           the complete config this run used (defaults filled in)
+    checkpoint_last.pt    after every epoch: model, optimizer, scheduler, epoch, best so far,
+                          history (plain tensors and numbers; read with weights_only=True)
+    metrics.jsonl         one JSON line per finished epoch
+    best.safetensors      the weights with the best validation AUC so far
+    card.toml             written when training ends: a model card for the registry
+
+Everything is written atomically (temporary file, then rename), so an interrupted run leaves
+the last finished epoch intact and ``train`` on the same run folder resumes from it: the
+finished epochs are kept, and because every epoch's randomness (shuffling, augmentation,
+dropout) is seeded from ``(seed, epoch)``, the resumed run computes what the uninterrupted run
+would have.
+
+Input specification for the card comes from the dataset: ``size`` from the image shape,
+``context_slices`` and ``window`` (``[centre, width]``) from the manifest (top level, or under
+``"preprocessing"`` / ``"input"``); images are uint8 0–255 and are fed to the network as
+``/ 255`` floats, which is what ``normalise = "window"`` gives at inference.
+
+Importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from inference.errors import DeviceError, RadLensError
+from inference.progress import CancelToken, ProgressCallback, no_progress
+from inference.training.config import TrainingConfig, TrainingConfigError, atomic_write, dumps_toml
+from inference.training.dataset_format import DatasetError, SliceDataset, read_dataset
+from inference.training.metrics import classification_metrics, finite_or_none
+
+if TYPE_CHECKING:
+    import torch
+
+CHECKPOINT = "checkpoint_last.pt"
+BEST_WEIGHTS = "best.safetensors"
+METRICS = "metrics.jsonl"
+CARD = "card.toml"
+CONFIG_COPY = "config.toml"
+CHECKPOINT_FORMAT = 1
+DEFAULT_LABEL = "nodule"
+LABEL_COLOUR = [230, 25, 75]
+
+#: Config keys that may change between an interrupted run and its resumption.
+_RESUMABLE_CHANGES = {
+    "train": {"num_threads", "device", "amp", "early_stopping_patience"},
+}
+_FINGERPRINT_SECTIONS = ("data", "model", "train", "augment")
+
+EpochCallback = Callable[[dict[str, Any]], None]
+
+
+class TrainingError(RadLensError):
+    """Training cannot start or cannot go on (bad data, NaN loss, incompatible resume...)."""
+
+
+# --------------------------------------------------------------------------------------------
+# dataset
+
+
+@dataclass(frozen=True)
+class InputSpecFromData:
+    size: tuple[int, int]
+    channels: int
+    context_slices: int
+    window: tuple[float, float]
+
+
+def _manifest_value(manifest: dict[str, Any], key: str) -> Any:
+    if key in manifest:
+        return manifest[key]
+    for section in ("preprocessing", "input"):
+        sub = manifest.get(section)
+        if isinstance(sub, dict) and key in sub:
+            return sub[key]
+    return None
+
+
+def input_spec_of(ds: SliceDataset) -> InputSpecFromData:
+    """Size, context and window of a dataset, for the model card (what inference must reproduce)."""
+    if ds.images.ndim != 4:
+        raise DatasetError(f"{ds.root}: images.npy must be (N, C, H, W), got shape {ds.images.shape}")
+    c = int(ds.images.shape[1])
+    context = _manifest_value(ds.manifest, "context_slices")
+    if context is None:
+        if c % 2 == 0:
+            raise DatasetError(f"{ds.root}: {c} channels is not 2 * context_slices + 1 and the manifest has none")
+        context = (c - 1) // 2
+    if 2 * int(context) + 1 != c:
+        raise DatasetError(f"{ds.root}: manifest context_slices = {context} but images have {c} channels")
+    window = _manifest_value(ds.manifest, "window")
+    if isinstance(window, dict):
+        window = [window.get("centre", window.get("center")), window.get("width")]
+    try:
+        centre, width = (float(v) for v in window)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise DatasetError(
+            f"{ds.root}: the manifest has no window [centre, width] (got {window!r}); the model card needs the "
+            "window the slices were made with, to preprocess scans the same way"
+        ) from None
+    return InputSpecFromData(size=ds.size, channels=c, context_slices=int(context), window=(centre, width))
+
+
+def _check_split(ds: SliceDataset, split: str, idx: npt.NDArray[np.int64], both_classes: bool) -> None:
+    if idx.size == 0:
+        raise DatasetError(f"{ds.root}: the {split} split is empty (no source has split = {split!r})")
+    labels = np.asarray(ds.labels[idx])
+    if not np.isin(labels, (0, 1)).all():
+        raise DatasetError(f"{ds.root}: labels must be 0 or 1; the {split} split has {sorted(set(labels.tolist()))}")
+    n_pos = int(labels.sum())
+    if both_classes and (n_pos == 0 or n_pos == idx.size):
+        missing = "positive" if n_pos == 0 else "negative"
+        raise DatasetError(
+            f"{ds.root}: the {split} split has no {missing} slices ({n_pos} positive of {idx.size}); "
+            f"training and validation AUC need both classes in {split}"
+        )
+
+
+class MemmapSlices:
+    """Map-style dataset over memory-mapped arrays: ``(image uint8 (C, H, W), label, index)``.
+
+    A plain sequence is all ``torch.utils.data.DataLoader`` needs; nothing is read until asked.
+    """
+
+    def __init__(self, ds: SliceDataset, indices: npt.NDArray[np.int64]) -> None:
+        self.ds = ds
+        self.indices = indices
+
+    def __len__(self) -> int:
+        return int(self.indices.size)
+
+    def __getitem__(self, i: int) -> tuple[npt.NDArray[Any], int, int]:
+        j = int(self.indices[i])
+        return np.array(self.ds.images[j]), int(self.ds.labels[j]), j
+
+
+def to_input(images: torch.Tensor, device: str) -> torch.Tensor:
+    """uint8 0–255 (or float on the same scale) → float32 in [0, 1] on ``device``."""
+    import torch
+
+    return images.to(device, non_blocking=True).to(torch.float32).mul_(1.0 / 255.0)
+
+
+def check_finite_inputs(x: torch.Tensor, indices: torch.Tensor, where: str) -> None:
+    """Refuse a batch with NaN/inf pixels, naming the dataset samples that have them."""
+    import torch
+
+    finite = torch.isfinite(x.flatten(1)).all(dim=1)
+    if not bool(finite.all()):
+        bad = indices[~finite.cpu()].tolist()
+        raise TrainingError(
+            f"non-finite values (NaN or inf) in the input images of dataset sample(s) {_list(bad)} ({where}); "
+            "fix or drop these slices and rebuild the dataset"
+        )
+
+
+def _list(ix: list[int], limit: int = 20) -> str:
+    shown = ", ".join(str(i) for i in ix[:limit])
+    return shown + (f", … ({len(ix)} in all)" if len(ix) > limit else "")
+
+
+# --------------------------------------------------------------------------------------------
+# model, schedule, device
+
+
+def resolve_model_args(config: TrainingConfig, spec: InputSpecFromData) -> dict[str, Any]:
+    """``[model] args`` completed from the dataset (``in_channels``; ``input_size`` for keras-baseline)."""
+    args = dict(config.model.args)
+    where = config.path
+    if "in_channels" in args and args["in_channels"] != spec.channels:
+        raise TrainingConfigError(
+            where, f"model.args.in_channels = {args['in_channels']!r} but the dataset's slices have {spec.channels}"
+        )
+    args["in_channels"] = spec.channels
+    if config.model.architecture == "keras-baseline":
+        h, w = spec.size
+        if h != w:
+            raise TrainingConfigError(where, f"keras-baseline needs square slices; the dataset's are {h}×{w}")
+        if args.setdefault("input_size", h) != h:
+            raise TrainingConfigError(
+                where, f"model.args.input_size = {args['input_size']!r} but the dataset's slices are {h}×{w}"
+            )
+    return args
+
+
+def build_network(config: TrainingConfig, args: dict[str, Any]) -> torch.nn.Module:
+    from inference.models.architectures import build_model
+
+    try:
+        return build_model(config.model.architecture, **args)
+    except (TypeError, ValueError) as exc:
+        raise TrainingConfigError(config.path, f"model.args: {exc}") from exc
+
+
+def lr_factor(step: int, steps_per_epoch: int, epochs: int, warmup_epochs: int, schedule: str) -> float:
+    """Multiplier of the base learning rate at optimizer step ``step`` (0-based): linear warm-up
+    over ``warmup_epochs``, then ``cosine`` (to 0 at the end), ``step`` (× 0.1 at half and
+    again at three quarters of the remaining epochs) or ``none`` (constant)."""
+    warm = warmup_epochs * steps_per_epoch
+    if step < warm:
+        return (step + 1) / warm
+    total = max(1, (epochs - warmup_epochs) * steps_per_epoch)
+    p = min(1.0, (step - warm) / total)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * p))
+    if schedule == "step":
+        return 0.1 ** (int(p >= 0.5) + int(p >= 0.75))
+    return 1.0
+
+
+def choose_device(preference: str) -> str:
+    import torch
+
+    if preference == "cpu":
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if preference == "cuda":
+        raise DeviceError("train.device = 'cuda' but no CUDA device is available (CPU-only torch or no GPU)")
+    return "cpu"
+
+
+@contextlib.contextmanager
+def _torch_settings(num_threads: int) -> Iterator[None]:
+    """Deterministic algorithms (where torch has them; warnings otherwise), no cuDNN
+    autotuning, the requested thread count; every global setting restored afterwards."""
+    import torch
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    saved_det = torch.are_deterministic_algorithms_enabled()
+    saved_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    saved_bench = torch.backends.cudnn.benchmark
+    saved_cudnn_det = torch.backends.cudnn.deterministic
+    saved_threads = torch.get_num_threads()
+    try:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        if num_threads > 0:
+            torch.set_num_threads(num_threads)
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved_det, warn_only=saved_warn)
+        torch.backends.cudnn.benchmark = saved_bench
+        torch.backends.cudnn.deterministic = saved_cudnn_det
+        torch.set_num_threads(saved_threads)
+
+
+def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    """Independent, reproducible seeds per (seed, epoch, purpose)."""
+    ss = np.random.SeedSequence([seed, epoch, stream])
+    return int(ss.generate_state(1, dtype=np.uint64)[0] & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+# --------------------------------------------------------------------------------------------
+# checkpoints and run files
+
+
+def _fingerprint(config: TrainingConfig) -> dict[str, Any]:
+    full = config.to_dict()
+    out: dict[str, Any] = {}
+    for section in _FINGERPRINT_SECTIONS:
+        skip = _RESUMABLE_CHANGES.get(section, set())
+        out[section] = {k: v for k, v in full[section].items() if k not in skip}
+    return out
+
+
+def _fingerprint_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    diffs = []
+    for section in _FINGERPRINT_SECTIONS:
+        a, b = old.get(section, {}), new.get(section, {})
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                diffs.append(f"{section}.{key}: {a.get(key)!r} → {b.get(key)!r}")
+    return diffs
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's contents, read with ``weights_only=True`` (tensors, numbers, dicts only)."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise TrainingError(f"{path}: cannot read the checkpoint ({type(exc).__name__}: {str(exc)[:200]})") from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise TrainingError(f"{path}: not a RadLens training checkpoint (format {CHECKPOINT_FORMAT})")
+    return state
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write(path, buf.getvalue())
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+
+
+def _save_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
+    from safetensors.torch import save
+
+    atomic_write(path, save(state))
+
+
+def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    text = "".join(json.dumps(finite_or_none(rec)) + "\n" for rec in history)
+    atomic_write(run_dir / METRICS, text)
+
+
+def card_dict(
+    config: TrainingConfig,
+    spec: InputSpecFromData,
+    args: dict[str, Any],
+    sha256: str,
+    best_auc: float,
+    best_epoch: int,
+    label_name: str = DEFAULT_LABEL,
+) -> dict[str, Any]:
+    """The run's model card (as TOML tables) for ``best.safetensors``."""
+    c = config.card
+    note = f"Trained with `radlens train`: best validation AUC {best_auc:.4f} at epoch {best_epoch}."
+    description = f"{c.description.rstrip()} {note}".strip()
+    return {
+        "name": c.name,
+        "version": c.version,
+        "task": "slice-classification",
+        "modality": list(c.modality),
+        "architecture": config.model.architecture,
+        "weights": BEST_WEIGHTS,
+        "weights_format": "safetensors",
+        "sha256": sha256,
+        "licence": c.licence,
+        "intended_use": c.intended_use,
+        "not_for_clinical_use": True,
+        "explanation": c.explanation,
+        "threshold": c.threshold,
+        "default_for": list(c.default_for),
+        "description": description,
+        "architecture_args": {k: list(v) if isinstance(v, tuple) else v for k, v in args.items()},
+        "input": {
+            "size": list(spec.size),
+            "context_slices": spec.context_slices,
+            "window": list(spec.window),
+            "normalise": "window",
+            "batch_size": max(1, min(64, config.train.batch_size)),
+        },
+        "labels": [{"value": 1, "name": label_name, "colour": LABEL_COLOUR}],
+    }
+
+
+def _write_card(run_dir: Path, data: dict[str, Any]) -> Path:
+    from inference.models.card import parse_card
+
+    path = run_dir / CARD
+    parse_card(data, path)  # what we write must load
+    return atomic_write(path, dumps_toml(data))
+
+
+# --------------------------------------------------------------------------------------------
+# the loop
+
+
+@dataclass
+class _Loop:
+    config: TrainingConfig
+    ds: SliceDataset
+    train_idx: npt.NDArray[np.int64]
+    val_idx: npt.NDArray[np.int64]
+    device: str
+    on_progress: ProgressCallback
+    cancel: CancelToken
+
+
+def _autocast(device: str, enabled: bool) -> tuple[contextlib.AbstractContextManager[Any], Any]:
+    import torch
+
+    if not (enabled and device.startswith("cuda")):
+        return contextlib.nullcontext(), None
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast(device_type="cuda", dtype=dtype), dtype
+
+
+def _validate(
+    model: torch.nn.Module,
+    loop: _Loop,
+    criterion: torch.nn.Module,
+    amp: bool,
+    epoch: int,
+) -> tuple[float, npt.NDArray[np.float64]]:
+    import torch
+    from torch.utils.data import DataLoader
+
+    slices: Any = MemmapSlices(loop.ds, loop.val_idx)  # a sequence is all DataLoader needs
+    loader: DataLoader[Any] = DataLoader(slices, batch_size=loop.config.train.batch_size, shuffle=False, num_workers=0)
+    model.eval()
+    probs: list[npt.NDArray[np.float64]] = []
+    total = 0.0
+    with torch.inference_mode():
+        for step, (images, labels, indices) in enumerate(loader):
+            loop.cancel.raise_if_cancelled()
+            x = to_input(images, loop.device)
+            check_finite_inputs(x, indices, f"validation batch {step + 1} of epoch {epoch + 1}")
+            ctx, _ = _autocast(loop.device, amp)
+            with ctx:
+                logits = model(x)
+            logits = logits.float().reshape(x.shape[0], -1)[:, 0]
+            y = labels.to(loop.device, torch.float32)
+            total += float(criterion(logits, y)) * x.shape[0]
+            probs.append(torch.sigmoid(logits).double().cpu().numpy())
+    val_loss = total / max(1, loop.val_idx.size)
+    return val_loss, np.concatenate(probs) if probs else np.zeros(0)
+
+
+def train(
+    config: TrainingConfig,
+    on_progress: ProgressCallback = no_progress,
+    cancel: CancelToken | None = None,
+    *,
+    resume: bool = True,
+    on_epoch: EpochCallback | None = None,
+) -> Path:
+    """Train ``config``'s model; returns the run folder (with ``card.toml`` once finished).
+
+    When the run folder already holds ``checkpoint_last.pt`` the run continues after its last
+    finished epoch (``resume=False`` refuses instead). A finished run is not trained again.
+    ``on_progress(fraction, message)`` reports steps and epochs (loss, validation AUC...);
+    ``on_epoch(record)`` gets each epoch's ``metrics.jsonl`` record. ``cancel`` is checked
+    between batches: :class:`~inference.errors.OperationCancelled` leaves the last finished
+    epoch's checkpoint in place.
+
+    :raises DatasetError: missing dataset, empty split, a split without both classes.
+    :raises TrainingError: NaN/inf inputs or loss (naming the samples), an incompatible resume.
+    :raises TrainingConfigError: model arguments that do not fit the architecture or the data.
+    """
+    import torch
+
+    cancel = cancel or CancelToken()
+    cfg = config.train
+    ds = read_dataset(config.data.dataset)
+    spec = input_spec_of(ds)
+    train_idx, val_idx = ds.split_indices("train"), ds.split_indices("val")
+    _check_split(ds, "train", train_idx, both_classes=True)
+    _check_split(ds, "val", val_idx, both_classes=True)
+    args = resolve_model_args(config, spec)
+
+    run_dir = config.output.run_dir
+    try:
+        run_dir.resolve().relative_to(ds.root.resolve())
+    except ValueError:
+        pass
+    else:
+        raise TrainingConfigError(config.path, f"output.run_dir {run_dir} is inside the dataset folder {ds.root}")
+    ckpt_path = run_dir / CHECKPOINT
+    state: dict[str, Any] | None = None
+    fingerprint = _fingerprint(config)
+    if ckpt_path.exists():
+        if not resume:
+            raise TrainingError(
+                f"{run_dir} already holds a training run; resume it (radlens train --resume) "
+                "or set [output] run_dir to a new folder"
+            )
+        state = load_checkpoint(ckpt_path)
+        diffs = _fingerprint_differences(state.get("fingerprint", {}), fingerprint)
+        if diffs:
+            raise TrainingError(
+                f"{run_dir} holds a run with a different config, so it cannot be resumed with this one "
+                f"({'; '.join(diffs)}); set [output] run_dir to a new folder"
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(run_dir / CONFIG_COPY, dumps_toml(config.to_dict()))
+
+    device = choose_device(cfg.device)
+    amp = cfg.amp and device.startswith("cuda")
+    label_name = str(ds.manifest.get("label_name") or DEFAULT_LABEL)
+    with _torch_settings(cfg.num_threads):
+        torch.manual_seed(cfg.seed)
+        model = build_network(config, args).to(device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        steps_per_epoch = math.ceil(train_idx.size / cfg.batch_size)
+
+        def factor(step: int) -> float:
+            return lr_factor(step, steps_per_epoch, cfg.epochs, cfg.warmup_epochs, cfg.schedule)
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        _, amp_dtype = _autocast(device, amp)
+        scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+
+        train_labels = np.asarray(ds.labels[train_idx])
+        n_pos = int(train_labels.sum())
+        n_neg = int(train_labels.size - n_pos)
+        pos_weight = torch.tensor([n_neg / n_pos if cfg.class_weighting else 1.0], device=device)
+        criterion = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+
+        history: list[dict[str, Any]] = []
+        best_auc, best_epoch, since_best, start_epoch, finished = -math.inf, 0, 0, 0, False
+        best_state: dict[str, torch.Tensor] | None = None
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            if state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            history = list(state["history"])
+            best_auc, best_epoch = float(state["best_auc"]), int(state["best_epoch"])
+            since_best, start_epoch = int(state["since_best"]), int(state["epoch"])
+            finished = bool(state["finished"]) or start_epoch >= cfg.epochs
+            best_state = dict(state["best_model"])
+            # the files written after the checkpoint may be missing or one epoch ahead: rewrite them
+            _save_weights(run_dir / BEST_WEIGHTS, best_state)
+            _write_metrics(run_dir, history)
+            on_progress(start_epoch / cfg.epochs, f"resuming after epoch {start_epoch}/{cfg.epochs}")
+
+        from torch.utils.data import DataLoader
+
+        from inference.training.augment import AugmentParams, augment_batch
+
+        params = AugmentParams.from_config(config.augment)
+        train_set: Any = MemmapSlices(ds, train_idx)  # a sequence is all DataLoader needs
+        val_labels = np.asarray(ds.labels[val_idx])
+        loop = _Loop(config, ds, train_idx, val_idx, device, on_progress, cancel)
+        epoch = start_epoch
+        while not finished:
+            t0 = time.perf_counter()
+            torch.manual_seed(_epoch_seed(cfg.seed, epoch, 0))  # dropout
+            shuffle = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch, 1))
+            aug_gen = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch, 2))
+            loader: DataLoader[Any] = DataLoader(
+                train_set, batch_size=cfg.batch_size, shuffle=True, generator=shuffle, num_workers=0
+            )
+            model.train()
+            loss_sum, seen = 0.0, 0
+            lr = optimizer.param_groups[0]["lr"]
+            for step, (images, labels, indices) in enumerate(loader):
+                cancel.raise_if_cancelled()
+                where = f"batch {step + 1} of epoch {epoch + 1}"
+                x = to_input(images, device)
+                check_finite_inputs(x, indices, where)
+                x, _ = augment_batch(x, None, params, aug_gen)
+                y = labels.to(device, torch.float32)
+                ctx, _ = _autocast(device, amp)
+                with ctx:
+                    logits = model(x)
+                loss = criterion(logits.float().reshape(x.shape[0], -1)[:, 0], y)
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    raise TrainingError(
+                        f"the loss became {loss_value} at {where} (dataset samples {_list(indices.tolist())}); "
+                        "training stopped; lower train.lr or check these slices"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                lr = optimizer.param_groups[0]["lr"]
+                scheduler.step()
+                loss_sum += loss_value * x.shape[0]
+                seen += x.shape[0]
+                on_progress(
+                    (epoch + (step + 1) / steps_per_epoch) / cfg.epochs,
+                    f"epoch {epoch + 1}/{cfg.epochs} step {step + 1}/{steps_per_epoch} loss {loss_value:.4f}",
+                )
+            train_loss = loss_sum / max(1, seen)
+            val_loss, probs = _validate(model, loop, criterion, amp, epoch)
+            m = classification_metrics(val_labels, probs, config.card.threshold)
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "val_auc": m["auc"],
+                "val_f1": m["f1"],
+                "val_accuracy": m["accuracy"],
+                "val_sensitivity": m["sensitivity"],
+                "val_specificity": m["specificity"],
+                "lr": lr,
+                "seconds": time.perf_counter() - t0,
+            }
+            improved = math.isfinite(m["auc"]) and m["auc"] > best_auc
+            if improved:
+                best_auc, best_epoch, since_best = float(m["auc"]), epoch + 1, 0
+                best_state = _cpu_state(model)
+            else:
+                since_best += 1
+            record["best"] = improved
+            history.append(record)
+            epoch += 1
+            stop_early = cfg.early_stopping_patience > 0 and since_best >= cfg.early_stopping_patience
+            finished = epoch >= cfg.epochs or stop_early
+            if stop_early:
+                record["stopped_early"] = True
+            assert best_state is not None
+            _save_checkpoint(
+                ckpt_path,
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "epoch": epoch,
+                    "model": _cpu_state(model),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict() if scaler.is_enabled() else {},
+                    "best_auc": best_auc,
+                    "best_epoch": best_epoch,
+                    "best_model": best_state,
+                    "since_best": since_best,
+                    "history": [finite_or_none(r) for r in history],
+                    "finished": finished,
+                    "fingerprint": fingerprint,
+                },
+            )
+            if improved:
+                _save_weights(run_dir / BEST_WEIGHTS, best_state)
+            _write_metrics(run_dir, history)
+            on_progress(
+                epoch / cfg.epochs,
+                f"epoch {epoch}/{cfg.epochs} loss {train_loss:.4f} val loss {val_loss:.4f} "
+                f"AUC {m['auc']:.3f} F1 {m['f1']:.3f} acc {m['accuracy']:.3f}",
+            )
+            if on_epoch is not None:
+                on_epoch(dict(record))
+
+    if best_state is None:
+        raise TrainingError(f"{run_dir}: no epoch finished with a validation AUC; nothing to save")
+    from inference.models.safe_load import sha256_of
+
+    sha = sha256_of(run_dir / BEST_WEIGHTS)
+    _write_card(run_dir, card_dict(config, spec, args, sha, best_auc, best_epoch, label_name))
+    on_progress(1.0, f"done: best validation AUC {best_auc:.3f} at epoch {best_epoch}")
+    return run_dir
