@@ -31,3 +31,21 @@ def normalise(voxels: npt.NDArray[Any], spec: InputSpec) -> npt.NDArray[np.float
         np.subtract(out, mean, out=out)
         np.multiply(out, 1.0 / max(sd, 1e-6), out=out)
     return out
+
+
+def normalise_params(voxels: npt.NDArray[Any], spec: InputSpec) -> tuple[float, float, bool]:
+    """``(offset, scale, clip)`` such that ``(v - offset) * scale`` (clipped to [0, 1] if ``clip``)
+    is what :func:`normalise` computes; statistics come from the whole volume, once."""
+    if spec.normalise == Normalise.WINDOW:
+        assert spec.window is not None
+        centre, width = spec.window
+        return (centre - width / 2, 1.0 / max(width, 1e-6), True)
+    if spec.normalise == Normalise.PERCENTILE:
+        flat = np.asarray(voxels).reshape(-1)
+        step = max(1, flat.size // 1_000_000)
+        lo, hi = np.percentile(flat[::step].astype(np.float32), [0.5, 99.5])
+        return (float(lo), 1.0 / max(float(hi - lo), 1e-6), True)
+    if spec.normalise == Normalise.ZSCORE:
+        v = np.asarray(voxels, dtype=np.float32)
+        return (float(v.mean()), 1.0 / max(float(v.std()), 1e-6), False)
+    return (0.0, 1.0, False)

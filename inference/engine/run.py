@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from inference.engine.device import autocast_dtype, is_out_of_memory, select_device
 from inference.engine.findings import find_components
-from inference.engine.normalise import normalise
+from inference.engine.normalise import normalise, normalise_params
 from inference.engine.result import Result
 from inference.errors import InferenceCancelled, RadLensError
 from inference.models.card import Explanation, ModelCard, Task
@@ -124,17 +124,31 @@ def _classify_slices(
     card = lm.card
     spec = card.input
     t0 = time.perf_counter()
-    vox = normalise(volume.voxels, spec)
-    n, rows, cols = vox.shape
+    # Normalised per batch, in torch: no float copy of the whole volume, each plane resized once.
+    offset, scale, clip = normalise_params(volume.voxels, spec)
+    n, rows, cols = volume.voxels.shape
     size = spec.size or (rows, cols)
     result.timings["preprocess"] = time.perf_counter() - t0
     probs = np.zeros(n, dtype=np.float32)
     want_map = explain and card.explanation != Explanation.NONE
-    heat = np.zeros(vox.shape, dtype=np.float32) if want_map else None
-    batches = _Batches(lm, spec.batch_size, result, cancel)
+    heat = np.zeros(volume.voxels.shape, dtype=np.float32) if want_map else None
+    # Small batches are faster on a CPU (no large temporaries to page in); GPUs like them big.
+    batch = spec.batch_size if lm.device != "cpu" else min(spec.batch_size, 8)
+    batches = _Batches(lm, batch, result, cancel)
+    c = spec.context_slices
+
+    def model_input(start: int, stop: int) -> torch.Tensor:
+        a, b = max(start - c, 0), min(stop + c, n)
+        planes = torch.from_numpy(np.ascontiguousarray(volume.voxels[a:b])).float()
+        planes.sub_(offset).mul_(scale)
+        if clip:
+            planes.clamp_(0.0, 1.0)
+        planes = resize(planes[:, None], size)[:, 0]
+        idx = torch.tensor([min(max(k + d, 0), n - 1) - a for k in range(start, stop) for d in range(-c, c + 1)])
+        return planes[idx].reshape(stop - start, 2 * c + 1, *size)
 
     def step(start: int, stop: int) -> None:
-        x = resize(torch.from_numpy(_slice_stack(vox, start, stop, spec.context_slices)), size).to(lm.device)
+        x = model_input(start, stop).to(lm.device)
         with torch.inference_mode():
             p = _probabilities(_forward(lm, x)).cpu().numpy()
         probs[start:stop] = p
