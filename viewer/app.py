@@ -65,7 +65,11 @@ def default_screenshot_path() -> Path:
 
 
 def run_viewer(
-    path: str | None, stack_id: str | None = None, screenshot: str | None = None, size: tuple[int, int] = (1500, 800)
+    path: str | None,
+    stack_id: str | None = None,
+    screenshot: str | None = None,
+    size: tuple[int, int] = (1500, 800),
+    model: str | None = None,
 ) -> int:
     """Open the viewer on ``path``; with ``screenshot``, render once, save the PNG and exit."""
     if screenshot is None and needs_offscreen():
@@ -78,6 +82,7 @@ def run_viewer(
     from viewer.controllers.viewer_controller import ViewerController
 
     controller = ViewerController(interactive=screenshot is None)
+    controller.auto_model = model
     window = controller.window
     if screenshot is not None:
         window.resize(*size)
@@ -87,6 +92,8 @@ def run_viewer(
         from inference.sample_study import write_sample_study
 
         path = str(write_sample_study())
+        if model is None:
+            controller.auto_model = "default"  # the main job: the sample with the default model
     first_frame: list[float] = []
     controller.volume_shown.connect(lambda _v: first_frame.append(time.perf_counter() - t0))
     controller.open_path(path, stack_id)

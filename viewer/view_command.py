@@ -9,6 +9,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", nargs="?", help="folder or file to open (default: the bundled sample study)")
     parser.add_argument("--stack", default=None, help="stack id from `radlens scan`")
     parser.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME",
+        help='run a model once the stack is shown ("default": the default model for its modality)',
+    )
+    parser.add_argument(
         "--screenshot",
         default=None,
         metavar="FILE.png",
@@ -19,4 +25,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from viewer.app import run_viewer
 
-    return run_viewer(args.path, args.stack, args.screenshot)
+    return run_viewer(args.path, args.stack, args.screenshot, model=args.model)

@@ -771,7 +771,8 @@ def build_dataset(
         seen_in.setdefault(name, set()).add(split_of[name])
     assert all(len(s) == 1 for s in seen_in.values()), "a source landed in two splits"
     train = counts["train"]
-    if train["positives"] == 0 or train["negatives"] == 0:
+    # A held-out test set (split 0 0 1) has no training split to check.
+    if split[0] > 0 and (train["positives"] == 0 or train["negatives"] == 0):
         missing_class = "positive (lesion)" if train["positives"] == 0 else "negative (normal)"
         raise DatasetError(
             f"the training split has no {missing_class} slices ({train['positives']} positive, "

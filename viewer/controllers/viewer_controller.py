@@ -68,6 +68,7 @@ class ViewerController(QtCore.QObject):
         self._shown_index: dict[Plane, int | None] = {p: None for p in Plane}
         self.last_error = ""
         self.render_count = 0
+        self.auto_model: str | None = None  # "default" or a model name, run on every volume shown
         self._building: set[int] = set()
         self.cine_timer = QtCore.QTimer(self)
         self.cine_timer.setInterval(100)
@@ -174,6 +175,8 @@ class ViewerController(QtCore.QObject):
         if volume.qa_warnings:
             self.window.statusBar().showMessage("Geometry: " + "; ".join(volume.qa_warnings), 15000)
         self.volume_shown.emit(volume)
+        if self.auto_model is not None:
+            self.run_model(self.auto_model)
 
     def _on_failed(self, kind: str, message: str) -> None:
         self._error(f"{kind}: {message}")
@@ -501,6 +504,30 @@ class ViewerController(QtCore.QObject):
         if paths:
             self.open_path(paths[0])
 
+    def run_model(self, name: str) -> bool:
+        """Run a model on the shown volume: by name, or "default" for the modality's default model."""
+        cur = self.model.current
+        if cur is None:
+            return False
+        try:
+            if name == "default":
+                card = self.analysis.registry.default_for(cur.volume.metadata.modality or "")
+                if card is None:
+                    self.window.statusBar().showMessage(
+                        f"no default model for {cur.volume.metadata.modality or 'this modality'}", 10000
+                    )
+                    return False
+            else:
+                card = self.analysis.registry.get(name)
+        except Exception as exc:
+            self._error(str(exc))
+            return False
+        index = self.window.analysis_panel.model_box.findData(card.key)
+        if index >= 0:
+            self.window.analysis_panel.model_box.setCurrentIndex(index)
+        self.analysis.run(card.key)
+        return True
+
     def _on_analysis_finished(self, _result: object) -> None:
         if self.window.mpr.layout_name == "1x3":
             self.set_layout("2x2")  # the score plot lives in the fourth pane
@@ -515,7 +542,7 @@ class ViewerController(QtCore.QObject):
         """Process events until no load is running (for headless screenshots and tests)."""
         end = time.monotonic() + timeout_s
         app = QtWidgets.QApplication.instance()
-        while self.loader.busy and time.monotonic() < end:
+        while (self.loader.busy or self.analysis.running) and time.monotonic() < end:
             assert app is not None
             app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
-        return not self.loader.busy
+        return not (self.loader.busy or self.analysis.running)
