@@ -107,6 +107,13 @@ def run_viewer(
     out = controller.save_screenshot(screenshot, whole=True)
     if first_frame:
         print(f"first frame after {first_frame[0] * 1000:.0f} ms")
+    result = controller.analysis.result
+    if result is not None:
+        score = "n/a" if result.study_score is None else f"{result.study_score:.2f}"
+        print(
+            f"model {result.model} {result.model_version} on {result.device}: study score {score}, "
+            f"{len(result.findings)} finding(s)"
+        )
     print(f"screenshot written to {out}")
     if not ok:
         print(f"radlens view: error: {controller.last_error or 'nothing could be shown'}", file=sys.stderr)

@@ -55,6 +55,13 @@ def _model_dir(tmp_path: Path, tamper: bool = False) -> Path:
     return folder
 
 
+def _choose_test_model(panel: Any) -> None:
+    """The picker lists every CT model (the bundled demo model too); pick the test one."""
+    index = panel.model_box.findData("test-slice-cnn@0.1")
+    assert index >= 0, "the test model is offered for the CT sample"
+    panel.model_box.setCurrentIndex(index)
+
+
 @pytest.fixture
 def analysis_controller(qtbot: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
     from viewer.controllers.settings import Settings
@@ -76,7 +83,8 @@ def test_running_a_model_adds_overlay_plot_verdict_and_findings(
     ctrl = analysis_controller
     open_and_wait(qtbot, ctrl, sample_study)
     panel = ctrl.window.analysis_panel
-    assert panel.model_box.count() == 1 and "test-slice-cnn" in panel.model_box.currentText()
+    _choose_test_model(panel)
+    assert "test-slice-cnn" in panel.model_box.currentText()
     before = grab_rgb(ctrl.window.mpr.views[next(iter(ctrl.window.mpr.views))])
     with qtbot.waitSignal(ctrl.analysis.finished, timeout=120_000):
         panel.run_button.click()
@@ -110,6 +118,7 @@ def test_a_result_for_a_stack_no_longer_shown_is_dropped(
     ctrl = analysis_controller
     open_and_wait(qtbot, ctrl, sample_study)
     volume = ctrl.model.current.volume
+    _choose_test_model(ctrl.window.analysis_panel)
     ctrl.window.analysis_panel.run_button.click()
     ctrl.show_volume(volume.with_voxels(volume.voxels.copy()))  # another stack is opened meanwhile
     qtbot.wait(3000)
@@ -127,8 +136,47 @@ def test_tampered_weights_show_an_error_and_the_viewer_survives(
 ) -> None:
     ctrl = analysis_controller
     open_and_wait(qtbot, ctrl, sample_study)
+    _choose_test_model(ctrl.window.analysis_panel)
     with qtbot.waitSignal(ctrl.analysis.failed, timeout=60_000) as blocker:
         ctrl.window.analysis_panel.run_button.click()
     assert "sha256 mismatch" in blocker.args[0]
     assert "sha256 mismatch" in ctrl.last_error
     assert ctrl.model.current is not None and len(ctrl.model.layers) == 0
+
+
+def test_main_job_opens_the_sample_with_the_default_model(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from PySide6 import QtGui
+
+    out = tmp_path / "main.png"
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "inference.cli.main", "view", "--screenshot", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "model ct-nodule-demo" in proc.stdout and "study score" in proc.stdout
+    image = QtGui.QImage(str(out))
+    assert image.width() >= 1000
+    rgb = grab_rgb_from(image)
+    # The attention heatmap (inferno) draws warm, saturated pixels over the grey CT.
+    warm = (rgb[..., 0].astype(int) - rgb[..., 2].astype(int) > 60) & (rgb[..., 1] < 120)
+    assert warm.mean() > 0.0005
+
+
+def grab_rgb_from(image: Any) -> Any:
+    from .conftest import image_rgb
+
+    return image_rgb(image)
