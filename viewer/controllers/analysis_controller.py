@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,8 @@ class AnalysisController(QtCore.QObject):
         self._cancel = CancelToken()
         self._worker: Any = None
         self.running = False
+        self._preloading = False
+        self._closed = False
         panel.run_requested.connect(self.run)
         panel.cancel_requested.connect(self.cancel)
         panel.finding_activated.connect(self.goto_finding)
@@ -54,6 +57,17 @@ class AnalysisController(QtCore.QObject):
             # Finding model cards parses TOML and entry points: done off the GUI thread at start-up.
             self._discovery = create_worker(self._discover)
             self._discovery.start()
+
+    def _preload_engine(self) -> None:
+        if self._closed:
+            return
+
+        def work() -> None:
+            import inference.engine.run
+            import inference.models._nets  # noqa: F401  (torch and the network classes)
+
+        self._preloader = create_worker(work)
+        self._preloader.start()
 
     def _discover(self) -> None:
         if self._registry is None:
@@ -88,6 +102,11 @@ class AnalysisController(QtCore.QObject):
                 text += " Not for clinical use."
             entries.append((c.key, f"{c.name} {c.version} ({c.task.value})", text))
         self.panel.set_models(entries)
+        if entries and "torch" not in sys.modules and not self._preloading:
+            # Importing torch holds the GIL for a while: do it once, a moment after the volume is
+            # shown, rather than when the user presses Run and watches the progress bar.
+            self._preloading = True
+            QtCore.QTimer.singleShot(1000, self._preload_engine)
         self.panel.device_label.setText(f"device: {self.device}")
 
     def run(self, key: str) -> None:
@@ -236,4 +255,5 @@ class AnalysisController(QtCore.QObject):
         self.model.set_cursor((x, y, z))
 
     def shutdown(self) -> None:
+        self._closed = True
         self._cancel.cancel()
