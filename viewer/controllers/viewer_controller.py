@@ -189,17 +189,24 @@ class ViewerController(QtCore.QObject):
             QtWidgets.QMessageBox.warning(self.window, "RadLens", message)
 
     def open_mask(self, path: str | Path) -> LabelLayer | None:
-        """Open a NIfTI/NRRD/MHA label file as a layer on the current volume; refuse a foreign grid."""
-        from inference.io.image_file import read_image_file
+        """Open a label file (NIfTI/NRRD/MHA, or a DICOM SEG) as a layer; refuse a foreign grid or series."""
+        from inference.io.image_file import is_image_file, read_image_file
+        from inference.io.seg_reader import read_dicom_seg_onto
 
         cur = self.model.current
         if cur is None:
             self._error("Open an image before opening a mask")
             return None
         try:
-            mask = read_image_file(path)
-            check_same_grid(mask, cur.volume)
-            layer = LabelLayer(name=Path(path).name, labels=np.asarray(mask.voxels))
+            if is_image_file(path):
+                mask = read_image_file(path)
+                check_same_grid(mask, cur.volume)
+                layer = LabelLayer(name=Path(path).name, labels=np.asarray(mask.voxels))
+            else:  # a DICOM SEG, matched to the open series by the instances it references
+                seg = read_dicom_seg_onto(cur.volume, path)
+                layer = LabelLayer(
+                    name=Path(path).name, labels=seg.labels, names=dict(seg.names), colours=dict(seg.colours)
+                )
         except Exception as exc:
             self._error(f"Cannot open {Path(path).name} as a mask: {exc}")
             return None
@@ -435,7 +442,10 @@ class ViewerController(QtCore.QObject):
 
     def _ask_mask(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self.window, "Open mask", self.settings.last_folder(), "Label images (*.nii *.nii.gz *.nrrd *.mha *.mhd)"
+            self.window,
+            "Open mask",
+            self.settings.last_folder(),
+            "Segmentations (*.dcm *.nii *.nii.gz *.nrrd *.mha *.mhd);;All files (*)",
         )
         if path:
             self.open_mask(path)

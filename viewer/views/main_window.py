@@ -134,7 +134,7 @@ class MainWindow(QtWidgets.QMainWindow):
         f = mb.addMenu("&File")
         self._action(f, "open-folder", "Open &folder…", QtGui.QKeySequence.StandardKey.Open)
         self._action(f, "open-file", "Open f&ile…", "Ctrl+Shift+O")
-        self._action(f, "open-mask", "Open &mask as layer…", "Ctrl+M")
+        self._action(f, "open-mask", "Open &segmentation (mask or DICOM SEG)…", "Ctrl+M")
         self.recent_menu = f.addMenu("&Recent folders")
         f.addSeparator()
         self._action(f, "save-view", "Save view screenshot…", "Ctrl+S")
