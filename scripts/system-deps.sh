@@ -3,7 +3,7 @@
 set -euo pipefail
 packages=(dcm2niix invesalius-examples mricron-data dicom3tools libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3
           xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libxcb-shape0 libxcb-randr0
-          libxcb-render-util0 libxcb-image0 libxcb-xinerama0)
+          libxcb-render-util0 libxcb-image0 libxcb-xinerama0 poppler-utils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

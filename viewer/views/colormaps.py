@@ -7,6 +7,8 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
+from inference.display import colormaps as _display
+
 
 @lru_cache(maxsize=4)
 def grey_lut(invert: bool) -> npt.NDArray[np.uint8]:
@@ -14,17 +16,10 @@ def grey_lut(invert: bool) -> npt.NDArray[np.uint8]:
     return np.ascontiguousarray(ramp[::-1] if invert else ramp)
 
 
-@lru_cache(maxsize=16)
 def heatmap_lut(name: str) -> npt.NDArray[np.uint8]:
-    """256×4 RGBA from a pyqtgraph colormap; entry 0 (below threshold) transparent."""
-    import pyqtgraph as pg
+    """256×4 RGBA of a heatmap colormap; entry 0 (below threshold) transparent.
 
-    cmap = (
-        pg.colormap.get(name)
-        if name != "jet"
-        else pg.ColorMap([0, 0.35, 0.5, 0.65, 1], [(0, 0, 128), (0, 128, 255), (0, 255, 0), (255, 200, 0), (200, 0, 0)])
-    )
-    lut = np.asarray(cmap.getLookupTable(0.0, 1.0, 256, alpha=True), dtype=np.uint8).copy()
-    lut[:, 3] = 255
-    lut[0, 3] = 0
-    return lut
+    The tables live in :mod:`inference.display.colormaps` so that key images and reports
+    colour a heatmap exactly as the viewer does.
+    """
+    return _display.heatmap_lut(name)

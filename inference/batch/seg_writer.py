@@ -1,0 +1,220 @@
+"""A label map as a DICOM Segmentation (SEG) that references the instances it was computed on.
+
+highdicom builds the object from the source headers (no pixel data is read): the SEG carries the
+source's patient, study and frame of reference, one frame per source slice that holds a label,
+each at that slice's ImagePositionPatient and referencing its SOP instance. So RadLens (or any
+PACS viewer) puts every mask voxel back on the voxel it came from.
+
+Segment numbers are the label values when those run 1, 2, … N (the usual case, and what
+:func:`inference.io.seg_reader.read_dicom_seg_onto` reads back voxel for voxel); other values
+are renumbered 1…N in ascending order, as DICOM requires consecutive segment numbers.
+
+Segmented property codes (SNOMED CT) are chosen from the label's name: abnormal structures
+(nodule, lesion, tumour, haemorrhage, "finding") under "Morphologically abnormal structure",
+named organs under "Anatomical structure", anything else as "Tissue"/"Tissue".
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from inference import __version__
+from inference.batch.errors import OutputNotSupported, OutputWriteError
+from inference.errors import LoadError
+from inference.io.atomic import atomic_write
+from inference.io.stacks import Stack
+from inference.models.card import ModelCard
+from inference.volume import Volume
+
+OUTPUT = "DICOM SEG"
+
+#: Series numbers of SEGs are the source's plus this, so a PACS lists them next to their source.
+SERIES_NUMBER_OFFSET = 1000
+_DEFAULT_COLOUR = (230, 25, 75)
+
+# (words in the label's name, SCT category, SCT type), first match wins.
+_PROPERTY_RULES: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (("nodule",), "MorphologicallyAbnormalStructure", "Nodule"),
+    (("tumour", "tumor", "neoplasm", "metasta"), "MorphologicallyAbnormalStructure", "Neoplasm"),
+    (("haemorrhage", "hemorrhage", "bleed"), "MorphologicallyAbnormalStructure", "Hemorrhage"),
+    (("mass",), "MorphologicallyAbnormalStructure", "Mass"),
+    (("lesion", "finding", "abnormal", "anomaly"), "MorphologicallyAbnormalStructure", "Lesion"),
+    (("brain",), "AnatomicalStructure", "Brain"),
+    (("lung",), "AnatomicalStructure", "Lung"),
+    (("liver",), "AnatomicalStructure", "Liver"),
+    (("kidney",), "AnatomicalStructure", "Kidney"),
+    (("heart",), "AnatomicalStructure", "Heart"),
+    (("bone",), "Tissue", "Bone"),
+)
+
+
+def segmented_property(name: str) -> tuple[Any, Any]:
+    """SNOMED CT ``(category, type)`` codes for a label called ``name``."""
+    from pydicom.sr.codedict import codes
+
+    lowered = name.lower()
+    for words, category, kind in _PROPERTY_RULES:
+        if any(w in lowered for w in words):
+            return getattr(codes.SCT, category), getattr(codes.SCT, kind)
+    return codes.SCT.Tissue, codes.SCT.Tissue
+
+
+def _source_datasets(stack: Stack) -> tuple[list[pydicom.Dataset], list[int] | None]:
+    """The source headers in volume ``k`` order, or one multi-frame header with each ``k``'s frame."""
+    if stack.kind != "dicom":
+        raise OutputNotSupported(OUTPUT, "the input is not DICOM: there are no instances for a SEG to reference")
+    if not stack.slices:
+        raise OutputNotSupported(OUTPUT, f"stack {stack.id} has no slices")
+
+    def read(path: str) -> pydicom.Dataset:
+        try:
+            return pydicom.dcmread(path, stop_before_pixels=True)
+        except (OSError, InvalidDicomError) as exc:
+            raise LoadError(path, f"cannot re-read the source header for the SEG ({exc})") from exc
+
+    if any(h.is_multiframe for h in stack.headers):
+        frames = [ref.frame_index for ref in stack.slices]
+        if len(stack.headers) != 1 or sorted(frames) != list(range(stack.headers[0].number_of_frames)):
+            raise OutputNotSupported(OUTPUT, "the stack is only part of a multi-frame object")
+        return [read(stack.headers[0].path)], frames
+    return [read(stack.headers[ref.header_index].path) for ref in stack.slices], None
+
+
+#: Type 2 attributes highdicom copies from the first source; a de-identifier may have removed them.
+_TYPE2_COPIED = (
+    "PatientName", "PatientID", "PatientBirthDate", "PatientSex",
+    "AccessionNumber", "StudyID", "StudyDate", "StudyTime", "ReferringPhysicianName",
+)  # fmt: skip
+
+
+def _with_type2_present(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """Add the copied Type 2 attributes a source lacks, empty (as a de-identifier that empties them would)."""
+    for keyword in _TYPE2_COPIED:
+        if keyword not in ds:
+            setattr(ds, keyword, None)
+    return ds
+
+
+def _segment_numbers(
+    label_map: npt.NDArray[np.integer[Any]], labels: dict[int, tuple[str, tuple[int, int, int]]]
+) -> dict[int, int]:
+    """Label value → segment number for every named label and every value in the map."""
+    present = {int(v) for v in np.unique(label_map) if v != 0}
+    values = sorted(present | {int(v) for v in labels if v != 0})
+    if any(v < 0 or v > 255 for v in values):
+        raise ValueError(f"label values must lie in 1..255, got {values[0]}..{values[-1]}")
+    return {v: n for n, v in enumerate(values, start=1)}
+
+
+def _segment_descriptions(
+    numbers: dict[int, int], labels: dict[int, tuple[str, tuple[int, int, int]]], card: ModelCard
+) -> list[Any]:
+    """One highdicom SegmentDescription per segment: name, codes, colour and the model that made it."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=card.name[:64], family=codes.cid7162.ArtificialIntelligence, version=card.version[:64], source="RadLens"
+    )
+    out = []
+    for value, number in numbers.items():
+        name, colour = labels.get(value, (f"label {value}", _DEFAULT_COLOUR))
+        category, kind = segmented_property(name)
+        out.append(
+            hd.seg.SegmentDescription(
+                segment_number=number,
+                segment_label=name[:64],
+                segmented_property_category=category,
+                segmented_property_type=kind,
+                algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+                algorithm_identification=algorithm,
+                display_color=hd.color.CIELabColor.from_rgb(*colour),
+            )
+        )
+    return out
+
+
+def write_dicom_seg(
+    stack: Stack,
+    volume: Volume,
+    label_map: npt.NDArray[np.uint8],
+    labels: dict[int, tuple[str, tuple[int, int, int]]],
+    card: ModelCard,
+    out_path: Path,
+    *,
+    dataset_transform: Callable[[pydicom.Dataset], pydicom.Dataset] | None = None,
+) -> Path:
+    """Write ``label_map`` (``[k, j, i]`` on ``volume``, loaded from ``stack``) as a binary DICOM SEG.
+
+    ``labels`` maps a label value to its name and display colour; one segment is written per
+    named value (and per unnamed value found in the map), frames without any label are left out.
+    ``dataset_transform`` is applied to every source header before the SEG is built, so a
+    de-identifying transform leaves the SEG referencing the remapped UIDs and carrying no
+    identity of the source. The file appears atomically at ``out_path``.
+
+    Raises :class:`OutputNotSupported` for non-DICOM input or part of a multi-frame object,
+    :class:`OutputWriteError` when the file cannot be written.
+    """
+    import highdicom as hd
+
+    if label_map.shape != volume.shape or volume.shape[0] != stack.n_slices:
+        raise ValueError(
+            f"label map {label_map.shape}, volume {volume.shape} and stack of {stack.n_slices} slices disagree"
+        )
+    sources, frame_of_k = _source_datasets(stack)
+    if dataset_transform is not None:
+        sources = [dataset_transform(ds) for ds in sources]
+    sources = [_with_type2_present(ds) for ds in sources]
+    numbers = _segment_numbers(label_map, labels)
+    lut = np.zeros(256, dtype=np.uint8)
+    for value, number in numbers.items():
+        lut[value] = number
+    pixels = lut[label_map]
+    if frame_of_k is not None:  # a multi-frame source: highdicom wants the frames in file order
+        in_frame_order = np.empty_like(pixels)
+        in_frame_order[frame_of_k] = pixels
+        pixels = in_frame_order
+
+    descriptions = _segment_descriptions(numbers, labels, card)
+    if not descriptions:
+        raise OutputNotSupported(OUTPUT, "no label is named and the label map is empty: there is no segment to write")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # highdicom's notes on codes and value lengths
+            seg = hd.seg.Segmentation(
+                source_images=sources,
+                pixel_array=pixels,
+                segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+                segment_descriptions=descriptions,
+                series_instance_uid=hd.UID(),
+                series_number=SERIES_NUMBER_OFFSET + max(stack.series_number, 0),
+                sop_instance_uid=hd.UID(),
+                instance_number=1,
+                manufacturer="RadLens",
+                manufacturer_model_name=card.name[:64],
+                software_versions=f"RadLens {__version__}",
+                device_serial_number=card.sha256[:16],  # which weights made it
+                series_description=f"RadLens {card.name} segmentation"[:64],
+                content_label="RADLENS",
+                content_description=f"{card.name} {card.version}"[:64],
+                # An all-empty map is still a valid SEG: every frame is written, empty.
+                omit_empty_frames=bool(pixels.any()),
+            )
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise OutputNotSupported(OUTPUT, f"highdicom cannot build it from these sources: {exc}") from exc
+    buffer = io.BytesIO()
+    seg.save_as(buffer)
+    try:
+        atomic_write(out_path, buffer.getvalue())
+    except OSError as exc:
+        raise OutputWriteError(out_path, f"cannot write the SEG ({exc.strerror or exc})") from exc
+    return Path(out_path)
