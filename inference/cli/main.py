@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -18,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "scan": ("inference.cli.scan_command", "list the studies, series and stacks in a folder (headers only)"),
     "convert": ("inference.cli.convert_command", "convert a DICOM stack or image file to NIfTI"),
     "sample": ("inference.cli.sample_command", "write the bundled sample CT study (DICOM) to a folder"),
+    "analyze": ("inference.cli.analyze_command", "analyse every image stack in folders of scans (batch, resumable)"),
     "models": ("inference.cli.models_command", "list the registered models and their weights"),
     "train": ("inference.cli.train_command", "train a model from a config file"),
     "evaluate": ("inference.cli.evaluate_command", "evaluate a model on a dataset split"),
@@ -54,18 +56,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    from inference.logging_setup import setup_logging
+
+    setup_logging()  # in the user's log folder, never beside the executable
+    log = logging.getLogger("radlens")
+    log.info("radlens %s %s%s", __version__, args.command, " (packaged)" if getattr(sys, "frozen", False) else "")
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         code: int = module.run(args)
     except OperationCancelled:
+        log.info("%s: cancelled", args.command)
         print("radlens: cancelled", file=sys.stderr)
         return EXIT_CANCELLED
     except KeyboardInterrupt:
+        log.info("%s: interrupted", args.command)
         print("radlens: interrupted", file=sys.stderr)
         return EXIT_CANCELLED
     except RadLensError as exc:
+        log.error("%s: %s: %s", args.command, type(exc).__name__, exc)
         print(f"radlens {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    log.info("%s: exit %d", args.command, code)
     return code
 
 

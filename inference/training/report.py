@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from inference.training.config import atomic_write
+from inference.io.atomic import atomic_write
 from inference.training.metrics import Calibration, finite_or_none
 
 if TYPE_CHECKING:

@@ -40,8 +40,9 @@ import numpy as np
 import numpy.typing as npt
 
 from inference.errors import DeviceError, RadLensError
+from inference.io.atomic import atomic_write
 from inference.progress import CancelToken, ProgressCallback, no_progress
-from inference.training.config import TrainingConfig, TrainingConfigError, atomic_write, dumps_toml
+from inference.training.config import TrainingConfig, TrainingConfigError, dumps_toml
 from inference.training.dataset_format import DatasetError, SliceDataset, read_dataset
 from inference.training.metrics import classification_metrics, finite_or_none
 

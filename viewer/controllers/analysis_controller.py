@@ -39,6 +39,7 @@ class AnalysisController(QtCore.QObject):
         self._registry = registry
         self.device = device
         self.result: Result | None = None
+        self.result_card: ModelCard | None = None
         self.result_layers: list[Layer] = []
         self._generation = 0
         self._cancel = CancelToken()
@@ -91,6 +92,7 @@ class AnalysisController(QtCore.QObject):
     def _on_volume_changed(self) -> None:
         self.cancel()
         self.result = None
+        self.result_card = None
         self.result_layers = []
         self.plot.set_scores(None)
         self.panel.show_findings([])
@@ -169,6 +171,7 @@ class AnalysisController(QtCore.QObject):
         self.running = False
         self.panel.set_running(False)
         self.result = result
+        self.result_card = card
         for layer in self.result_layers:
             if layer in list(self.model.layers):
                 self.model.layers.remove(layer)

@@ -16,6 +16,7 @@ from inference.models.registry import Registry
 from inference.volume import Volume
 from viewer.controllers import plane_render as pr
 from viewer.controllers.analysis_controller import AnalysisController
+from viewer.controllers.export_controller import ExportController
 from viewer.controllers.loading import LoadController
 from viewer.controllers.settings import Settings
 from viewer.controllers.worker import create_worker
@@ -57,6 +58,9 @@ class ViewerController(QtCore.QObject):
         self.analysis = AnalysisController(self.model, self.window.analysis_panel, self.window.mpr.fourth, registry)
         self.analysis.failed.connect(self._error)
         self.analysis.finished.connect(self._on_analysis_finished)
+        self.exporter = ExportController(self)
+        self.exporter.failed.connect(self._error)
+        self.exporter.exported.connect(self._on_exported)
         self.settings = settings or Settings()
         self.interactive = interactive  # False: errors go to the status bar, never a modal box
         self.scan_result: ScanResult | None = None
@@ -110,6 +114,7 @@ class ViewerController(QtCore.QObject):
         a["open-folder"].triggered.connect(self._ask_folder)
         a["open-file"].triggered.connect(self._ask_file)
         a["open-mask"].triggered.connect(self._ask_mask)
+        a["export-results"].triggered.connect(self._ask_export)
         a["save-view"].triggered.connect(lambda: self._ask_screenshot(whole=False))
         a["save-window"].triggered.connect(lambda: self._ask_screenshot(whole=True))
         a["copy-view"].triggered.connect(self.copy_view)
@@ -450,6 +455,25 @@ class ViewerController(QtCore.QObject):
         if path:
             self.open_mask(path)
 
+    def export_results(self, out_root: str | Path) -> bool:
+        """Write the open stack's analysis (the batch command's outputs) under ``out_root``."""
+        cur, result, card = self.model.current, self.analysis.result, self.analysis.result_card
+        if cur is None or self.current_stack is None or result is None or card is None:
+            self._error("Run a model on the open stack before exporting its results")
+            return False
+        return self.exporter.export(
+            Path(out_root), stack=self.current_stack, volume=cur.volume, result=result, card=card
+        )
+
+    def _ask_export(self) -> None:
+        folder = QtWidgets.QFileDialog.getExistingDirectory(self.window, "Export results into", str(Path.home()))
+        if folder:
+            self.export_results(folder)
+
+    def _on_exported(self, exported: Any) -> None:
+        note = f" ({'; '.join(exported.notes)})" if exported.notes else ""
+        self.window.statusBar().showMessage(f"Exported {len(exported.files)} files to {exported.folder}{note}", 30000)
+
     def _ask_window(self) -> None:
         wl = self.model.window
         text, ok = QtWidgets.QInputDialog.getText(
@@ -552,7 +576,7 @@ class ViewerController(QtCore.QObject):
         """Process events until no load is running (for headless screenshots and tests)."""
         end = time.monotonic() + timeout_s
         app = QtWidgets.QApplication.instance()
-        while (self.loader.busy or self.analysis.running) and time.monotonic() < end:
+        while (self.loader.busy or self.analysis.running or self.exporter.busy) and time.monotonic() < end:
             assert app is not None
             app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
-        return not (self.loader.busy or self.analysis.running)
+        return not (self.loader.busy or self.analysis.running or self.exporter.busy)

@@ -137,6 +137,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(f, "open-mask", "Open &segmentation (mask or DICOM SEG)…", "Ctrl+M")
         self.recent_menu = f.addMenu("&Recent folders")
         f.addSeparator()
+        self._action(f, "export-results", "&Export results (SEG, NIfTI, findings, report)…", "Ctrl+E")
         self._action(f, "save-view", "Save view screenshot…", "Ctrl+S")
         self._action(f, "save-window", "Save window screenshot…", "Ctrl+Shift+S")
         self._action(f, "copy-view", "Copy view to clipboard", "Ctrl+Shift+C")

@@ -1,0 +1,1 @@
+"""Offline batch analysis of scan folders: ``radlens analyze``."""

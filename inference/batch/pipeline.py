@@ -1,0 +1,341 @@
+"""``analyze(inputs, options)``: the batch run behind ``radlens analyze``.
+
+Three stages overlap: stacks load in worker processes (``jobs`` of them, each one stack
+ahead), the model runs in this process, and outputs are written by one writer thread while
+the next stack is inferred. At most ``jobs`` loaded volumes wait, one is inferred and one is
+written, so memory does not grow with the number of stacks. Each stack's manifest is written
+after all its outputs, which makes the run resumable after a kill at any moment.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+import warnings
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inference.batch.identity import Identity, IdentityPolicy, load_or_create_key
+from inference.batch.plan import Job, Plan, plan_jobs
+from inference.batch.resume import (
+    MANIFEST,
+    input_fingerprint,
+    is_complete,
+    manifest_payload,
+    model_fingerprint,
+    remove_stale_temporaries,
+)
+from inference.batch.stack_outputs import FORMATS, clear_outputs, write_stack_outputs
+from inference.batch.summary import FAILED, OK, SKIPPED, base_row, problem_rows, result_row, write_summary
+from inference.errors import LoadError, OperationCancelled, RadLensError
+from inference.io.atomic import atomic_write
+from inference.io.paths import is_within
+from inference.io.stacks import Stack
+from inference.models.registry import Registry, discover
+from inference.progress import CancelToken, ProgressCallback, no_progress
+from inference.volume import Volume
+
+
+class BatchInputError(RadLensError):
+    """The inputs or the output folder cannot be used as given."""
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    out: Path
+    model: str | None = None
+    device: str = "auto"
+    jobs: int = 1  # loader processes; 0 loads in this process
+    formats: tuple[str, ...] = FORMATS
+    identity: IdentityPolicy = IdentityPolicy.DEFAULT
+    overwrite: bool = False
+    file_modality: str = ""  # modality of NIfTI/NRRD/MHA inputs, which do not record one
+    key_images: int = 3
+
+
+@dataclass
+class BatchReport:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    summary_csv: Path | None = None
+    summary_json: Path | None = None
+    elapsed_s: float = 0.0
+
+    def count(self, status: str, resumed: bool | None = None) -> int:
+        return sum(
+            1 for r in self.rows if r.get("status") == status and (resumed is None or bool(r.get("resumed")) == resumed)
+        )
+
+    @property
+    def succeeded(self) -> bool:
+        """Every stack that was attempted succeeded, every named input was usable, and something ran."""
+        failed = any(r.get("status") == FAILED for r in self.rows)
+        return not failed and self.count(OK) > 0
+
+
+# -- loading, in worker processes --------------------------------------------------------------
+
+
+def load_for_batch(stack: Stack) -> tuple[Volume | None, float, str]:
+    """Load a stack; failures come back as text (custom exceptions do not always unpickle)."""
+    from inference.io.dicom_loader import load_stack
+
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # geometry QA travels with the volume
+            volume = load_stack(stack)
+    except LoadError as exc:
+        return None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc.reason}"
+    except Exception as exc:
+        return None, time.perf_counter() - t0, f"{type(exc).__name__}: {str(exc)[:300]}"
+    return volume, time.perf_counter() - t0, ""
+
+
+class _Loader:
+    """Keeps up to ``jobs`` stacks loading ahead in worker processes (or loads inline)."""
+
+    def __init__(self, jobs: int, stacks: list[Stack]) -> None:
+        self.stacks = deque(stacks)
+        self.pending: deque[Future[tuple[Volume | None, float, str]]] = deque()
+        self.pool = (
+            ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) if jobs > 0 else None
+        )
+        self.ahead = max(jobs, 1)
+        self._fill()
+
+    def _fill(self) -> None:
+        while self.pool is not None and self.stacks and len(self.pending) < self.ahead:
+            self.pending.append(self.pool.submit(load_for_batch, self.stacks.popleft()))
+
+    def next(self) -> tuple[Volume | None, float, str]:
+        if self.pool is None:
+            return load_for_batch(self.stacks.popleft())
+        fut = self.pending.popleft()
+        try:
+            out = fut.result()
+        except Exception as exc:  # the worker died (e.g. killed for memory)
+            out = (None, 0.0, f"loader process failed: {type(exc).__name__}: {str(exc)[:200]}")
+        self._fill()
+        return out
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+def _check_paths(inputs: list[Path], out: Path) -> None:
+    for p in inputs:
+        folder = p if p.is_dir() else p.parent
+        if is_within(out, folder) and p.is_dir():
+            raise BatchInputError(f"the output folder {out} lies inside the input {p}: RadLens never writes there")
+        if p.exists() and is_within(p, out):
+            raise BatchInputError(f"the input {p} lies inside the output folder {out}")
+
+
+def _scan_inputs(inputs: list[Path], jobs: int, cancel: CancelToken, plan_failures: list[tuple[str, str]]) -> list[Any]:
+    from inference.io.scan import scan
+
+    scans = []
+    for p in inputs:
+        try:
+            scans.append(scan(p, jobs=jobs or None, cancel=cancel))
+        except OperationCancelled:
+            raise
+        except LoadError as exc:
+            plan_failures.append((str(p), f"{type(exc).__name__}: {exc.reason}"))
+    return scans
+
+
+class _Run:
+    def __init__(self, options: BatchOptions, plan: Plan, identity: Identity, on_progress: ProgressCallback) -> None:
+        self.options = options
+        self.plan = plan
+        self.identity = identity
+        self.on_progress = on_progress
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.models: dict[str, Any] = {}
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="radlens-writer")
+        self.writing: tuple[Job, Future[dict[str, Any]]] | None = None
+        self.started = time.perf_counter()
+        self.done = 0
+        self.total = 1
+
+    def expected(self, job: Job) -> dict[str, str]:
+        assert job.card is not None
+        return {
+            "input": input_fingerprint(job.stack),
+            "model": model_fingerprint(job.card),
+            "options": f"{sorted(self.options.formats)}|{self.identity.policy.value}|{self.options.key_images}",
+        }
+
+    def progress(self, job: Job, fraction: float, message: str) -> None:
+        elapsed = time.perf_counter() - self.started
+        overall = (self.done + max(0.0, min(1.0, fraction))) / self.total
+        eta = ""
+        if self.done:
+            left = elapsed / self.done * (self.total - self.done - fraction)
+            eta = f" · ETA {int(left // 60)}:{int(left % 60):02d}"
+        self.on_progress(overall, f"[{self.done + 1}/{self.total}] {job.folder} {message}{eta}")
+
+    def model_for(self, job: Job) -> Any:
+        from inference.engine.run import load_model
+
+        card = job.card
+        assert card is not None
+        if card.pipeline:
+            return card
+        if card.key not in self.models:
+            self.models[card.key] = load_model(card, self.options.device)
+        return self.models[card.key]
+
+    def infer(self, job: Job, volume: Volume, load_s: float, cancel: CancelToken) -> None:
+        from inference.engine.run import run
+
+        t0 = time.perf_counter()
+        result = run(
+            self.model_for(job),
+            volume,
+            lambda f, m: self.progress(job, 0.1 + 0.8 * f, m),
+            cancel,
+            device=self.options.device,
+        )
+        infer_s = time.perf_counter() - t0
+        self.wait_writer()
+        row = base_row(job, self.identity)
+        self.writing = (job, self.writer.submit(self.write, job, volume, result, row, load_s, infer_s))
+
+    def write(
+        self, job: Job, volume: Volume, result: Any, row: dict[str, Any], load_s: float, infer_s: float
+    ) -> dict[str, Any]:
+        assert job.card is not None
+        t0 = time.perf_counter()
+        stack_dir = self.options.out / job.folder
+        stack_dir.mkdir(parents=True, exist_ok=True)
+        (stack_dir / MANIFEST).unlink(missing_ok=True)
+        clear_outputs(stack_dir)
+        outputs = write_stack_outputs(
+            stack_dir,
+            stack=job.stack,
+            volume=volume,
+            result=result,
+            card=job.card,
+            identity=self.identity,
+            formats=self.options.formats,
+            key_image_count=self.options.key_images,
+        )
+        timings = {"load": load_s, "inference": infer_s, "write": time.perf_counter() - t0}
+        row = result_row(row, volume, result, timings)
+        row["outputs"] = " ".join(outputs.files)
+        row["notes"] = "; ".join(outputs.notes + list(result.messages))
+        atomic_write(stack_dir / MANIFEST, manifest_payload(self.expected(job), stack_dir, outputs.files, row))
+        return row
+
+    def wait_writer(self) -> None:
+        if self.writing is None:
+            return
+        job, fut = self.writing
+        self.writing = None
+        try:
+            self.rows[job.folder] = fut.result()
+        except Exception as exc:
+            self.rows[job.folder] = self.failed(job, f"writing outputs failed: {type(exc).__name__}: {exc}")
+
+    def failed(self, job: Job, reason: str) -> dict[str, Any]:
+        row = base_row(job, self.identity)
+        if self.identity.anonymize:
+            for p in job.stack.paths[:1]:
+                reason = reason.replace(p, "<input>")
+        row.update(status=FAILED, error=reason)
+        return row
+
+    def execute(self, todo: list[Job], cancel: CancelToken) -> None:
+        self.total = max(len(todo), 1)
+        loader = _Loader(self.options.jobs, [j.stack for j in todo])
+        try:
+            for job in todo:
+                cancel.raise_if_cancelled()
+                self.progress(job, 0.0, "loading")
+                volume, load_s, error = loader.next()
+                if volume is None:
+                    self.rows[job.folder] = self.failed(job, error)
+                else:
+                    try:
+                        self.infer(job, volume, load_s, cancel)
+                    except OperationCancelled:
+                        raise
+                    except Exception as exc:
+                        self.rows[job.folder] = self.failed(job, f"{type(exc).__name__}: {str(exc)[:300]}")
+                    del volume
+                self.done += 1
+            self.wait_writer()
+        finally:
+            loader.close()
+            self.wait_writer()
+            self.writer.shutdown(wait=True)
+
+
+def analyze(
+    inputs: list[Path],
+    options: BatchOptions,
+    on_progress: ProgressCallback = no_progress,
+    cancel: CancelToken | None = None,
+    registry: Registry | None = None,
+) -> BatchReport:
+    """Analyse every image stack under ``inputs``; write per-stack outputs and the run summary."""
+    cancel = cancel or CancelToken()
+    t0 = time.perf_counter()
+    out = options.out.resolve()
+    unknown = set(options.formats) - set(FORMATS)
+    if unknown:
+        raise BatchInputError(f"unknown format(s) {', '.join(sorted(unknown))}; choose from {', '.join(FORMATS)}")
+    _check_paths([p.resolve() for p in inputs], out)
+    registry = registry or discover()
+    model = registry.get(options.model) if options.model else None
+    if options.device != "auto":
+        from inference.engine.device import select_device
+
+        select_device(options.device)  # a missing GPU is an error before anything runs
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
+    key = load_or_create_key(out) if options.identity == IdentityPolicy.ANONYMIZE else b"radlens"
+    identity = Identity(options.identity, key)
+    failures: list[tuple[str, str]] = []
+    scans = _scan_inputs(inputs, options.jobs, cancel, failures)
+    plan = plan_jobs(scans, registry, identity, model=model, file_modality=options.file_modality)
+    plan.failed_inputs = failures
+    run = _Run(BatchOptions(**{**options.__dict__, "out": out}), plan, identity, on_progress)
+    todo: list[Job] = []
+    for job in plan.runnable:
+        manifest = None if options.overwrite else is_complete(out / job.folder, run.expected(job))
+        if manifest is not None:
+            run.rows[job.folder] = {**manifest["row"], "resumed": True}
+        else:
+            todo.append(job)
+    try:
+        run.execute(todo, cancel)
+    finally:
+        rows = [run.rows.get(j.folder) or {**base_row(j, identity), "status": SKIPPED if j.card is None else "not run"}
+                for j in plan.jobs]  # fmt: skip
+        rows += problem_rows(plan, identity)
+        extra = {
+            "identity": identity.policy.value,
+            "formats": list(options.formats),
+            "analysed": sum(1 for r in rows if r.get("status") == OK and not r.get("resumed")),
+            "resumed": sum(1 for r in rows if r.get("resumed")),
+            "elapsed_s": round(time.perf_counter() - t0, 3),
+        }
+        csv_path, json_path = write_summary(out, rows, extra)
+    on_progress(1.0, f"{extra['analysed']} analysed, {extra['resumed']} already done")
+    return BatchReport(rows, csv_path, json_path, time.perf_counter() - t0)
+
+
+def default_jobs() -> int:
+    """One loader process: on small machines more would take cores from inference."""
+    return 1 if (os.cpu_count() or 1) <= 4 else 2

@@ -1,0 +1,100 @@
+"""Which stacks a batch run analyses, with which model, and where their outputs go."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from inference.batch.identity import Identity
+from inference.batch.resume import stack_key
+from inference.io.paths import display_path
+from inference.io.scan import FileProblem, NonImageObject, ScanResult
+from inference.io.stacks import Stack
+from inference.models.card import ModelCard
+from inference.models.registry import Registry
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image stack to analyse (``card`` set) or to list as skipped (``skip_reason`` set)."""
+
+    stack: Stack
+    folder: str
+    card: ModelCard | None
+    skip_reason: str = ""
+    source: str = ""  # the input argument it was found under
+
+    @property
+    def modality(self) -> str:
+        return self.stack.modality
+
+
+@dataclass
+class Plan:
+    jobs: list[Job] = field(default_factory=list)
+    problems: list[FileProblem] = field(default_factory=list)
+    non_image: list[NonImageObject] = field(default_factory=list)
+    not_dicom: list[FileProblem] = field(default_factory=list)
+    failed_inputs: list[tuple[str, str]] = field(default_factory=list)  # (input, reason) for whole inputs
+
+    @property
+    def runnable(self) -> list[Job]:
+        return [j for j in self.jobs if j.card is not None]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "", text)[:8] or "NA"
+
+
+def folder_name(stack: Stack, identity: Identity) -> str:
+    """``CT_s0003_1a2b3c4d5e6f``: modality, series number, and a keyed hash of the stack's identity.
+
+    Says what it holds without carrying a UID, a description or a file name (which might name
+    the patient), and stays the same when the run is resumed.
+    """
+    return f"{_slug(stack.modality or 'IMG')}_s{max(stack.series_number, 0):04d}_{identity.token(stack_key(stack))}"
+
+
+def _choose_card(
+    stack: Stack, registry: Registry, model: ModelCard | None, modality: str
+) -> tuple[ModelCard | None, str]:
+    if stack.headers and stack.headers[0].samples_per_pixel != 1:
+        return None, "colour images are not analysed"
+    if model is not None:
+        if model.modality and modality and not model.accepts(modality):
+            return None, f"model {model.name} is for {'/'.join(model.modality)}, this stack is {modality}"
+        if model.modality and not modality:
+            return None, "the stack's modality is unknown (give it with --modality)"
+        return model, ""
+    if not modality:
+        return None, "the stack's modality is unknown: give it with --modality, or choose a model with --model"
+    card = registry.default_for(modality)
+    if card is None:
+        return None, f"no default model for {modality} (choose one with --model)"
+    return card, ""
+
+
+def plan_jobs(
+    scans: list[ScanResult],
+    registry: Registry,
+    identity: Identity,
+    *,
+    model: ModelCard | None = None,
+    file_modality: str = "",
+) -> Plan:
+    """One job per image stack; the same stack reached through two inputs is analysed once."""
+    plan = Plan()
+    seen: set[str] = set()
+    for result in scans:
+        plan.problems.extend(result.errors)
+        plan.non_image.extend(result.non_image)
+        plan.not_dicom.extend(result.not_dicom)
+        for stack in result.stacks():
+            key = stack_key(stack)
+            if key in seen:
+                continue
+            seen.add(key)
+            modality = stack.modality or (file_modality.upper() if stack.kind == "file" else "")
+            card, reason = _choose_card(stack, registry, model, modality)
+            plan.jobs.append(Job(stack, folder_name(stack, identity), card, reason, display_path(result.root)))
+    return plan

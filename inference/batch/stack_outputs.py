@@ -1,0 +1,195 @@
+"""The outputs of one analysed stack, written by the batch command and the viewer's export alike.
+
+File names say what they hold: ``seg.dcm`` (DICOM SEG), ``mask.nii.gz`` (label map),
+``heatmap.nii.gz`` (explanation or probability map, [0, 1]), ``findings.json``,
+``key_NN_sliceKKKK.png`` and ``report.pdf``. Every file is written under a temporary name and
+renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from inference import __version__
+from inference.batch.identity import Identity
+from inference.engine.result import Result
+from inference.io.atomic import atomic_write
+from inference.io.stacks import Stack
+from inference.models.card import ModelCard
+from inference.volume import Volume
+
+FORMATS = ("seg", "mask", "heatmap", "findings", "key-images", "pdf")
+OWN_NAMES = ("seg.dcm", "mask.nii.gz", "heatmap.nii.gz", "findings.json", "report.pdf")
+DEFAULT_COLOUR = (230, 25, 75)
+
+
+@dataclass
+class StackOutputs:
+    files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # outputs not written, with the reason
+
+
+def output_label_map(result: Result, card: ModelCard) -> npt.NDArray[np.uint8] | None:
+    """The label map the outputs carry: the model's own, else its explanation map thresholded
+    at the card's threshold (the regions the findings were measured on)."""
+    if result.label_map is not None:
+        return result.label_map
+    if not result.heatmaps:
+        return None
+    heat = next(iter(result.heatmaps.values()))
+    value = card.labels[0].value if card.labels else 1
+    return ((heat >= card.threshold) * value).astype(np.uint8)
+
+
+def output_heatmap(result: Result) -> npt.NDArray[np.float32] | None:
+    if result.heatmaps:
+        return next(iter(result.heatmaps.values()))
+    return result.probability_map
+
+
+def label_table(card: ModelCard) -> dict[int, tuple[str, tuple[int, int, int]]]:
+    if not card.labels:
+        return {1: ("finding", DEFAULT_COLOUR)}
+    return {lab.value: (lab.name, tuple(lab.colour)) for lab in card.labels}  # type: ignore[misc]
+
+
+def _study_header(stack: Stack, volume: Volume, identity: Identity) -> dict[str, str]:
+    fields = identity.study_fields(stack)
+    k, j, i = volume.shape
+    fields["modality"] = volume.metadata.modality or stack.modality
+    fields["dimensions"] = f"{i}×{j}×{k}"
+    fields["spacing_mm"] = " × ".join(f"{s:.3g}" for s in volume.spacing)
+    return fields
+
+
+def findings_document(
+    stack: Stack, volume: Volume, result: Result, card: ModelCard, identity: Identity, label_map: Any
+) -> dict[str, Any]:
+    summary = result.summary()
+    return {
+        "radlens_version": __version__,
+        "study": identity.study_fields(stack),
+        "stack": {
+            "modality": volume.metadata.modality or stack.modality,
+            "shape_kji": list(volume.shape),
+            "spacing_ijk_mm": list(volume.spacing),
+            "origin_lps_mm": list(volume.origin),
+            "direction_ijk_in_lps": np.asarray(volume.direction).round(6).tolist(),
+            "qa_warnings": list(volume.qa_warnings),
+        },
+        "model": {k: v for k, v in card.summary().items() if k != "card"},
+        "threshold": card.threshold,
+        "study_score": summary["study_score"],
+        "findings": summary["findings"],
+        "labelled_voxels": int(np.count_nonzero(label_map)) if label_map is not None else None,
+        "slice_probabilities": (
+            [round(float(p), 5) for p in result.slice_probabilities] if result.slice_probabilities is not None else None
+        ),
+        "device": result.device,
+        "timings_s": summary["timings_s"],
+        "messages": summary["messages"],
+    }
+
+
+def clear_outputs(stack_dir: Path) -> None:
+    """Remove outputs of an earlier run of this stack (key images may differ in number)."""
+    for name in OWN_NAMES:
+        (stack_dir / name).unlink(missing_ok=True)
+    for png in stack_dir.glob("key_*.png"):
+        png.unlink(missing_ok=True)
+
+
+def write_stack_outputs(
+    stack_dir: Path,
+    *,
+    stack: Stack,
+    volume: Volume,
+    result: Result,
+    card: ModelCard,
+    identity: Identity,
+    formats: tuple[str, ...] = FORMATS,
+    key_image_count: int = 3,
+) -> StackOutputs:
+    """Write the chosen formats for one stack into ``stack_dir`` (created if needed)."""
+    stack_dir.mkdir(parents=True, exist_ok=True)
+    out = StackOutputs()
+    labels = output_label_map(result, card)
+    heat = output_heatmap(result)
+    if "mask" in formats:
+        if labels is None:
+            out.notes.append("mask: the model gives no label map or explanation map")
+        else:
+            _nifti(volume, labels, stack_dir / "mask.nii.gz", out)
+    if "heatmap" in formats:
+        if heat is None:
+            out.notes.append("heatmap: the model gives no map")
+        else:
+            _nifti(volume, np.ascontiguousarray(heat, dtype=np.float32), stack_dir / "heatmap.nii.gz", out)
+    if "seg" in formats:
+        _seg(stack, volume, labels, card, identity, stack_dir / "seg.dcm", out)
+    if "findings" in formats:
+        doc = findings_document(stack, volume, result, card, identity, labels)
+        atomic_write(stack_dir / "findings.json", json.dumps(doc, indent=1, allow_nan=False) + "\n")
+        out.files.append("findings.json")
+    keys: list[Path] = []
+    if "key-images" in formats or "pdf" in formats:
+        from inference.batch.key_images import write_key_images
+
+        keys = write_key_images(volume, result, stack_dir, card=card, count=key_image_count, label_map=labels)
+        if "key-images" in formats:
+            out.files.extend(p.name for p in keys)
+    if "pdf" in formats:
+        from inference.batch.pdf_report import write_pdf_report
+
+        write_pdf_report(
+            stack_dir / "report.pdf",
+            study=_study_header(stack, volume, identity),
+            card=card,
+            result=result,
+            key_images=keys,
+            qa=list(volume.qa_warnings),
+        )
+        out.files.append("report.pdf")
+        if "key-images" not in formats:
+            for p in keys:
+                p.unlink(missing_ok=True)
+    return out
+
+
+def _nifti(volume: Volume, voxels: npt.NDArray[Any], path: Path, out: StackOutputs) -> None:
+    from inference.io.nifti_writer import write_nifti
+
+    write_nifti(volume.with_voxels(voxels), path)
+    out.files.append(path.name)
+
+
+def _seg(
+    stack: Stack,
+    volume: Volume,
+    labels: npt.NDArray[np.uint8] | None,
+    card: ModelCard,
+    identity: Identity,
+    path: Path,
+    out: StackOutputs,
+) -> None:
+    if labels is None:
+        out.notes.append("seg: the model gives no label map")
+        return
+    if stack.kind != "dicom":
+        out.notes.append("seg: the input is not DICOM, so there are no instances for a SEG to reference")
+        return
+    from inference.batch.errors import OutputNotSupported
+    from inference.batch.seg_writer import write_dicom_seg
+
+    try:
+        write_dicom_seg(stack, volume, labels, label_table(card), card, path, dataset_transform=identity.dataset)
+    except OutputNotSupported as exc:
+        out.notes.append(f"seg: {exc}")
+        return
+    out.files.append(path.name)

@@ -1,0 +1,91 @@
+"""``radlens analyze PATH... --out DIR``: every image stack through its model, with standard outputs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from inference.batch.identity import IdentityPolicy
+from inference.batch.stack_outputs import FORMATS
+from inference.cli.progress_bar import TerminalProgress
+from inference.engine.device import DEVICE_CHOICES
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    if text == "all":
+        return FORMATS
+    chosen = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"unknown format {', '.join(unknown) or text!r}; choose from {', '.join(FORMATS)} or all"
+        )
+    return chosen
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", type=Path, help="folders or files: DICOM, NIfTI, NRRD, MHA")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (never inside an input)")
+    parser.add_argument("--model", default=None, help="model name (default: the registry's default per modality)")
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where the model runs")
+    parser.add_argument("--jobs", type=int, default=None, help="loader worker processes (0: load in this process)")
+    parser.add_argument(
+        "--format",
+        type=_formats,
+        default=FORMATS,
+        help=f"comma-separated outputs: {','.join(FORMATS)} (default: all; summary.csv/json always)",
+    )
+    who = parser.add_mutually_exclusive_group()
+    who.add_argument(
+        "--anonymize",
+        action="store_true",
+        help="DICOM PS3.15 Basic Profile: pseudonyms, remapped UIDs, no dates or descriptions in any output",
+    )
+    who.add_argument(
+        "--identify", action="store_true", help="put patient name and ID in the reports (left out by default)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="redo stacks whose outputs are already complete")
+    parser.add_argument("--modality", default="", help="modality of NIfTI/NRRD/MHA inputs (they record none), e.g. CT")
+    parser.add_argument("--key-images", type=int, default=3, help="key images per stack")
+
+
+def run(args: argparse.Namespace) -> int:
+    from inference.batch.pipeline import BatchOptions, analyze, default_jobs
+    from inference.batch.summary import FAILED, OK, SKIPPED
+
+    policy = (
+        IdentityPolicy.ANONYMIZE
+        if args.anonymize
+        else IdentityPolicy.IDENTIFY
+        if args.identify
+        else IdentityPolicy.DEFAULT
+    )
+    options = BatchOptions(
+        out=args.out,
+        model=args.model,
+        device=args.device,
+        jobs=default_jobs() if args.jobs is None else max(0, args.jobs),
+        formats=args.format,
+        identity=policy,
+        overwrite=args.overwrite,
+        file_modality=args.modality,
+        key_images=max(0, args.key_images),
+    )
+    report = analyze(args.inputs, options, on_progress=TerminalProgress())
+    for row in report.rows:
+        status = row.get("status", "")
+        if status in (FAILED, "unreadable") or (status == SKIPPED and row.get("folder")):
+            what = row.get("folder") or row.get("source") or "input"
+            print(f"radlens analyze: {status}: {what}: {row.get('error', '')}", file=sys.stderr)
+    ok = report.count(OK)
+    resumed = report.count(OK, resumed=True)
+    failed = report.count(FAILED)
+    skipped = report.count(SKIPPED)
+    print(
+        f"{ok - resumed} analysed, {resumed} already done, {failed} failed, {skipped} skipped "
+        f"in {report.elapsed_s:.1f} s; summary: {report.summary_csv}"
+    )
+    if ok == 0 and failed == 0:
+        print("radlens analyze: no stack was analysed (see the reasons above)", file=sys.stderr)
+    return 0 if report.succeeded else 1
