@@ -74,7 +74,7 @@ def _nifti_array(voxels: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return voxels.transpose(2, 1, 0, 3)[:, :, :, np.newaxis, :]
 
 
-def _make_image(volume: Volume) -> Any:
+def _make_image(volume: Volume, scale: tuple[float, float] | None = None) -> Any:
     import nibabel as nib
 
     data = _nifti_array(volume.voxels)
@@ -92,9 +92,8 @@ def _make_image(volume: Volume) -> Any:
     hdr.set_xyzt_units(xyz="mm")
     if volume.voxels.ndim == 4:
         hdr.set_intent(_INTENT_VECTOR, (), name="colour")
-    # Stored values are the values: never let nibabel scale them.
-    hdr["scl_slope"] = np.nan
-    hdr["scl_inter"] = np.nan
+    # Stored values are the values (unless a scale is asked for): never let nibabel choose one.
+    hdr["scl_slope"], hdr["scl_inter"] = scale if scale is not None else (np.nan, np.nan)
     return img
 
 
@@ -163,7 +162,7 @@ def _quaternion(affine: npt.NDArray[np.float64]) -> tuple[tuple[float, float, fl
     return (float(b), float(c), float(d)), qfac, tuple(float(z) for z in zooms)
 
 
-def _nifti_header(volume: Volume, data: npt.NDArray[Any]) -> bytes:
+def _nifti_header(volume: Volume, data: npt.NDArray[Any], scale: tuple[float, float] | None = None) -> bytes:
     """The 348-byte NIfTI-1 header and the 4-byte empty extension flag for ``data`` (as nibabel writes them)."""
     affine = ras_affine(volume)
     hdr = np.zeros((), dtype=_HEADER_DTYPE)
@@ -181,8 +180,8 @@ def _nifti_header(volume: Volume, data: npt.NDArray[Any]) -> bytes:
     pixdim[1:4] = zooms
     hdr["pixdim"] = pixdim
     hdr["vox_offset"] = 352.0
-    hdr["scl_slope"] = np.nan  # stored values are the values
-    hdr["scl_inter"] = np.nan
+    # Stored values are the values, unless the caller stores them scaled (value = slope * stored + inter).
+    hdr["scl_slope"], hdr["scl_inter"] = scale if scale is not None else (np.nan, np.nan)
     hdr["xyzt_units"] = 2  # mm
     hdr["quatern_b"], hdr["quatern_c"], hdr["quatern_d"] = b, c, d
     hdr["qoffset_x"], hdr["qoffset_y"], hdr["qoffset_z"] = affine[:3, 3]
@@ -197,10 +196,10 @@ def _nifti_header(volume: Volume, data: npt.NDArray[Any]) -> bytes:
     return hdr.tobytes() + b"\0\0\0\0"
 
 
-def _write_direct(volume: Volume, path: str, compressed: bool) -> None:
+def _write_direct(volume: Volume, path: str, compressed: bool, scale: tuple[float, float] | None = None) -> None:
     """Header, then the voxels in NIfTI order (``i`` fastest; colour components slowest), one write."""
     data = _nifti_array(volume.voxels)
-    header = _nifti_header(volume, data)
+    header = _nifti_header(volume, data, scale)
     vox = volume.voxels
     if vox.dtype == np.bool_:
         vox = vox.astype(np.uint8)
@@ -230,13 +229,15 @@ def _fsync(path: str) -> None:
         os.fsync(fh.fileno())
 
 
-def write_nifti(volume: Volume, path: str | os.PathLike[str]) -> Path:
+def write_nifti(volume: Volume, path: str | os.PathLike[str], *, scale: tuple[float, float] | None = None) -> Path:
     """Write ``volume`` to ``path`` (``.nii`` or ``.nii.gz``, chosen by the name) and return the path.
 
     The affine is stored as RAS in both sform and qform (code 1, scanner-anatomical); a sheared
     direction (gantry tilt) is stored in the sform only, qform code 0. Units are millimetres and
     the voxel type is kept (int16 stays int16). 4-D colour volumes are written with their
-    components along NIfTI's fifth dimension (intent "vector").
+    components along NIfTI's fifth dimension (intent "vector"). ``scale = (slope, inter)`` stores
+    the voxels as given with ``scl_slope``/``scl_inter`` set, so readers see ``slope * stored + inter``
+    (a [0, 1] map kept as uint8 with slope 1/255 is a quarter of the bytes of float32).
 
     The file appears atomically: it is written to a hidden temporary file in the destination
     folder, then renamed over ``path``; if anything fails the temporary file is removed and an
@@ -255,7 +256,7 @@ def write_nifti(volume: Volume, path: str | os.PathLike[str]) -> Path:
     except OSError:
         mode = 0o644
     use_nibabel = _use_nibabel()
-    img = _make_image(volume) if use_nibabel else None
+    img = _make_image(volume, scale) if use_nibabel else None
 
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.tmp-", suffix=suffix, dir=parent)
@@ -268,7 +269,7 @@ def write_nifti(volume: Volume, path: str | os.PathLike[str]) -> Path:
 
             nib.save(img, tmp)
         else:
-            _write_direct(volume, tmp, suffix == ".nii.gz")
+            _write_direct(volume, tmp, suffix == ".nii.gz", scale)
         _fsync(tmp)
         os.chmod(tmp, mode)
         os.replace(tmp, dest)

@@ -79,8 +79,9 @@ def _check_complete(stack_dir: Path, formats: tuple[str, ...] = FORMATS) -> None
     if "mask" in formats:
         assert nib.load(stack_dir / "mask.nii.gz").get_fdata().max() >= 0
     if "heatmap" in formats:
-        heat = np.asarray(nib.load(stack_dir / "heatmap.nii.gz").dataobj)
-        assert heat.dtype == np.float32 and heat.min() >= 0.0 and heat.max() <= 1.0
+        himg = nib.load(stack_dir / "heatmap.nii.gz")
+        heat = himg.get_fdata()
+        assert himg.get_data_dtype() == np.uint8 and heat.min() >= 0.0 and heat.max() <= 1.0 + 1e-6
     if "findings" in formats:
         assert "study_score" in json.loads((stack_dir / "findings.json").read_text())
     if "seg" in formats and "seg.dcm" in names:
@@ -130,6 +131,10 @@ def test_sample_outputs_match_the_engine_and_land_on_the_source_voxels(tmp_path:
     assert np.array_equal(np.asarray(nimg.dataobj).transpose(2, 1, 0), labels)
     ras = nimg.affine @ np.array([5, 100, 29, 1.0])
     assert np.allclose(ras[:3] * [-1, -1, 1], volume.index_to_lps((5, 100, 29)), atol=1e-3)
+
+    # The heatmap (uint8 with slope 1/255): SimpleITK reads the engine's map to within half a step.
+    heat = sitk.GetArrayFromImage(sitk.ReadImage(str(stack_dir / "heatmap.nii.gz")))
+    assert np.abs(heat - next(iter(result.heatmaps.values()))).max() <= 0.5 / 255 + 1e-6
 
     # DICOM SEG: reloaded by RadLens onto the source series, voxel-identical.
     seg = read_dicom_seg_onto(volume, stack_dir / "seg.dcm")

@@ -192,3 +192,20 @@ def test_replaces_existing_keeps_mode(tmp_path: Path) -> None:
 def test_new_file_not_private(tmp_path: Path) -> None:
     dest = write_nifti(make_volume(np.eye(3)), tmp_path / "n.nii.gz")
     assert dest.stat().st_mode & 0o044  # readable by others like any normally created file
+
+
+@pytest.mark.parametrize("through_nibabel", [True, False])
+def test_scaled_storage_reads_back_as_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, through_nibabel: bool
+) -> None:
+    from inference.io import nifti_writer
+
+    monkeypatch.setattr(nifti_writer, "_use_nibabel", lambda: through_nibabel)
+    vol = make_volume(oblique(3), dtype=np.uint8)
+    stored = (np.arange(vol.voxels.size) % 256).astype(np.uint8).reshape(vol.shape)
+    path = write_nifti(vol.with_voxels(stored), tmp_path / "scaled.nii.gz", scale=(1 / 255, 0.5))
+    img = nib.load(path)
+    assert img.get_data_dtype() == np.uint8
+    expected = stored.transpose(2, 1, 0) / 255 + 0.5
+    np.testing.assert_allclose(img.get_fdata(), expected, atol=1e-6)
+    np.testing.assert_allclose(sitk.GetArrayFromImage(sitk.ReadImage(str(path))), stored / 255 + 0.5, atol=1e-6)
