@@ -13,7 +13,7 @@ Then, in this one run:
    (weights loaded beforehand) on each loaded volume; (c) writing the chosen outputs, for context.
    Sums over all stacks.
 2. **analyze** — ``inference.batch.pipeline.analyze`` on the folder, into an empty output folder
-   (the loader in a worker process, the writer in a thread), timed end to end including the
+   (the loader and the writer in worker processes), timed end to end including the
    scan, as stacks/s.
    Stages and analyze alternate ``--repeats`` times (medians), so a change in the machine's
    load hits both. Bound set by the slower stage: stacks / max(Σload, Σinference); sequential: stacks /
@@ -165,7 +165,7 @@ def main() -> None:
         sequential = n / (sl + si)
         wall = median(walls)
         rate = n / wall
-        print(f"\nanalyze ({default_jobs()} loader process, writer thread): {wall:.2f} s = {rate:.3f} stacks/s "
+        print(f"\nanalyze ({default_jobs()} loader process, 1 writer process): {wall:.2f} s = {rate:.3f} stacks/s "
               f"(runs: {', '.join(f'{w:.1f}' for w in walls)} s)")  # fmt: skip
         print(f"  bound (slower stage)   {bound:.3f} stacks/s   ratio {rate / bound:.2f}")
         print(f"  sequential (sum)       {sequential:.3f} stacks/s   ratio {rate / sequential:.2f}")

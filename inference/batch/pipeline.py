@@ -1,7 +1,7 @@
 """``analyze(inputs, options)``: the batch run behind ``radlens analyze``.
 
 Three stages overlap: stacks load in worker processes (``jobs`` of them, each one stack
-ahead), the model runs in this process, and outputs are written by one writer thread while
+ahead), the model runs in this process, and outputs are written by one writer process while
 the next stack is inferred. At most ``jobs`` loaded volumes wait, one is inferred and one is
 written, so memory does not grow with the number of stacks. Each stack's manifest is written
 after all its outputs, which makes the run resumable after a kill at any moment.
@@ -14,7 +14,7 @@ import os
 import time
 import warnings
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,7 +124,8 @@ class _Loader:
 
     def close(self) -> None:
         if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+            # Queued loads are dropped; a load under way finishes (one stack) and the workers exit.
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -153,6 +154,52 @@ def _scan_inputs(inputs: list[Path], jobs: int, cancel: CancelToken, plan_failur
     return scans
 
 
+# -- writing, in a worker process ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WriteTask:
+    stack_dir: Path
+    job: Job
+    expected: dict[str, str]
+    row: dict[str, Any]
+    policy: IdentityPolicy
+    key: bytes
+    formats: tuple[str, ...]
+    key_images: int
+
+
+_identities: dict[tuple[IdentityPolicy, bytes], Identity] = {}
+
+
+def write_stack(task: WriteTask, volume: Volume, result: Any, load_s: float, infer_s: float) -> dict[str, Any]:
+    """Write one stack's outputs, then its manifest; returns its summary row."""
+    job = task.job
+    assert job.card is not None
+    t0 = time.perf_counter()
+    identity = _identities.setdefault((task.policy, task.key), Identity(task.policy, task.key))
+    stack_dir = task.stack_dir
+    stack_dir.mkdir(parents=True, exist_ok=True)
+    (stack_dir / MANIFEST).unlink(missing_ok=True)
+    clear_outputs(stack_dir)
+    outputs = write_stack_outputs(
+        stack_dir,
+        stack=job.stack,
+        volume=volume,
+        result=result,
+        card=job.card,
+        identity=identity,
+        formats=task.formats,
+        key_image_count=task.key_images,
+    )
+    timings = {"load": load_s, "inference": infer_s, "write": time.perf_counter() - t0}
+    row = result_row(dict(task.row), volume, result, timings)
+    row["outputs"] = " ".join(outputs.files)
+    row["notes"] = "; ".join(outputs.notes + list(result.messages))
+    atomic_write(stack_dir / MANIFEST, manifest_payload(task.expected, stack_dir, outputs.files, row))
+    return row
+
+
 class _Run:
     def __init__(self, options: BatchOptions, plan: Plan, identity: Identity, on_progress: ProgressCallback) -> None:
         self.options = options
@@ -161,7 +208,13 @@ class _Run:
         self.on_progress = on_progress
         self.rows: dict[str, dict[str, Any]] = {}
         self.models: dict[str, Any] = {}
-        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="radlens-writer")
+        # The writer is a process: PDF, SEG and PNG writing is Python-heavy, and in a thread it
+        # held the GIL between the model's operations (measured: analyze 2-5x slower).
+        self.writer: Executor = (
+            ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            if options.jobs > 0
+            else ThreadPoolExecutor(max_workers=1, thread_name_prefix="radlens-writer")
+        )
         self.writing: tuple[Job, Future[dict[str, Any]]] | None = None
         self.started = time.perf_counter()
         self.done = 0
@@ -208,34 +261,17 @@ class _Run:
         )
         infer_s = time.perf_counter() - t0
         self.wait_writer()
-        row = base_row(job, self.identity)
-        self.writing = (job, self.writer.submit(self.write, job, volume, result, row, load_s, infer_s))
-
-    def write(
-        self, job: Job, volume: Volume, result: Any, row: dict[str, Any], load_s: float, infer_s: float
-    ) -> dict[str, Any]:
-        assert job.card is not None
-        t0 = time.perf_counter()
-        stack_dir = self.options.out / job.folder
-        stack_dir.mkdir(parents=True, exist_ok=True)
-        (stack_dir / MANIFEST).unlink(missing_ok=True)
-        clear_outputs(stack_dir)
-        outputs = write_stack_outputs(
-            stack_dir,
-            stack=job.stack,
-            volume=volume,
-            result=result,
-            card=job.card,
-            identity=self.identity,
-            formats=self.options.formats,
-            key_image_count=self.options.key_images,
+        task = WriteTask(
+            self.options.out / job.folder,
+            job,
+            self.expected(job),
+            base_row(job, self.identity),
+            self.identity.policy,
+            self.identity.key,
+            self.options.formats,
+            self.options.key_images,
         )
-        timings = {"load": load_s, "inference": infer_s, "write": time.perf_counter() - t0}
-        row = result_row(row, volume, result, timings)
-        row["outputs"] = " ".join(outputs.files)
-        row["notes"] = "; ".join(outputs.notes + list(result.messages))
-        atomic_write(stack_dir / MANIFEST, manifest_payload(self.expected(job), stack_dir, outputs.files, row))
-        return row
+        self.writing = (job, self.writer.submit(write_stack, task, volume, result, load_s, infer_s))
 
     def wait_writer(self) -> None:
         if self.writing is None:
@@ -259,6 +295,8 @@ class _Run:
         self.total = max(len(todo), 1)
         loader = _Loader(self.options.jobs, [j.stack for j in todo])
         try:
+            if todo and self.options.jobs > 0:
+                self.model_for(todo[0])  # weights load while the first stack loads in the worker
             for job in todo:
                 cancel.raise_if_cancelled()
                 self.progress(job, 0.0, "loading")
