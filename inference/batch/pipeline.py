@@ -235,7 +235,8 @@ class _Run:
         if self.done:
             left = elapsed / self.done * (self.total - self.done - fraction)
             eta = f" · ETA {int(left // 60)}:{int(left % 60):02d}"
-        self.on_progress(overall, f"[{self.done + 1}/{self.total}] {job.folder} {message}{eta}")
+        stack = f"{int(max(0.0, min(1.0, fraction)) * 100):3d}%"
+        self.on_progress(overall, f"[{self.done + 1}/{self.total}] {job.folder} {stack} {message}{eta}")
 
     def model_for(self, job: Job) -> Any:
         from inference.engine.run import load_model
