@@ -1,0 +1,204 @@
+"""The packaged ``radlens`` executable: the same commands as the installed ``radlens``.
+
+With no arguments it is the main job (the viewer on the bundled sample study; a PNG where there
+is no display). Two switches exist only for the bundle's smoke test and its budget table:
+
+* ``RADLENS_TIMING=<epoch seconds when the launcher started>`` prints how long the process took
+  from then to the main window's first paint;
+* ``radlens --bundle-selftest`` imports and exercises the lazily imported libraries (MONAI,
+  SciPy, SimpleITK, nibabel, highdicom, matplotlib, the DICOM decoders) so a missing hidden
+  import or data file fails the smoke test instead of a user's first click.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+
+
+def _report_first_paint(started: float) -> None:
+    """Wrap ``viewer.app.application`` so the first paint of the main window is timed."""
+    from PySide6 import QtCore, QtWidgets
+
+    import viewer.app
+
+    make_application = viewer.app.application
+
+    class FirstPaint(QtCore.QObject):
+        done = False
+
+        def eventFilter(self, obj: QtCore.QObject, event: QtCore.QEvent) -> bool:
+            if (
+                not self.done
+                and event.type() == QtCore.QEvent.Type.Paint
+                and isinstance(obj, QtWidgets.QWidget)
+                and isinstance(obj.window(), QtWidgets.QMainWindow)
+            ):
+                self.done = True
+                print(f"first painted window after {time.time() - started:.2f} s (from launch)", flush=True)
+            return False
+
+    def timed_application() -> QtWidgets.QApplication:
+        app = make_application()
+        if not hasattr(app, "_radlens_first_paint"):
+            app._radlens_first_paint = FirstPaint(app)  # type: ignore[attr-defined]  # kept alive with the app
+            app.installEventFilter(app._radlens_first_paint)  # type: ignore[attr-defined]
+        return app
+
+    viewer.app.application = timed_application
+
+
+def _selftest() -> int:
+    """Exercise every lazily imported library the commands use; prints one line per check."""
+    import numpy as np
+
+    def check(name: str, fn: object) -> bool:
+        try:
+            detail = fn()  # type: ignore[operator]
+        except Exception as exc:
+            print(f"FAIL {name}: {type(exc).__name__}: {exc}")
+            return False
+        print(f"ok   {name}{': ' + str(detail) if detail else ''}")
+        return True
+
+    def monai_unet() -> str:
+        import torch
+        from monai.inferers.utils import sliding_window_inference
+
+        from inference.models.architectures import build_model
+
+        net = build_model("unet3d", in_channels=1, out_channels=2).eval()
+        with torch.no_grad():
+            out = sliding_window_inference(torch.zeros(1, 1, 24, 24, 24), (16, 16, 16), 2, net, mode="gaussian")
+        assert isinstance(out, torch.Tensor)
+        return f"unet3d + sliding window -> {tuple(out.shape)}"
+
+    def scipy_labels() -> str:
+        from scipy import ndimage
+
+        _, n = ndimage.label(np.eye(4, dtype=bool))
+        return f"ndimage.label: {n} components"
+
+    def simpleitk_io() -> str:
+        import tempfile
+
+        import SimpleITK as sitk
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for suffix in (".nrrd", ".mha", ".nii.gz"):
+                sitk.WriteImage(sitk.Image(4, 4, 4, sitk.sitkInt16), os.path.join(tmp, "x" + suffix))
+                sitk.ReadImage(os.path.join(tmp, "x" + suffix))
+        return f"SimpleITK {sitk.Version.VersionString()} reads/writes NRRD, MHA, NIfTI"
+
+    def nibabel_io() -> str:
+        import nibabel
+
+        nibabel.Nifti1Image(np.zeros((2, 2, 2), np.int16), np.eye(4)).to_bytes()
+        return f"nibabel {nibabel.__version__}"
+
+    def highdicom_data() -> str:
+        import highdicom
+
+        from inference.io import seg_reader
+
+        del seg_reader
+        return f"highdicom {highdicom.__version__}"
+
+    def matplotlib_agg() -> str:
+        import io
+
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.backends.backend_pdf import PdfPages
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(2, 2))
+        FigureCanvasAgg(fig)
+        fig.add_subplot().plot([0, 1], [0, 1], label="x")
+        fig.savefig(io.BytesIO(), format="png")
+        with PdfPages(io.BytesIO()) as pdf:
+            pdf.savefig(fig)
+        return "PNG (Agg) and PDF"
+
+    def dicom_decoders() -> str:
+        from pydicom.pixels.decoders.base import get_decoder
+        from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLSLossless, RLELossless
+
+        wanted = {
+            JPEGBaseline8Bit: {"pylibjpeg", "gdcm"},
+            JPEGExtended12Bit: {"pylibjpeg", "gdcm"},
+            JPEGLSLossless: {"pylibjpeg", "gdcm", "pyjpegls"},
+            JPEG2000Lossless: {"pylibjpeg", "gdcm"},
+            RLELossless: {"pylibjpeg"},
+        }
+        missing = {}
+        for uid, plugins in wanted.items():
+            absent = plugins - set(get_decoder(uid).available_plugins)
+            if absent:
+                missing[uid.name] = sorted(absent)
+        if missing:
+            raise RuntimeError(f"decoders missing: {missing}")
+        return "pylibjpeg, gdcm and pyjpegls for JPEG, JPEG-LS, JPEG 2000 and RLE"
+
+    def dicognito_anonymizer() -> str:
+        import dicognito
+        from dicognito.anonymizer import Anonymizer
+        from pydicom.dataset import Dataset, FileMetaDataset
+
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.PatientName, ds.PatientID, ds.StudyInstanceUID = "TEST^PATIENT", "ID-1", "1.2.3"
+        Anonymizer(seed="radlens-selftest").anonymize(ds)
+        if str(ds.PatientName) == "TEST^PATIENT" or ds.StudyInstanceUID == "1.2.3":
+            raise RuntimeError("the dataset came back unchanged")
+        return f"dicognito {dicognito.__version__}"
+
+    def safetensors_torch() -> str:
+        import torch
+        from safetensors.torch import load, save
+
+        return f"round trip {load(save({'w': torch.ones(2)}))['w'].tolist()}"
+
+    def submodules() -> str:
+        import importlib
+        import pkgutil
+
+        import inference
+        import viewer
+
+        names = [m.name for pkg in (inference, viewer) for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + ".")]
+        for name in names:
+            importlib.import_module(name)
+        return f"{len(names)} inference/viewer modules import"
+
+    checks = {
+        "inference + viewer modules": submodules,
+        "MONAI": monai_unet,
+        "SciPy": scipy_labels,
+        "SimpleITK": simpleitk_io,
+        "nibabel": nibabel_io,
+        "highdicom": highdicom_data,
+        "matplotlib": matplotlib_agg,
+        "DICOM decoders": dicom_decoders,
+        "dicognito": dicognito_anonymizer,
+        "safetensors": safetensors_torch,
+    }
+    failed = [name for name, fn in checks.items() if not check(name, fn)]
+    return 1 if failed else 0
+
+
+def main() -> int:
+    multiprocessing.freeze_support()  # a frozen executable re-entered as a worker process
+    started = os.environ.pop("RADLENS_TIMING", "")
+    if started:
+        _report_first_paint(float(started))
+    if sys.argv[1:] == ["--bundle-selftest"]:
+        return _selftest()
+    from inference.cli.main import main as radlens_main
+
+    return radlens_main()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
