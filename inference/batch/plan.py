@@ -23,10 +23,7 @@ class Job:
     card: ModelCard | None
     skip_reason: str = ""
     source: str = ""  # the input argument it was found under
-
-    @property
-    def modality(self) -> str:
-        return self.stack.modality
+    modality: str = ""  # the stack's, or --modality for image files that record none
 
 
 @dataclass
@@ -46,13 +43,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "", text)[:8] or "NA"
 
 
-def folder_name(stack: Stack, identity: Identity) -> str:
+def folder_name(stack: Stack, identity: Identity, modality: str = "") -> str:
     """``CT_s0003_1a2b3c4d5e6f``: modality, series number, and a keyed hash of the stack's identity.
 
     Says what it holds without carrying a UID, a description or a file name (which might name
     the patient), and stays the same when the run is resumed.
     """
-    return f"{_slug(stack.modality or 'IMG')}_s{max(stack.series_number, 0):04d}_{identity.token(stack_key(stack))}"
+    kind = _slug(stack.modality or modality or "IMG")
+    return f"{kind}_s{max(stack.series_number, 0):04d}_{identity.token(stack_key(stack))}"
 
 
 def _choose_card(
@@ -96,5 +94,6 @@ def plan_jobs(
             seen.add(key)
             modality = stack.modality or (file_modality.upper() if stack.kind == "file" else "")
             card, reason = _choose_card(stack, registry, model, modality)
-            plan.jobs.append(Job(stack, folder_name(stack, identity), card, reason, display_path(result.root)))
+            folder = folder_name(stack, identity, modality)
+            plan.jobs.append(Job(stack, folder, card, reason, display_path(result.root), modality))
     return plan

@@ -42,7 +42,7 @@ def base_row(job: Job, identity: Identity) -> dict[str, Any]:
         "error": job.skip_reason,
         "source": _source(job, identity),
         **identity.study_fields(st),
-        "modality": st.modality,
+        "modality": job.modality or st.modality,
         "shape_ijk": f"{i}x{j}x{k}",
         "qa_warnings": "; ".join(str(q) for q in st.qa),
         "model": job.card.name if job.card else "",
