@@ -1,6 +1,7 @@
 """The outputs of one analysed stack, written by the batch command and the viewer's export alike.
 
-File names say what they hold: ``seg.dcm`` (DICOM SEG), ``mask.nii.gz`` (label map),
+File names say what they hold: ``seg.dcm`` (DICOM SEG), ``findings-sr.dcm`` (the findings as a
+DICOM SR, TID 1500, referencing the SEG when it was written), ``mask.nii.gz`` (label map),
 ``heatmap.nii.gz`` (explanation or probability map, [0, 1] in steps of 1/255), ``findings.json``,
 ``key_NN_sliceKKKK.png`` and ``report.pdf``. Every file is written under a temporary name and
 renamed into place.
@@ -24,8 +25,8 @@ from inference.io.stacks import Stack
 from inference.models.card import ModelCard
 from inference.volume import Volume
 
-FORMATS = ("seg", "mask", "heatmap", "findings", "key-images", "pdf")
-OWN_NAMES = ("seg.dcm", "mask.nii.gz", "heatmap.nii.gz", "findings.json", "report.pdf")
+FORMATS = ("seg", "sr", "mask", "heatmap", "findings", "key-images", "pdf")
+OWN_NAMES = ("seg.dcm", "findings-sr.dcm", "mask.nii.gz", "heatmap.nii.gz", "findings.json", "report.pdf")
 DEFAULT_COLOUR = (230, 25, 75)
 
 
@@ -145,6 +146,9 @@ def write_stack_outputs(
             _nifti(volume, quantised_heatmap(heat), stack_dir / "heatmap.nii.gz", out, scale=HEATMAP_SCALE)
     if "seg" in formats:
         _seg(stack, volume, labels, card, identity, stack_dir / "seg.dcm", out)
+    if "sr" in formats:  # after the SEG, so that its findings can reference their segments
+        seg_path = stack_dir / "seg.dcm" if "seg.dcm" in out.files else None
+        _sr(stack, volume, result, card, identity, stack_dir / "findings-sr.dcm", out, seg_path=seg_path, labels=labels)
     if "findings" in formats:
         doc = findings_document(stack, volume, result, card, identity, labels)
         atomic_write(stack_dir / "findings.json", json.dumps(doc, indent=1, allow_nan=False) + "\n")
@@ -205,5 +209,33 @@ def _seg(
         write_dicom_seg(stack, volume, labels, label_table(card), card, path, dataset_transform=identity.dataset)
     except OutputNotSupported as exc:
         out.notes.append(f"seg: {exc}")
+        return
+    out.files.append(path.name)
+
+
+def _sr(
+    stack: Stack,
+    volume: Volume,
+    result: Result,
+    card: ModelCard,
+    identity: Identity,
+    path: Path,
+    out: StackOutputs,
+    *,
+    seg_path: Path | None,
+    labels: npt.NDArray[np.uint8] | None,
+) -> None:
+    if stack.kind != "dicom":
+        out.notes.append("sr: the input is not DICOM, so there are no instances for an SR to reference")
+        return
+    from inference.batch.errors import OutputNotSupported
+    from inference.batch.sr_writer import write_findings_sr
+
+    try:
+        write_findings_sr(
+            stack, volume, result, card, path, seg_path=seg_path, label_map=labels, dataset_transform=identity.dataset
+        )
+    except OutputNotSupported as exc:
+        out.notes.append(f"sr: {exc}")
         return
     out.files.append(path.name)
