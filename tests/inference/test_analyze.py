@@ -317,9 +317,24 @@ def test_analyze_runs_headless_with_qt_unimportable(tmp_path: Path) -> None:
     from tests.inference.test_cli import radlens
 
     src = tmp_path / "in"
-    _write_phantom(src, 2, shape=(12, 64, 64))
-    done = radlens("analyze", os.fspath(src), "--out", os.fspath(tmp_path / "out"))
+    files = _write_phantom(src, 2, shape=(12, 64, 64))
+    state = tmp_path / "state"
+    done = radlens(
+        "analyze",
+        os.fspath(src),
+        "--out",
+        os.fspath(tmp_path / "out"),
+        "--anonymize",
+        env={"XDG_STATE_HOME": os.fspath(state)},
+    )
     assert done.returncode == 0, done.stderr
+    # The log (in the user's log folder) says what ran, and nothing of the patient.
+    (log,) = state.rglob("radlens.log")
+    text = log.read_text()
+    assert "analyze: exit 0" in text
+    source = pydicom.dcmread(files[0])
+    for secret in (PATIENT_NAME, PATIENT_ID, str(source.StudyInstanceUID), str(source.SeriesInstanceUID)):
+        assert secret not in text and secret not in done.stdout + done.stderr
     (heavy,) = [line for line in done.stderr.splitlines() if line.startswith("HEAVY-MODULES:")]
     assert "torch" in heavy and "PySide6" not in heavy and "pyqtgraph" not in heavy
     (row,) = _rows(tmp_path / "out")
