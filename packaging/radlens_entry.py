@@ -6,8 +6,9 @@ is no display). Two switches exist only for the bundle's smoke test and its budg
 * ``RADLENS_TIMING=<epoch seconds when the launcher started>`` prints how long the process took
   from then to the main window's first paint;
 * ``radlens --bundle-selftest`` imports and exercises the lazily imported libraries (MONAI,
-  SciPy, SimpleITK, nibabel, highdicom, matplotlib, the DICOM decoders) so a missing hidden
-  import or data file fails the smoke test instead of a user's first click.
+  SciPy, nibabel and the NIfTI/NRRD/MetaImage readers, highdicom, matplotlib, the DICOM
+  decoders) so a missing hidden import or data file fails the smoke test instead of a user's
+  first click.
 """
 
 from __future__ import annotations
@@ -81,16 +82,37 @@ def _selftest() -> int:
         _, n = ndimage.label(np.eye(4, dtype=bool))
         return f"ndimage.label: {n} components"
 
-    def simpleitk_io() -> str:
+    def image_files() -> str:
+        """The bundle has no SimpleITK: NIfTI/NRRD/MetaImage are read by inference.io.image_file_fallback."""
+        import gzip
         import tempfile
 
-        import SimpleITK as sitk
+        import nibabel
 
+        from inference.io.image_file import read_image_file
+        from inference.io.image_file_fallback import use_simpleitk
+
+        if use_simpleitk():
+            raise RuntimeError("SimpleITK is in the bundle; packaging/radlens.spec excludes it")
+        voxels = np.arange(24, dtype=np.int16).reshape(2, 3, 4)  # (k, j, i)
         with tempfile.TemporaryDirectory() as tmp:
-            for suffix in (".nrrd", ".mha", ".nii.gz"):
-                sitk.WriteImage(sitk.Image(4, 4, 4, sitk.sitkInt16), os.path.join(tmp, "x" + suffix))
-                sitk.ReadImage(os.path.join(tmp, "x" + suffix))
-        return f"SimpleITK {sitk.Version.VersionString()} reads/writes NRRD, MHA, NIfTI"
+            nibabel.save(nibabel.Nifti1Image(voxels.T, np.eye(4)), os.path.join(tmp, "x.nii.gz"))
+            with open(os.path.join(tmp, "x.nrrd"), "wb") as f:
+                f.write(
+                    b"NRRD0004\ntype: short\ndimension: 3\nspace: left-posterior-superior\nsizes: 4 3 2\n"
+                    b"space directions: (1,0,0) (0,1,0) (0,0,1)\nendian: little\nencoding: gzip\n"
+                    b"space origin: (0,0,0)\n\n"
+                )
+                f.write(gzip.compress(voxels.astype("<i2").tobytes()))
+            with open(os.path.join(tmp, "x.mha"), "wb") as f:
+                f.write(
+                    b"ObjectType = Image\nNDims = 3\nDimSize = 4 3 2\nElementType = MET_SHORT\n"
+                    b"ElementDataFile = LOCAL\n" + voxels.astype("<i2").tobytes()
+                )
+            for suffix in (".nii.gz", ".nrrd", ".mha"):
+                if not np.array_equal(read_image_file(os.path.join(tmp, "x" + suffix)).voxels, voxels):
+                    raise RuntimeError(f"{suffix} read back wrong")
+        return "NIfTI, NRRD, MetaImage read without SimpleITK"
 
     def nibabel_io() -> str:
         import nibabel
@@ -176,7 +198,7 @@ def _selftest() -> int:
         "inference + viewer modules": submodules,
         "MONAI": monai_unet,
         "SciPy": scipy_labels,
-        "SimpleITK": simpleitk_io,
+        "image files": image_files,
         "nibabel": nibabel_io,
         "highdicom": highdicom_data,
         "matplotlib": matplotlib_agg,

@@ -3,6 +3,8 @@
 # into a temporary folder and runs it from there with an empty PATH (no Python, no venv) and
 # fresh user folders:
 #   --version, --bundle-selftest (every lazily imported library), models, sample, scan, convert;
+#   NIfTI, NRRD and MHA files (written by the venv's SimpleITK; the bundle has none) scanned and
+#   converted to the same NIfTI as the installed radlens gives, and an NRRD analysed;
 #   the main job (no arguments, no display: a PNG) and `view SAMPLE --model default --screenshot`
 #   (offscreen), each a non-blank window with the crosshair and the model's heatmap;
 #   `analyze SAMPLE --out OUT` (summary.json lists a stack with status ok, its outputs exist)
@@ -83,6 +85,30 @@ else fail "scan lists the sample's stack" "no CT stack listed" "$tmp/logs/scan.o
 if run convert -- "$app" convert "$sample" "$tmp/sample.nii.gz" && [ -s "$tmp/sample.nii.gz" ]; then
   pass "convert writes NIfTI" "$(( $(wc -c < "$tmp/sample.nii.gz") / 1024 )) KiB"
 else fail "convert writes NIfTI" "no $tmp/sample.nii.gz" "$tmp/logs/convert.out" "$tmp/logs/convert.err"; fi
+
+# NIfTI, NRRD and MetaImage: the bundle has no SimpleITK, so it reads them with its own readers;
+# what it converts must equal what the installed radlens (SimpleITK) converts from the same file.
+images=$tmp/images
+if detail=$("$py" packaging/smoke_checks.py write-images "$images"); then
+  if run scan-images -- "$app" scan "$images" && [ "$(grep -c 'scan\.\(nii\.gz\|nrrd\|mha\)' "$tmp/logs/scan-images.out")" -ge 3 ]; then
+    pass "scan lists NIfTI, NRRD and MHA files"
+  else fail "scan lists NIfTI, NRRD and MHA files" "not all three listed" "$tmp/logs/scan-images.out" "$tmp/logs/scan-images.err"; fi
+  for suffix in nii.gz nrrd mha; do
+    name=convert-${suffix%%.*}
+    if ! run "$name" -- "$app" convert "$images/scan.$suffix" "$tmp/$name-bundle.nii.gz"; then
+      fail "convert $suffix (bundle = installed)" "exit $?" "$tmp/logs/$name.out" "$tmp/logs/$name.err"
+    elif ! "$installed" convert "$images/scan.$suffix" "$tmp/$name-installed.nii.gz" >/dev/null 2>"$tmp/logs/$name-installed.err"; then
+      fail "convert $suffix (bundle = installed)" "the installed radlens failed" "$tmp/logs/$name-installed.err"
+    elif detail=$("$py" packaging/smoke_checks.py same-nifti "$tmp/$name-bundle.nii.gz" "$tmp/$name-installed.nii.gz"); then
+      pass "convert $suffix (bundle = installed)" "$detail"
+    else fail "convert $suffix (bundle = installed)" "$detail"; fi
+  done
+  if run analyze-nrrd -- "$app" analyze "$images/scan.nrrd" --modality CT --out "$tmp/analysis-nrrd" \
+    && detail=$("$py" packaging/smoke_checks.py summary "$tmp/analysis-nrrd"); then
+    pass "analyze an NRRD file" "$detail"
+  else fail "analyze an NRRD file" "${detail:-exit $?}" "$tmp/logs/analyze-nrrd.out" "$tmp/logs/analyze-nrrd.err"; fi
+  detail=""
+else fail "image files written by SimpleITK" "$detail"; fi
 
 # The main job: no arguments and no display -> the viewer renders to a PNG in the user cache.
 if run main-job -- "$app"; then

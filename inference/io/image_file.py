@@ -1,5 +1,9 @@
 """Reading NIfTI, NRRD and MetaImage files through SimpleITK as one :class:`Volume`.
 
+Where SimpleITK is not installed (the packaged app) or ``RADLENS_NO_SIMPLEITK=1``, the same files
+are read by :mod:`inference.io.image_file_fallback`, which follows ITK's rules and gives the same
+voxels and geometry; :func:`~inference.io.image_file_fallback.use_simpleitk` chooses.
+
 SimpleITK already reports geometry in LPS millimetres (it converts NIfTI's RAS), and
 ``GetArrayFromImage`` returns voxels as ``[k, j, i]``, which is the project's order, so the
 only conversion here is the direction tuple into a 3×3 matrix. Stored types are kept
@@ -27,6 +31,7 @@ from inference.errors import (
     TruncatedFileError,
     UnreadableFileError,
 )
+from inference.io.image_file_fallback import read_info, use_simpleitk
 from inference.volume import Volume, VolumeMetadata
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -44,6 +49,11 @@ _IMAGE_IO: dict[str, str] = {
 
 # More voxels than this (times components) is no real CT/MR image: refuse before allocating.
 MAX_VOXELS = 2**31
+
+
+def image_suffix(path: str | os.PathLike[str]) -> str | None:
+    """The one of :data:`IMAGE_SUFFIXES` that ``path`` ends with (lower case), or None."""
+    return _suffix(Path(path))
 
 
 def _suffix(path: Path) -> str | None:
@@ -79,8 +89,10 @@ def _short(exc: BaseException, limit: int = 200) -> str:
 
 def _error_for(path: Path, exc: BaseException, stage: str) -> LoadError:
     message = _short(exc)
-    low = str(exc).lower()
-    truncated_markers = ("truncat", "end of file", "unexpected eof", "premature", "read failed", "got only")
+    low = str(exc).replace(str(path), "").lower()  # a folder named "truncated" says nothing about the file
+    truncated_markers = (
+        "truncat", "end of file", "unexpected eof", "premature", "read failed", "got only", "but received",
+    )  # fmt: skip
     if any(m in low for m in truncated_markers):
         return TruncatedFileError(path, f"the file ends early ({stage}): {message}")
     return LoadError(path, f"SimpleITK cannot {stage} this image: {message}")
@@ -256,17 +268,19 @@ def read_image_file(path: str | os.PathLike[str]) -> Volume:
     :class:`TruncatedFileError`, :class:`AbsurdDimensionsError` or :class:`LoadError`, each
     naming ``path``.
     """
-    import SimpleITK as sitk
-
     p = Path(path)
     _check_file(p)
     suffix = _suffix(p)
+    if suffix in (".nii", ".nii.gz"):
+        _check_nifti_complete(p, compressed=suffix == ".nii.gz")
+    if not use_simpleitk():
+        return _read_without_simpleitk(p, suffix)
+    import SimpleITK as sitk
+
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(p))
     if suffix is not None:
         reader.SetImageIO(_IMAGE_IO[suffix])
-    if suffix in (".nii", ".nii.gz"):
-        _check_nifti_complete(p, compressed=suffix == ".nii.gz")
     try:
         reader.ReadImageInformation()
     except RuntimeError as exc:
@@ -279,16 +293,8 @@ def read_image_file(path: str | os.PathLike[str]) -> Volume:
     size = tuple(int(s) for s in reader.GetSize())
     dim = len(size)
     components = int(reader.GetNumberOfComponents())
-    if dim < 2 or dim > 4:
-        raise LoadError(p, f"{dim}-D images are not supported (only 2-D, 3-D and 4-D)")
-    n_voxels = int(np.prod(size[:3], dtype=np.int64)) * max(components, 1)
-    if n_voxels > MAX_VOXELS or any(s <= 0 for s in size):
-        raise AbsurdDimensionsError(p, f"the header claims size {size} × {components} components")
-    qa: list[str] = []
+    qa = _check_size(p, size, components)
     if dim == 4:
-        n_frames = size[3]
-        if n_frames > 1:
-            qa.append(f"4-D series of {n_frames} volumes: only the first is shown")
         # Read only the first volume rather than the whole series.
         reader.SetExtractIndex([0, 0, 0, 0])
         reader.SetExtractSize([size[0], size[1], size[2], 0])
@@ -298,17 +304,77 @@ def read_image_file(path: str | os.PathLike[str]) -> Volume:
     except RuntimeError as exc:
         raise _error_for(p, exc, "read the voxels of") from None
 
-    pixel_id = image.GetPixelID()
-    if pixel_id in (sitk.sitkComplexFloat32, sitk.sitkComplexFloat64):
+    if image.GetPixelID() in (sitk.sitkComplexFloat32, sitk.sitkComplexFloat64):
         raise LoadError(p, f"complex-valued images are not supported ({image.GetPixelIDTypeAsString()})")
 
     arr: npt.NDArray[Any] = sitk.GetArrayFromImage(image)
     del image
-    out_dim = reader.GetDimension() if dim != 4 else 3
-    spacing_in = [float(s) for s in reader.GetSpacing()]
-    origin_in = [float(o) for o in reader.GetOrigin()]
-    direction = _direction_matrix(tuple(reader.GetDirection()), dim)
-    if out_dim == 2:
+    return _volume(
+        p,
+        suffix,
+        arr,
+        dim,
+        components,
+        [float(x) for x in reader.GetSpacing()],
+        [float(x) for x in reader.GetOrigin()],
+        _direction_matrix(tuple(reader.GetDirection()), dim),
+        qa,
+    )
+
+
+def _check_size(p: Path, size: tuple[int, ...], components: int) -> list[str]:
+    """Refuse dimensions no image has before anything is allocated; the QA notes of a 4-D series."""
+    dim = len(size)
+    if dim < 2 or dim > 4:
+        raise LoadError(p, f"{dim}-D images are not supported (only 2-D, 3-D and 4-D)")
+    n_voxels = int(np.prod(size[:3], dtype=np.int64)) * max(components, 1)
+    if n_voxels > MAX_VOXELS or any(s <= 0 for s in size):
+        raise AbsurdDimensionsError(p, f"the header claims size {size} × {components} components")
+    if dim == 4 and size[3] > 1:
+        return [f"4-D series of {size[3]} volumes: only the first is shown"]
+    return []
+
+
+def _read_without_simpleitk(p: Path, suffix: str | None) -> Volume:
+    """The same file read by :mod:`inference.io.image_file_fallback` (the packaged app has no SimpleITK)."""
+    if suffix is None:
+        raise LoadError(p, f"not a NIfTI, NRRD or MetaImage file name (expected one of {', '.join(IMAGE_SUFFIXES)})")
+    try:
+        info = read_info(p, suffix)
+    except LoadError as exc:
+        if suffix in (".nii", ".nii.gz") and "orthonormal" in exc.reason:
+            return _read_sheared_nifti(p, suffix)
+        raise
+    qa = _check_size(p, info.size, info.components)
+    arr = info.read_first_volume()
+    return _volume(
+        p,
+        suffix,
+        arr,
+        info.dim,
+        info.components,
+        list(info.spacing),
+        list(info.origin),
+        _direction_matrix(tuple(info.direction.ravel()), info.dim),
+        qa,
+    )
+
+
+def _volume(
+    p: Path,
+    suffix: str | None,
+    arr: npt.NDArray[Any],
+    dim: int,
+    components: int,
+    spacing_in: list[float],
+    origin_in: list[float],
+    direction: npt.NDArray[np.float64],
+    qa: list[str],
+) -> Volume:
+    """ITK's image (``arr`` as ``GetArrayFromImage`` gives it, geometry per image dimension) as a Volume."""
+    if np.iscomplexobj(arr):
+        raise LoadError(p, f"complex-valued images are not supported ({arr.dtype})")
+    if dim == 2:
         arr = arr[np.newaxis]
         spacing_in = [*spacing_in[:2], 1.0]
         origin_in = [*origin_in[:2], 0.0]

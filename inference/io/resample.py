@@ -3,8 +3,8 @@
 * :func:`resample_to_regular_grid` turns a stack whose slices are irregularly spaced
   (positions known per slice) into a regular grid by linear interpolation along ``k``.
   The loader never does this silently; it is a user action with a QA note on the result.
-* :func:`resample_like` maps any volume onto another volume's grid (SimpleITK): nearest
-  neighbour for label maps, linear for images.
+* :func:`resample_like` maps any volume onto another volume's grid (SimpleITK, or where it is
+  not installed the same rules with NumPy/SciPy): nearest neighbour for label maps, linear for images.
 
 Integer inputs stay integer: interpolated values are rounded back to the input type (a
 convex combination of in-range values is in range). Float inputs give float32 (float64 stays
@@ -155,10 +155,31 @@ def resample_like(
     than interpolating. Both volumes are placed in patient LPS space by their own geometry; no
     registration is done. The result carries ``moving``'s metadata and a QA note.
     """
-    import SimpleITK as sitk
+    from inference.io.image_file_fallback import use_simpleitk
 
     if order not in (0, 1):
         raise ValueError(f"order must be 0 (nearest) or 1 (linear), got {order}")
+    src_dtype = moving.voxels.dtype
+    if use_simpleitk():
+        out = _resample_sitk(moving, reference, order, fill_value)
+    else:
+        out = _resample_numpy(moving, reference, order, fill_value)
+    if out.dtype != src_dtype:
+        out = _cast_back(out, src_dtype) if src_dtype != np.float16 else out.astype(np.float32)
+    kind = "nearest-neighbour" if order == 0 else "linear"
+    return Volume(
+        voxels=out,
+        spacing=reference.spacing,
+        origin=reference.origin,
+        direction=reference.direction.copy(),
+        metadata=moving.metadata,
+        qa_warnings=(*moving.qa_warnings, f"resampled onto another grid ({kind} interpolation)"),
+    )
+
+
+def _resample_sitk(moving: Volume, reference: Volume, order: int, fill_value: float) -> npt.NDArray[Any]:
+    import SimpleITK as sitk
+
     src_dtype = moving.voxels.dtype
     if order == 1 and (np.issubdtype(src_dtype, np.integer) or src_dtype == np.bool_):
         image = _to_sitk(moving, _work_dtype(src_dtype))
@@ -177,14 +198,54 @@ def resample_like(
     f.SetDefaultPixelValue(float(fill_value))
     result = f.Execute(image)
     out: npt.NDArray[Any] = sitk.GetArrayFromImage(result)
-    if out.dtype != src_dtype:
-        out = _cast_back(out, src_dtype) if src_dtype != np.float16 else out.astype(np.float32)
-    kind = "nearest-neighbour" if order == 0 else "linear"
-    return Volume(
-        voxels=out,
-        spacing=reference.spacing,
-        origin=reference.origin,
-        direction=reference.direction.copy(),
-        metadata=moving.metadata,
-        qa_warnings=(*moving.qa_warnings, f"resampled onto another grid ({kind} interpolation)"),
-    )
+    return out
+
+
+def _resample_numpy(moving: Volume, reference: Volume, order: int, fill_value: float) -> npt.NDArray[Any]:
+    """ITK's ``ResampleImageFilter`` with the identity transform, one output slice at a time.
+
+    As ITK: a point is inside ``moving`` when its continuous index lies in ``[-0.5, n - 0.5)`` on
+    every axis; nearest neighbour rounds half up; linear interpolation clamps its neighbours to
+    the edge (so the outer half voxel repeats the edge value). Integers (and bool) are interpolated
+    in the work type of :func:`_work_dtype`; the caller rounds back.
+    """
+    from scipy import ndimage
+
+    src = moving.voxels
+    if src.dtype == np.bool_:
+        src = src.astype(np.uint8)
+    if order == 1 and np.issubdtype(src.dtype, np.integer):
+        src = src.astype(_work_dtype(moving.voxels.dtype))
+    elif src.dtype == np.float16:
+        src = src.astype(np.float32)
+    n_k, n_j, n_i = moving.shape
+    bounds = np.array([n_i, n_j, n_k], dtype=np.float64)
+    # Reference index -> moving continuous index, as one affine map.
+    to_moving = np.linalg.inv(moving.affine) @ reference.affine
+    ri, rj, rk = reference.size_ijk
+    jj, ii = np.meshgrid(np.arange(rj, dtype=np.float64), np.arange(ri, dtype=np.float64), indexing="ij")
+    channels = src.shape[3:]
+    out = np.empty((rk, rj, ri, *channels), dtype=src.dtype)
+    for k in range(rk):
+        idx = (
+            to_moving[:3, 0, None, None] * ii
+            + to_moving[:3, 1, None, None] * jj
+            + (to_moving[:3, 2] * k + to_moving[:3, 3])[:, None, None]
+        )  # (3, rj, ri): continuous (i, j, k) in moving
+        inside = np.all((idx >= -0.5) & (idx < (bounds - 0.5)[:, None, None]), axis=0)
+        if order == 0:
+            nearest = np.clip(np.floor(idx + 0.5).astype(np.int64), 0, (bounds - 1).astype(np.int64)[:, None, None])
+            plane = src[nearest[2], nearest[1], nearest[0]]
+        else:
+            clamped = np.clip(idx, 0.0, (bounds - 1)[:, None, None])
+            coords = clamped[::-1]  # (k, j, i) for the voxel array
+            if channels:
+                plane = np.stack(
+                    [ndimage.map_coordinates(src[..., c], coords, order=1, mode="nearest") for c in range(channels[0])],
+                    axis=-1,
+                )
+            else:
+                plane = ndimage.map_coordinates(src, coords, order=1, mode="nearest")
+        plane = np.where(inside[..., None] if channels else inside, plane, np.asarray(fill_value).astype(src.dtype))
+        out[k] = plane
+    return out

@@ -224,19 +224,35 @@ def parse_headers(
 
 
 def _image_file_stack(path: str, n: int) -> Stack | FileProblem:
-    import SimpleITK as sitk
+    from inference.io.image_file_fallback import use_simpleitk
 
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(path)
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
-        return FileProblem(path, "LoadError", f"SimpleITK cannot read this image: {first[:200]}")
-    size = reader.GetSize()
+    if use_simpleitk():
+        import SimpleITK as sitk
+
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(path)
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
+            return FileProblem(path, "LoadError", f"SimpleITK cannot read this image: {first[:200]}")
+        size, sp = tuple(reader.GetSize()), tuple(reader.GetSpacing())
+    else:
+        from inference.errors import LoadError
+        from inference.io.image_file import image_suffix
+        from inference.io.image_file_fallback import read_info
+
+        suffix = image_suffix(path)
+        try:
+            if suffix is None:
+                raise LoadError(path, "not a NIfTI, NRRD or MetaImage file name")
+            info = read_info(Path(path), suffix)
+        except (LoadError, OSError) as exc:
+            reason = exc.reason if isinstance(exc, LoadError) else str(exc)
+            return FileProblem(path, "LoadError", f"cannot read this image: {reason[:200]}")
+        size, sp = info.size, info.spacing
     i, j = size[0], size[1] if len(size) > 1 else 1
     k = size[2] if len(size) > 2 else 1
-    sp = reader.GetSpacing()
     return Stack(
         id=str(n),
         kind="file",
