@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from inference.display.render import outline
 from inference.io.orientation import orientation_label
 from viewer.models.layers import HeatmapLayer, LabelLayer, Layer
 from viewer.models.measurements import Measurement, Plane, Shape
@@ -16,16 +17,6 @@ from viewer.models.viewer_model import OpenVolume, ViewerModel
 from viewer.views.colormaps import heatmap_lut
 
 Overlay = tuple[npt.NDArray[Any], npt.NDArray[np.uint8], tuple[float, float], float]
-
-
-def outline(labels: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-    """Keep only label pixels with a differently labelled 4-neighbour."""
-    edge = np.zeros(labels.shape, dtype=bool)
-    edge[1:, :] |= labels[1:, :] != labels[:-1, :]
-    edge[:-1, :] |= labels[:-1, :] != labels[1:, :]
-    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
-    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
-    return np.where(edge, labels, 0).astype(np.uint8)
 
 
 _layer_caches: weakref.WeakKeyDictionary[Layer, tuple[int, PlaneCache]] = weakref.WeakKeyDictionary()

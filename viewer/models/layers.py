@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from inference.display.colormaps import HEATMAP_COLORMAPS
 from inference.errors import RadLensError
 from inference.volume import Volume
 
@@ -28,7 +29,6 @@ LABEL_COLOURS: tuple[tuple[int, int, int], ...] = (
     (250, 190, 212),
 )
 
-HEATMAP_COLORMAPS = ("inferno", "viridis", "jet", "hot")
 
 _ids = itertools.count(1)
 
