@@ -16,7 +16,6 @@ named organs under "Anatomical structure", anything else as "Tissue"/"Tissue".
 
 from __future__ import annotations
 
-import io
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -28,9 +27,9 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from inference import __version__
-from inference.batch.errors import OutputNotSupported, OutputWriteError
+from inference.batch.dicom_file import save_atomically
+from inference.batch.errors import OutputNotSupported
 from inference.errors import LoadError
-from inference.io.atomic import atomic_write
 from inference.io.stacks import Stack
 from inference.models.card import ModelCard
 from inference.volume import Volume
@@ -211,10 +210,4 @@ def write_dicom_seg(
             )
     except (ValueError, TypeError, AttributeError) as exc:
         raise OutputNotSupported(OUTPUT, f"highdicom cannot build it from these sources: {exc}") from exc
-    buffer = io.BytesIO()
-    seg.save_as(buffer)
-    try:
-        atomic_write(out_path, buffer.getvalue())
-    except OSError as exc:
-        raise OutputWriteError(out_path, f"cannot write the SEG ({exc.strerror or exc})") from exc
-    return Path(out_path)
+    return save_atomically(seg, out_path, "SEG")

@@ -33,7 +33,6 @@ coding scheme ``99RADLENS`` (declared in the Coding Scheme Identification Sequen
 
 from __future__ import annotations
 
-import io
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -48,12 +47,12 @@ from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
 from inference import __version__
-from inference.batch.errors import OutputNotSupported, OutputWriteError
+from inference.batch.dicom_file import save_atomically
+from inference.batch.errors import OutputNotSupported
 from inference.batch.seg_writer import _with_type2_present, segmented_property
 from inference.batch.stack_outputs import label_table, output_label_map
 from inference.engine.result import Finding, Result
 from inference.errors import LoadError
-from inference.io.atomic import atomic_write
 from inference.io.stacks import Stack
 from inference.models.card import ModelCard
 from inference.volume import Volume
@@ -303,10 +302,4 @@ def write_findings_sr(
             )
     except (ValueError, TypeError, AttributeError) as exc:
         raise OutputNotSupported(OUTPUT, f"highdicom cannot build it from these sources: {exc}") from exc
-    buffer = io.BytesIO()
-    sr.save_as(buffer)
-    try:
-        atomic_write(out_path, buffer.getvalue())
-    except OSError as exc:
-        raise OutputWriteError(out_path, f"cannot write the SR ({exc.strerror or exc})") from exc
-    return Path(out_path)
+    return save_atomically(sr, out_path, "SR")
