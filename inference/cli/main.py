@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -33,14 +34,24 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_CANCELLED = 130
 
+#: Commands whose numpy work is a few small matrices and streaming through volumes: OpenBLAS
+#: starting a thread per core when numpy is imported (~55 ms on 2 cores) buys them nothing.
+SINGLE_THREAD_BLAS = {"scan", "convert", "sample"}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``radlens`` parser; with ``command``, only that subcommand's module is imported.
+
+    The other subcommands are still listed (with their help) but take no options: a run of one
+    command then imports nothing the others need. ``command=None`` imports them all.
+    """
     parser = argparse.ArgumentParser(prog="radlens", description="RadLens: CT/MRI viewing with model explanations.")
     parser.add_argument("--version", action="version", version=f"radlens {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(module).add_arguments(p)
+        if command is None or name == command:
+            importlib.import_module(module).add_arguments(p)
     return parser
 
 
@@ -51,7 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args_list:
         # The main job: the viewer on the bundled sample study (a PNG where there is no display).
         args_list = ["view"]
-    parser = build_parser()
+    # The subcommand is the first argument that is not an option (the top level has only -h, --version).
+    command = next((a for a in args_list if not a.startswith("-")), "")
+    if command in SINGLE_THREAD_BLAS and "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # read by OpenBLAS when numpy loads it
+    parser = build_parser(command)
     args = parser.parse_args(args_list)
     if args.command is None:
         parser.print_help()

@@ -7,6 +7,11 @@ narrow: whenever a file holds anything it cannot read with certainty (another tr
 preamble, multi-frame objects, a character set other than the default, ISO_IR 100 or ISO_IR 192,
 an unexpected VR, an odd value, elements out of order, a file cut short…) it returns ``None`` and
 the caller falls back on pydicom, which then accepts the file or raises the usual typed error.
+
+:class:`SeriesHeaderReader` reads a run of files faster still: the files of one series, written by
+one scanner, usually have the same layout byte for byte apart from a few values (SOP instance
+UID, instance number, position…). After a file has been walked, the next one is compared with it
+as bytes; when only values differ, only those values are converted again (see the class).
 """
 
 from __future__ import annotations
@@ -14,16 +19,20 @@ from __future__ import annotations
 import os
 import re
 import struct
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from inference.errors import LoadError
-from inference.io.dicom_header import DicomHeader, _header_from
+from inference.io.dicom_header import DicomHeader, _header_from, changed_fields, replace_fields
 
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 
 #: Bytes read first; a header longer than this is read on demand.
-FIRST_CHUNK = 64 * 1024
+FIRST_CHUNK = 16 * 1024
 
 #: tag → (pydicom keyword, VR) of the elements :func:`_header_from` reads.
 NEEDED: dict[int, tuple[str, str]] = {
@@ -145,12 +154,16 @@ def read_header_fast(path: str, data: bytes, st: os.stat_result | None = None) -
 
 def read_header_fd(path: str, fd: int, st: os.stat_result) -> DicomHeader | None:
     """:func:`read_header_fast` on an open descriptor (at offset 0), reading more when the header needs it."""
-    data = os.read(fd, FIRST_CHUNK)
-    for _ in range(4):
+    return _read_fd(path, fd, st, os.read(fd, FIRST_CHUNK), None)
+
+
+def _read_fd(path: str, fd: int, st: os.stat_result, data: bytes, layout: _Layout | None) -> DicomHeader | None:
+    """:func:`_read` on ``data``, the first bytes read from ``fd``; reads on while the header needs more."""
+    for _ in range(6):
         try:
-            return _read(path, data, st)
+            return _read(path, data, st, layout)
         except NeedMore as more:
-            want = min(st.st_size, max(more.end, 4 * len(data)))
+            want = min(st.st_size, max(more.end, 4 * len(data), FIRST_CHUNK))
             while len(data) < want:
                 chunk = os.read(fd, want - len(data))
                 if not chunk:
@@ -163,8 +176,36 @@ def read_header_fd(path: str, fd: int, st: os.stat_result) -> DicomHeader | None
     return None
 
 
-def _read(path: str, data: bytes, st: os.stat_result) -> DicomHeader | None:
+@dataclass
+class _Layout:
+    """Where :func:`_read` found things in one file: enough to read a file of the same layout again."""
+
+    data: bytes = b""
+    #: ``(length_pos, length_size, start, end, n)`` of each top-level element of defined length whose
+    #: value may change (every one but the transfer syntax and the character set): where its length
+    #: field and value lie, and ``n`` = 0 when :func:`_read` ignores the value, else ``needed[n - 1]``
+    #: says what it is. ``length_size`` 0: its length must not change (the data set's first element
+    #: when implicit: pydicom guesses the VR encoding from those bytes).
+    elements: list[tuple[int, int, int, int, int]] = field(default_factory=list)
+    #: ``(keyword, vr)`` of every needed value but the character set.
+    needed: list[tuple[str, str]] = field(default_factory=list)
+    pixel_pos: int | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+    charset: str = "latin-1"
+    ts: str = ""
+    has_pixels: bool = False
+    offset: int | None = None
+    length: int | None = None
+
+
+def _read(path: str, data: bytes, st: os.stat_result, layout: _Layout | None = None) -> DicomHeader | None:
+    """The walk itself; with ``layout``, also records where each value lies (for :class:`SeriesHeaderReader`)."""
     size = st.st_size
+    elements = layout.elements if layout is not None else None
+    if layout is not None:  # a walk again after more bytes were read
+        layout.elements.clear()
+        layout.needed.clear()
+        layout.pixel_pos = None
 
     def need(end: int) -> None:
         if end > len(data):
@@ -203,6 +244,10 @@ def _read(path: str, data: bytes, st: os.stat_result) -> DicomHeader | None:
             if vr != b"UI":
                 raise _Fallback
             ts = data[start : start + length].decode("latin-1").rstrip("\0 ")
+        elif elements is not None:
+            elements.append(
+                (pos + 6, 2, start, start + length, 0) if start == pos + 8 else (pos + 8, 4, start, start + length, 0)
+            )
         pos = start + length
     if ts not in (IMPLICIT_LE, EXPLICIT_LE) or pos == 132:
         raise _Fallback
@@ -219,6 +264,7 @@ def _read(path: str, data: bytes, st: os.stat_result) -> DicomHeader | None:
     values: dict[str, Any] = {}
     last = -1
     dlen = len(data)
+    first = pos
     unpack = _EXPLICIT.unpack_from if explicit else _IMPLICIT.unpack_from
     while True:
         if pos == size:  # the file ends between elements: no pixel data
@@ -231,6 +277,8 @@ def _read(path: str, data: bytes, st: os.stat_result) -> DicomHeader | None:
             tag = group << 16 | elem
             if tag in PIXEL_TAGS:
                 has_pixels, offset, plen = _pixel_element(data, pos, size, need, explicit)
+                if layout is not None:
+                    layout.pixel_pos = pos
                 break
             if vr in EXPLICIT_VR_16:
                 start = pos + 8
@@ -245,6 +293,8 @@ def _read(path: str, data: bytes, st: os.stat_result) -> DicomHeader | None:
             tag = group << 16 | elem
             if tag in PIXEL_TAGS:
                 has_pixels, offset, plen = _pixel_element(data, pos, size, need, explicit)
+                if layout is not None:
+                    layout.pixel_pos = pos
                 break
             vr = None
             start = pos + 8
@@ -274,9 +324,42 @@ def _read(path: str, data: bytes, st: os.stat_result) -> DicomHeader | None:
                 if not isinstance(cs, str) or cs.strip() not in _CHARSETS or cs != cs.strip():
                     raise _Fallback
                 charset = _CHARSETS[cs]
+            elif layout is not None:
+                layout.needed.append((keyword, want_vr))
+                _record(layout.elements, pos, start, end, explicit, first, len(layout.needed))
             values[keyword] = _convert(raw, want_vr, charset)
+        elif elements is not None:
+            _record(elements, pos, start, end, explicit, first, 0)
         pos = end
 
+    if layout is not None:
+        layout.data, layout.values, layout.charset, layout.ts = data, values, charset, ts
+        layout.has_pixels, layout.offset, layout.length = has_pixels, offset, plen
+    return _finish(values, path, st, ts, has_pixels, offset, plen)
+
+
+def _record(
+    elements: list[tuple[int, int, int, int, int]], pos: int, start: int, end: int, explicit: bool, first: int, n: int
+) -> None:
+    """Note the data-set element at ``pos`` (value ``start:end``) in a :class:`_Layout`."""
+    if not explicit:
+        elements.append((pos + 4, 0 if pos == first else 4, start, end, n))
+    elif start == pos + 8:
+        elements.append((pos + 6, 2, start, end, n))
+    else:
+        elements.append((pos + 8, 4, start, end, n))
+
+
+def _finish(
+    values: dict[str, Any],
+    path: str,
+    st: os.stat_result,
+    ts: str,
+    has_pixels: bool,
+    offset: int | None,
+    plen: int | None,
+) -> DicomHeader:
+    """The checks after the walk, then the header."""
     if "SOPClassUID" not in values and "Modality" not in values and "Rows" not in values:
         raise _Fallback  # pydicom names what is wrong with it
     frames = values.get("NumberOfFrames")
@@ -424,3 +507,157 @@ def _convert(raw: bytes, vr: str, charset: str) -> Any:
             raise _Fallback
         return name
     raise _Fallback
+
+
+# ------------------------------------------------------------------------------ runs of files of one layout
+
+#: Owner codes in a :class:`_Template`'s byte map: ``-1`` structure (tags, VRs, sequences, the
+#: transfer syntax, the character set…), ``0`` ignored, ``n`` > 0 the needed value ``n``.
+_STRUCTURE, _IGNORED = -1, 0
+_LENGTH_OF = -2  # owner code of the length field of layout.elements[j]: _LENGTH_OF - j
+#: Values whose length changed, at most, before a file is walked in full instead.
+MAX_RESIZED = 8
+#: Bytes read beyond a template's size, for values grown longer.
+SLACK = 256
+
+
+class _Template:
+    """One walked file, kept to read files of the same layout by comparing bytes.
+
+    Every byte of the file's first :attr:`size` bytes (to the end of the Pixel Data element's
+    header) is structure, ignored by :func:`_read`, or part of one needed value. A file whose bytes
+    differ from these only in ignored bytes and needed values is walked by :func:`_read` along
+    exactly the same path, so its header is this one's with those values converted again.
+
+    A value may also change length (positions written as ``1.5`` then ``10.25``): the element's
+    length field differs, and everything after it lies shifted. Then the comparison goes on past
+    that value with the shift, as :func:`_read` would walk on past it.
+    """
+
+    def __init__(self, layout: _Layout, header: DicomHeader) -> None:
+        assert layout.pixel_pos is not None and layout.offset is not None
+        self.layout = layout
+        self.header = header
+        self.offset: int = layout.offset
+        #: Bytes :func:`_read` looks at, at most: the loop checks 12 bytes at the pixel element.
+        self.size = layout.pixel_pos + 12
+        self._maps: tuple[npt.NDArray[np.uint8], npt.NDArray[np.int32]] | None = None
+        self._needed_at: dict[int, tuple[int, int]] = {}  # needed value n -> where it lies
+
+    def _build(self) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int32]]:
+        """The bytes, and each byte's owner (:data:`_STRUCTURE`, :data:`_IGNORED`, a needed value's
+        ``n``, or ``_LENGTH_OF - j`` in the length field of ``layout.elements[j]``)."""
+        lay = self.layout
+        owner = np.full(self.size, _STRUCTURE, dtype=np.int32)
+        owner[:128] = _IGNORED  # the preamble
+        for j, (length_pos, length_size, start, end, n) in enumerate(lay.elements):
+            owner[start:end] = n
+            owner[length_pos : length_pos + length_size] = _LENGTH_OF - j
+            if n:
+                self._needed_at[n] = (start, end)
+        assert lay.pixel_pos is not None
+        owner[lay.pixel_pos + (12 if lay.ts == EXPLICIT_LE else 8) :] = _IGNORED  # pixel bytes, when implicit
+        self._maps = np.frombuffer(lay.data, dtype=np.uint8, count=self.size), owner
+        return self._maps
+
+    def read(self, path: str, data: bytes, st: os.stat_result) -> DicomHeader | None:
+        """The header of the file starting with ``data``, or ``None`` when its layout is another one.
+
+        Raises what :func:`_read` would raise on the file: :class:`_Fallback` for a value it leaves
+        to pydicom, :class:`LoadError` for absurd dimensions.
+        """
+        ref, owner = self._maps if self._maps is not None else self._build()
+        lay = self.layout
+        size, available = self.size, min(len(data), st.st_size)
+        new = np.frombuffer(data, dtype=np.uint8)
+        changed: dict[int, tuple[int, int]] = {}  # needed value n -> where it lies in data
+        shift = 0  # data position - template position, past the values resized so far
+        done = 0  # template bytes compared so far
+        for _ in range(MAX_RESIZED + 1):
+            if size + shift > available:
+                return None
+            diff = (new[done + shift : size + shift] != ref[done:]).nonzero()[0]
+            if not len(diff):
+                break
+            owners = owner[done:][diff]
+            structure = int(owners.min()) < 0
+            first = int((owners < 0).argmax()) if structure else len(owners)
+            for n in set(owners[:first].tolist()):
+                if n:
+                    start, end = self._needed_at[n]
+                    changed[n] = (start + shift, end + shift)
+            if not structure:
+                break
+            # Structure differs: fine only in the length field of a value that may change length.
+            code = int(owners[first])
+            if code == _STRUCTURE:
+                return None
+            length_pos, length_size, start, end, n = lay.elements[_LENGTH_OF - code]
+            new_length = int.from_bytes(data[length_pos + shift : length_pos + shift + length_size], "little")
+            if new_length == UNDEFINED:
+                return None
+            if n:
+                changed[n] = (start + shift, start + shift + new_length)
+            shift += new_length - (end - start)
+            done = end
+        else:
+            return None
+        values = lay.values
+        if changed:
+            values = dict(values)
+            for n, (start, end) in changed.items():
+                keyword, vr = lay.needed[n - 1]
+                values[keyword] = _convert(data[start:end], vr, lay.charset)
+        fields = changed_fields(values, self.header, [lay.needed[n - 1][0] for n in changed])
+        if fields is None:  # a value that feeds more than a field or two: the whole header again
+            return _finish(values, path, st, lay.ts, lay.has_pixels, self.offset + shift, lay.length)
+        fields["path"] = path
+        fields["file_size"] = st.st_size
+        fields["mtime_ns"] = st.st_mtime_ns
+        if shift:
+            fields["pixel_data_offset"] = self.offset + shift
+        return replace_fields(self.header, fields)
+
+
+class SeriesHeaderReader:
+    """Reads headers like :func:`read_header_fd`, faster for runs of files that share one layout.
+
+    The last few files walked in full are kept as :class:`_Template`\\ s. A file is first compared
+    with them (most recently useful first): when its bytes differ from one only in values, only the
+    changed values are converted and only the header fields they feed are computed again (see
+    :func:`inference.io.dicom_header.changed_fields`). Otherwise it is walked in full and becomes a
+    template itself. The answer is always the one :func:`read_header_fd` gives for the file.
+    """
+
+    MAX_TEMPLATES = 4
+
+    def __init__(self) -> None:
+        self._templates: list[_Template] = []
+
+    def read_fd(self, path: str, fd: int, st: os.stat_result) -> DicomHeader | None:
+        """:func:`read_header_fd` for the file open at ``fd`` (at offset 0)."""
+        templates = self._templates
+        data = os.read(fd, max(t.size for t in templates) + SLACK if templates else FIRST_CHUNK)
+        try:
+            for n, template in enumerate(templates):
+                header = template.read(path, data, st)
+                if header is not None:
+                    if n:
+                        templates.insert(0, templates.pop(n))
+                    return header
+        except LoadError:
+            raise
+        except Exception:  # _Fallback, or a value _header_from cannot take: as read_header_fd would
+            return None
+        layout = _Layout()
+        header = _read_fd(path, fd, st, data, layout)
+        pixel_pos = layout.pixel_pos
+        if (
+            header is not None
+            and pixel_pos is not None
+            and layout.offset is not None
+            and len(layout.data) >= pixel_pos + 12
+        ):
+            templates.insert(0, _Template(layout, header))
+            del templates[self.MAX_TEMPLATES :]
+        return header

@@ -244,25 +244,10 @@ def write_nifti(volume: Volume, path: str | os.PathLike[str], *, scale: tuple[fl
     existing ``path`` is left untouched. Raises :class:`NiftiWriteError` when the name has the
     wrong suffix, the folder does not exist, or the write fails.
     """
-    dest = Path(path)
-    suffix = _nifti_suffix(dest)
-    parent = dest.parent
-    if not parent.is_dir():
-        raise NiftiWriteError(dest, f"the folder {parent} does not exist")
-    if dest.is_dir():
-        raise NiftiWriteError(dest, "is a folder")
-    try:
-        mode = dest.stat().st_mode & 0o777
-    except OSError:
-        mode = 0o644
+    dest, suffix, mode = _destination(path)
     use_nibabel = _use_nibabel()
     img = _make_image(volume, scale) if use_nibabel else None
-
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.tmp-", suffix=suffix, dir=parent)
-    except OSError as exc:
-        raise NiftiWriteError(dest, f"cannot create a file in {parent}: {exc.strerror or exc}") from None
-    os.close(fd)
+    tmp = _temporary(dest, suffix)
     try:
         if use_nibabel:
             import nibabel as nib
@@ -280,3 +265,129 @@ def write_nifti(volume: Volume, path: str | os.PathLike[str], *, scale: tuple[fl
             raise NiftiWriteError(dest, f"write failed: {exc.strerror or exc}") from exc
         raise
     return dest
+
+
+def _destination(path: str | os.PathLike[str]) -> tuple[Path, str, int]:
+    """The checked destination, its NIfTI suffix, and the mode the new file gets (an existing file's)."""
+    dest = Path(path)
+    suffix = _nifti_suffix(dest)
+    parent = dest.parent
+    if not parent.is_dir():
+        raise NiftiWriteError(dest, f"the folder {parent} does not exist")
+    if dest.is_dir():
+        raise NiftiWriteError(dest, "is a folder")
+    try:
+        mode = dest.stat().st_mode & 0o777
+    except OSError:
+        mode = 0o644
+    return dest, suffix, mode
+
+
+def _temporary(dest: Path, suffix: str) -> str:
+    """A new hidden file beside ``dest``, to be renamed over it once complete."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.tmp-", suffix=suffix, dir=dest.parent)
+    except OSError as exc:
+        raise NiftiWriteError(dest, f"cannot create a file in {dest.parent}: {exc.strerror or exc}") from None
+    os.close(fd)
+    return tmp
+
+
+class NiftiStream:
+    """A NIfTI-1 file written slice by slice, as :func:`write_nifti` would write the whole volume.
+
+    ``volume`` gives the grid, geometry and voxel type (its voxels may be a placeholder: see
+    :func:`inference.io.dicom_loader.stream_stack`, whose sink this is); :meth:`write` takes the
+    slices ``voxels[k]`` in order. The bytes are those :func:`write_nifti` writes for the whole
+    volume (without nibabel), and the file appears the same way, atomically, on :meth:`close`;
+    :meth:`abort` removes it. The disk starts writing while slices still come in, so the final
+    flush to disk finds little left to do.
+    """
+
+    #: Bytes written between two requests to start writing them to disk.
+    FLUSH_EVERY = 4 << 20
+
+    def __init__(self, volume: Volume, path: str | os.PathLike[str]) -> None:
+        if volume.voxels.ndim != 3:
+            raise ValueError("NiftiStream writes greyscale volumes; write colour ones with write_nifti")
+        self.dest, suffix, self._mode = _destination(path)
+        dtype: np.dtype[Any] = volume.voxels.dtype
+        if dtype == np.bool_:
+            dtype = np.dtype(np.uint8)
+        elif dtype == np.float16:
+            dtype = np.dtype(np.float32)
+        k, j, i = volume.shape
+        data = np.broadcast_to(np.zeros((), dtype=dtype), (i, j, k))  # what _nifti_array gives, without memory
+        self._dtype = dtype.newbyteorder("<")
+        self._slices, self._written = volume.shape[0], 0
+        header = _nifti_header(volume, data)
+        self._tmp = _temporary(self.dest, suffix)
+        self._fh: Any = None
+        self._gz: gzip.GzipFile | None = None
+        try:
+            self._fh = open(self._tmp, "wb", buffering=0)  # noqa: SIM115 (closed in close() or abort())
+            if suffix == ".nii.gz":  # nibabel's level; no file name in the gzip header
+                self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._fh, compresslevel=1)
+            self._pending = 0  # bytes written since the last flush request
+            self._flushed = 0
+            self._put(header)
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, OSError):
+                raise NiftiWriteError(self.dest, f"write failed: {exc.strerror or exc}") from exc
+            raise
+
+    def _put(self, data: bytes | memoryview) -> None:
+        if self._gz is not None:
+            self._gz.write(data)
+        else:
+            view = memoryview(data)
+            while view:
+                view = view[self._fh.write(view) :]
+        self._pending += len(data)
+        if self._pending >= self.FLUSH_EVERY and hasattr(os, "posix_fadvise"):
+            # Ask the kernel to start writing what is there (DONTNEED writes dirty pages back, then
+            # drops the clean ones); the fsync in close() then waits for the tail only.
+            end = self._fh.tell()
+            os.posix_fadvise(self._fh.fileno(), self._flushed, end - self._flushed, os.POSIX_FADV_DONTNEED)
+            self._flushed, self._pending = end, 0
+
+    def write(self, plane: npt.NDArray[Any]) -> None:
+        """Append the next slice (``voxels[k]``, shape ``(j, i)``) in the file's voxel type."""
+        if self._written >= self._slices:
+            raise ValueError(f"more than the {self._slices} slices of the volume")
+        data = np.ascontiguousarray(plane, dtype=self._dtype)
+        try:
+            self._put(data.reshape(-1).view(np.uint8).data)
+        except OSError as exc:
+            self.abort()
+            raise NiftiWriteError(self.dest, f"write failed: {exc.strerror or exc}") from exc
+        self._written += 1
+
+    def close(self) -> Path:
+        """Finish the file and rename it into place."""
+        if self._written != self._slices:
+            self.abort()
+            raise ValueError(f"{self._written} of {self._slices} slices written")
+        try:
+            if self._gz is not None:
+                self._gz.close()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            os.chmod(self._tmp, self._mode)
+            os.replace(self._tmp, self.dest)
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, OSError):
+                raise NiftiWriteError(self.dest, f"write failed: {exc.strerror or exc}") from exc
+            raise
+        return self.dest
+
+    def abort(self) -> None:
+        """Remove the temporary file; the destination is left as it was."""
+        for f in (self._gz, self._fh):
+            if f is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    f.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self._tmp)

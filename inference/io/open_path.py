@@ -27,6 +27,18 @@ def choose_stack(result: ScanResult, stack_id: str | None) -> Stack:
     return stacks[0]
 
 
+def open_stack(
+    path: str | os.PathLike[str],
+    stack_id: str | None = None,
+    *,
+    jobs: int | None = None,
+    on_progress: ProgressCallback = no_progress,
+    cancel: CancelToken | None = None,
+) -> Stack:
+    """Scan ``path`` and choose one stack in it (the only one, or ``stack_id``)."""
+    return choose_stack(scan(path, jobs=jobs, on_progress=on_progress, cancel=cancel), stack_id)
+
+
 def open_volume(
     path: str | os.PathLike[str],
     stack_id: str | None = None,
@@ -38,6 +50,5 @@ def open_volume(
     """Scan ``path`` and load one stack from it (the only one, or ``stack_id``)."""
     from inference.io.dicom_loader import load_stack
 
-    result = scan(path, jobs=jobs, on_progress=lambda f, m: on_progress(0.5 * f, m), cancel=cancel)
-    stack = choose_stack(result, stack_id)
+    stack = open_stack(path, stack_id, jobs=jobs, on_progress=lambda f, m: on_progress(0.5 * f, m), cancel=cancel)
     return load_stack(stack, on_progress=lambda f, m: on_progress(0.5 + 0.5 * f, m), cancel=cancel)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from inference.errors import LoadError, NotDicomError, UnreadableFileError
 from inference.io.dicom_header import DicomHeader, check_pixel_length, read_header
+from inference.io.fast_header import SeriesHeaderReader
 from inference.io.paths import display_path
 from inference.io.stacks import Stack, Study, build_studies
 from inference.progress import CancelToken, ProgressCallback, no_progress
@@ -143,6 +144,12 @@ def iter_files(root: Path, problems: list[FileProblem]) -> Iterator[str]:
             if entry.name.startswith("."):
                 continue  # hidden files and folders (.DS_Store, ._AppleDouble, tool sidecars)
             try:
+                if entry.is_file():  # from the directory listing, without a stat, unless a link
+                    yield entry.path
+                    continue
+            except OSError:
+                pass  # a link loop, or a file gone: the stat below says which
+            try:
                 mode = os.stat(entry.path).st_mode
             except OSError as exc:
                 reason = "broken symbolic link" if entry.is_symlink() else f"cannot stat ({exc.strerror or exc})"
@@ -160,12 +167,9 @@ def iter_files(root: Path, problems: list[FileProblem]) -> Iterator[str]:
         stack.extend(reversed(subdirs))
 
 
-def _parse(path: str) -> DicomHeader | FileProblem:
+def _parse(path: str, reader: SeriesHeaderReader | None = None) -> DicomHeader | FileProblem:
     try:
-        with warnings.catch_warnings():
-            # pydicom warns about every non-conformant value; the loader reports what matters.
-            warnings.simplefilter("ignore")
-            header = read_header(path)
+        header = read_header(path, reader)
         check_pixel_length(header)
         return header
     except LoadError as exc:
@@ -174,8 +178,12 @@ def _parse(path: str) -> DicomHeader | FileProblem:
         return FileProblem(path, "LoadError", f"{type(exc).__name__}: {exc}")
 
 
-def _parse_chunk(paths: list[str]) -> list[DicomHeader | FileProblem]:
-    return [_parse(p) for p in paths]
+def _parse_chunk(paths: list[str], reader: SeriesHeaderReader | None = None) -> list[DicomHeader | FileProblem]:
+    reader = reader if reader is not None else SeriesHeaderReader()
+    with warnings.catch_warnings():
+        # pydicom warns about every non-conformant value; the loader reports what matters.
+        warnings.simplefilter("ignore")
+        return [_parse(p, reader) for p in paths]
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -204,9 +212,10 @@ def parse_headers(
         cpus = os.cpu_count() or 1
         n_jobs, threshold = (min(cpus, 8) if cpus >= POOL_MIN_CPUS else 1), POOL_THRESHOLD
     if n_jobs <= 1 or len(paths) < threshold:
+        reader = SeriesHeaderReader()  # one for all: a series split over chunks keeps its template
         for chunk in chunks:
             cancel.raise_if_cancelled()
-            out.extend(_parse_chunk(chunk))
+            out.extend(_parse_chunk(chunk, reader))
             on_progress(len(out) / total, f"read {len(out)} of {len(paths)} headers")
         return out
     from concurrent.futures import ProcessPoolExecutor

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
 from inference.io.dicom_header import DicomHeader, FrameGeometry
-from inference.io.geometry_qa import QACode, QAIssue, check_stack_geometry, slice_normal
+from inference.io.geometry_qa import QACode, QAIssue, check_stack_geometry, median, slice_normal
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class Stack:
             return None
         along = np.diff(pos @ slice_normal(orient))
         along = along[np.abs(along) > 1e-3]
-        return float(np.median(along)) if len(along) else None
+        return float(median(along)) if len(along) else None
 
     @property
     def paths(self) -> list[str]:
@@ -108,11 +109,18 @@ class Study:
     series: list[Series] = field(default_factory=list)
 
 
+@lru_cache(maxsize=256)
+def _rounded(
+    orientation: tuple[float, ...] | None, spacing: tuple[float, float] | None, image_type: tuple[str, ...]
+) -> tuple[object, ...]:
+    orient = tuple(round(v, 2) for v in orientation) if orientation else None
+    rounded_spacing = tuple(round(v, 3) for v in spacing) if spacing else None
+    return orient, rounded_spacing, tuple(t.upper() for t in image_type[2:3])  # AXIAL / LOCALIZER / REFORMATTED ...
+
+
 def _stack_key(h: DicomHeader) -> tuple[object, ...]:
     g = h.frames[0]
-    orient = tuple(round(v, 2) for v in g.orientation) if g.orientation else None
-    spacing = tuple(round(v, 3) for v in g.pixel_spacing) if g.pixel_spacing else None
-    image_type = tuple(t.upper() for t in h.image_type[2:3])  # AXIAL / LOCALIZER / REFORMATTED ...
+    orient, spacing, image_type = _rounded(g.orientation, g.pixel_spacing, h.image_type)
     return (orient, spacing, h.rows, h.columns, image_type, h.echo_number, h.samples_per_pixel, h.photometric)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import struct
 import tempfile
 import warnings
 from pathlib import Path
@@ -453,3 +454,177 @@ def test_convert_imports_neither_pydicom_nor_nibabel(tmp_path: Path) -> None:
 
     back = np.asarray(nib.load(tmp_path / "out.nii").dataobj)
     np.testing.assert_array_equal(back.transpose(2, 1, 0), vox)
+
+
+# ------------------------------------------------------------------------------ runs of files (SeriesHeaderReader)
+
+
+def _fd_header(path: Path, reader: fast_header.SeriesHeaderReader | None) -> DicomHeader | LoadError | None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if reader is None:
+            return fast_header.read_header_fd(str(path), fd, os.stat(path))
+        return reader.read_fd(str(path), fd, os.stat(path))
+    except LoadError as exc:
+        return exc
+    finally:
+        os.close(fd)
+
+
+def _agree(path: Path, reader: fast_header.SeriesHeaderReader) -> None:
+    """The series reader answers exactly what reading the file alone answers."""
+    got, ref = _fd_header(path, reader), _fd_header(path, None)
+    if isinstance(ref, LoadError):
+        assert type(got) is type(ref) and str(got) == str(ref), (path, got, ref)
+    elif ref is None:
+        assert got is None, (path, got)
+    else:
+        assert isinstance(got, DicomHeader), (path, got)
+        assert _same(got, ref), (path, dataclasses.asdict(got), dataclasses.asdict(ref))
+
+
+def _numbers(n: int, integers: bool = False) -> Any:
+    """``n`` decimal (or integer) strings joined with backslashes: of many lengths, mostly valid."""
+    one = (
+        st.integers(-2000, 2000).map(str) if integers else st.floats(-500, 500, allow_nan=False).map(lambda v: f"{v:g}")
+    )
+    good = st.lists(one, min_size=n, max_size=n).map("\\".join)
+    return st.one_of(good, good, good, good.map(lambda v: v + " "), st.sampled_from(["", "x", "1e999", " 1.5 "]))
+
+
+_UIDS = st.lists(st.integers(0, 99999).map(str), min_size=2, max_size=6).map(".".join)
+#: Attributes changed from file to file, and their values.
+_VARIED: dict[str, Any] = {
+    "SOPInstanceUID": _UIDS,
+    "StudyInstanceUID": _UIDS,
+    "InstanceNumber": _numbers(1, integers=True),
+    "AcquisitionNumber": _numbers(1, integers=True),
+    "EchoNumbers": _numbers(1, integers=True),
+    "ImagePositionPatient": _numbers(3),
+    "ImageOrientationPatient": st.sampled_from(["1\\0\\0\\0\\1\\0", "0\\1\\0\\0\\0\\-1", "1\\0\\0\\0\\1", "a"]),
+    "PixelSpacing": _numbers(2),
+    "WindowCenter": st.one_of(_numbers(1), _numbers(2)),
+    "WindowWidth": st.one_of(_numbers(1), _numbers(2)),
+    "RescaleSlope": _numbers(1),
+    "RescaleIntercept": _numbers(1, integers=True),
+    "SliceThickness": _numbers(1),
+    "ImageType": st.sampled_from(["ORIGINAL\\PRIMARY\\AXIAL", "DERIVED\\SECONDARY\\MPR", "ORIGINAL", ""]),
+    "SeriesDescription": st.text(alphabet="abcÄé^= \\", max_size=10),
+    "PatientName": st.text(alphabet="abcÄ^= ", max_size=10),
+    "Modality": st.sampled_from(["CT", "MR", "PT", "ct "]),
+    "Units": st.sampled_from(["HU", "BQML", ""]),
+    "SliceLocation": _numbers(1),  # not read: ignored
+    "ContentTime": st.sampled_from(["120000", "120001.5", ""]),  # not read: ignored
+    "Rows": st.sampled_from([4, 5, 600, 20000]).map(lambda v: struct.pack("<H", v)),  # dimensions, or absurd
+    "NumberOfFrames": st.sampled_from(["1", "2", ""]),  # multi-frame: pydicom
+    "SpecificCharacterSet": st.sampled_from(["ISO_IR 100", "ISO_IR 192", "ISO_IR 6", "ISO 2022 IR 6"]),
+}
+
+
+@st.composite
+def series_runs(draw: Any) -> tuple[Dataset, bool, list[dict[str, bytes]]]:
+    """A random first file (mostly one the fast reader answers), then files that change a few values."""
+    if draw(st.booleans()):
+        ds, explicit = draw(random_headers())
+        ds.Rows = draw(st.sampled_from([4, 4, 4, 40000]))
+    else:  # a plain header, with a private block and a sequence
+        ds, explicit = _base_dataset(), draw(st.booleans())
+        ds.add_new(0x00290010, "LO", "RADLENS")
+        ds.add_new(0x00291010, "OB", b"\x01\x02" * draw(st.integers(0, 20)))
+        item = Dataset()
+        item.ReferencedSOPClassUID = CTImageStorage
+        item.ReferencedSOPInstanceUID = "1.2.3.4"
+        ds.ReferencedImageSequence = Sequence([item])
+        ds.ReferencedImageSequence.is_undefined_length = draw(st.booleans())
+    for kw, values in _VARIED.items():
+        if kw not in ("Rows", "SpecificCharacterSet", "NumberOfFrames") and draw(st.booleans()):
+            value = draw(values)
+            _raw(ds, kw, value.encode("utf-8") if isinstance(value, str) else value, explicit)
+    ds.PixelData = b"\x01\x00" * draw(st.sampled_from([2, 16]))
+    ds["PixelData"].VR = "OW"
+    runs = []
+    for _ in range(draw(st.integers(1, 6))):
+        change: dict[str, bytes] = {}
+        for kw in draw(st.lists(st.sampled_from(sorted(_VARIED)), max_size=3, unique=True)):
+            value = draw(_VARIED[kw])
+            change[kw] = value.encode("utf-8") if isinstance(value, str) else value
+        runs.append(change)
+    return ds, explicit, runs
+
+
+@SETTINGS
+@given(series_runs())
+def test_series_reader_matches_reading_each_file(case: tuple[Dataset, bool, list[dict[str, bytes]]]) -> None:
+    ds, explicit, runs = case
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for n, change in enumerate([{}, *runs]):
+            copy = Dataset(ds)
+            copy.file_meta = FileMetaDataset()
+            for kw, value in change.items():
+                _raw(copy, kw, value, explicit)
+            path = Path(tmp) / f"{n}.dcm"
+            try:
+                _save(copy, path, explicit)
+            except Exception:
+                continue  # pydicom cannot write this combination
+            paths.append(path)
+        reader = fast_header.SeriesHeaderReader()
+        for path in paths:
+            _agree(path, reader)
+
+
+def test_series_reader_uses_the_layout_of_earlier_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A generated series is walked once; the other files only compare bytes, and agree.
+
+    Positions 3, 4.25, 5.5… and instance numbers 9, 10… change the lengths of their values.
+    """
+    vox = np.random.default_rng(5).integers(-1024, 3000, size=(12, 8, 6), dtype=np.int16)
+    paths = write_dicom_series(
+        vox,
+        tmp_path / "a",
+        spacing=(0.7, 0.8, 1.25),
+        origin=(-10.5, 20.25, 3.0),
+        window_center=[40],
+        window_width=[400],
+    )
+    other = write_dicom_series(vox[:3], tmp_path / "b", spacing=(1.0, 1.0, 2.0), series_description="second")
+    walks = []
+    real_read = fast_header._read
+
+    def counting_read(*args: Any, **kwargs: Any) -> Any:
+        walks.append(args[0])
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(fast_header, "_read", counting_read)
+    reader = fast_header.SeriesHeaderReader()
+    # Interleaved series: each keeps its own template.
+    for path in [*paths[:6], *other, *paths[6:]]:
+        got = _fd_header(path, reader)
+        monkeypatch.setattr(fast_header, "_read", real_read)
+        assert isinstance(got, DicomHeader)
+        assert got == _pydicom_header(str(path))
+        monkeypatch.setattr(fast_header, "_read", counting_read)
+    # The second series differs only in values (some of other lengths): it needs no walk of its own.
+    assert walks == [str(paths[0])]
+
+
+def test_series_reader_in_scan_matches_pydicom(tmp_path: Path) -> None:
+    """scan() of a series with per-file windows and rescale: every header as pydicom reads it."""
+    for n in range(6):
+        ds = _base_dataset()
+        ds.SOPInstanceUID = f"1.2.3.4.{n:03d}"
+        ds.SeriesInstanceUID = "1.2.3.9"
+        ds.InstanceNumber = str(n + 1)
+        ds.ImagePositionPatient = [0, 0, float(n) * 1.5]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing = [0.5, 0.5]
+        ds.RescaleIntercept = str(-1024 + n)  # same length from file to file
+        ds.WindowCenter = str(40 + n)
+        ds.WindowWidth = "400"
+        ds.PixelData = b"\x00\x01" * 16
+        _save(ds, tmp_path / f"{n}.dcm", explicit=n % 2 == 0)
+    result = scan(tmp_path)
+    (stack,) = result.stacks()
+    for h in stack.headers:
+        assert h == _pydicom_header(h.path)
