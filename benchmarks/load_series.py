@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from _timing import child_env, child_peak_rss, median, median_time, spread
+from _timing import REPO_ROOT, child_env, child_peak_rss, median, median_time, spread
 
 from inference.io.dicom_loader import load_stack
 from inference.io.dicom_writer import write_dicom_series
@@ -272,6 +272,9 @@ def section_convert(series: Path, work: Path, repeats: int) -> None:
         if done.returncode != 0 or not expect.exists():
             raise RuntimeError(f"{cmd[0]} failed ({done.returncode}): {(done.stderr or done.stdout)[-1500:]}")
 
+    # An installed radlens has its modules compiled to bytecode (pip does it); a working tree
+    # edited since its last run would time Python compiling them instead.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO_ROOT / "inference")], check=True)
     fresh(out_rl)
     run(rl_cmd, out_rl / "out.nii")  # warm-up, also checks the output
     import nibabel as nib
@@ -290,12 +293,11 @@ def section_convert(series: Path, work: Path, repeats: int) -> None:
     print(line("dcm2niix -z n", dx_t))
     ratio = median(rl_t) / median(dx_t)
     print(f"  radlens / dcm2niix: {ratio:.2f}×  {verdict(ratio, CONVERT_TARGET)}")
-    # Interpreter start-up and imports alone, for context.
+    # Interpreter start-up and the imports of `radlens convert` alone (one BLAS thread, as it sets), for context.
+    imports = "import inference.cli.main, inference.io.open_path, inference.io.dicom_loader, inference.io.nifti_writer"
     imp_t = median_time(
         lambda: subprocess.run(
-            [sys.executable, "-c", "import inference.cli.main, inference.io.open_path, inference.io.nifti_writer"],
-            env=child_env(),
-            check=True,
+            [sys.executable, "-c", imports], env={**child_env(), "OPENBLAS_NUM_THREADS": "1"}, check=True
         ),
         repeats,
     )

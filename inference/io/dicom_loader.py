@@ -23,6 +23,7 @@ from inference.errors import (
     UnreadableFileError,
     UnsupportedTransferSyntaxError,
 )
+from inference.io.cpus import spare_cpu
 from inference.io.dicom_header import DicomHeader, check_pixel_length
 from inference.io.geometry_qa import QACode, median, slice_normal
 from inference.io.stacks import Stack
@@ -352,7 +353,7 @@ def _stream_into(
 
 
 #: Volumes from this size on have their pages touched by a helper thread ahead of the reads
-#: (see :class:`_Prefault`), where there are at least two CPUs.
+#: (see :class:`_Prefault`), when a CPU is free for it.
 PREFAULT_MIN_BYTES = 32 << 20
 
 
@@ -414,7 +415,7 @@ def _read_slices(
     n = len(stack.slices)
     shape: tuple[int, ...] = (n, h0.rows, h0.columns, 3) if h0.is_colour else (n, h0.rows, h0.columns)
     out = np.empty(shape, dtype=out_dtype)
-    prefault = _Prefault(out) if out.nbytes >= PREFAULT_MIN_BYTES and (os.cpu_count() or 1) > 1 else None
+    prefault = _Prefault(out) if out.nbytes >= PREFAULT_MIN_BYTES and spare_cpu() else None
     plane_bytes = out[0].nbytes if n else 0
     try:
         _fill(

@@ -515,6 +515,14 @@ def _convert(raw: bytes, vr: str, charset: str) -> Any:
 #: transfer syntax, the character set…), ``0`` ignored, ``n`` > 0 the needed value ``n``.
 _STRUCTURE, _IGNORED = -1, 0
 _LENGTH_OF = -2  # owner code of the length field of layout.elements[j]: _LENGTH_OF - j
+#: Attributes that differ from file to file within a series; a file differing from a template in
+#: others starts a series of its own (see :meth:`SeriesHeaderReader.read_fd`).
+PER_INSTANCE = frozenset(
+    {
+        "SOPInstanceUID", "InstanceNumber", "AcquisitionNumber", "ImagePositionPatient", "SliceThickness",
+        "WindowCenter", "WindowWidth", "RescaleIntercept", "RescaleSlope", "EchoNumbers", "ImageType",
+    }
+)  # fmt: skip
 #: Values whose length changed, at most, before a file is walked in full instead.
 MAX_RESIZED = 8
 #: Bytes read beyond a template's size, for values grown longer.
@@ -531,7 +539,8 @@ class _Template:
 
     A value may also change length (positions written as ``1.5`` then ``10.25``): the element's
     length field differs, and everything after it lies shifted. Then the comparison goes on past
-    that value with the shift, as :func:`_read` would walk on past it.
+    that value with the shift, as :func:`_read` would walk on past it; :meth:`derive` then gives
+    the template of the file just read, so that files laid out like it compare in one go.
     """
 
     def __init__(self, layout: _Layout, header: DicomHeader) -> None:
@@ -543,6 +552,11 @@ class _Template:
         self.size = layout.pixel_pos + 12
         self._maps: tuple[npt.NDArray[np.uint8], npt.NDArray[np.int32]] | None = None
         self._needed_at: dict[int, tuple[int, int]] = {}  # needed value n -> where it lies
+        #: Whether the last file read differed in more than per-instance values (another series).
+        self.other_series = False
+        #: ``(j, change)`` for each value of the last file read whose length differed, in order.
+        self.resized: list[tuple[int, int]] = []
+        self._last_values: dict[str, Any] = layout.values
 
     def _build(self) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int32]]:
         """The bytes, and each byte's owner (:data:`_STRUCTURE`, :data:`_IGNORED`, a needed value's
@@ -560,8 +574,9 @@ class _Template:
         self._maps = np.frombuffer(lay.data, dtype=np.uint8, count=self.size), owner
         return self._maps
 
-    def read(self, path: str, data: bytes, st: os.stat_result) -> DicomHeader | None:
-        """The header of the file starting with ``data``, or ``None`` when its layout is another one.
+    def read(self, path: str, data: bytes, st: os.stat_result, resize: bool = True) -> DicomHeader | None:
+        """The header of the file starting with ``data``, or ``None`` when its layout is another one
+        (with ``resize`` false, also when a value's length differs).
 
         Raises what :func:`_read` would raise on the file: :class:`_Fallback` for a value it leaves
         to pydicom, :class:`LoadError` for absurd dimensions.
@@ -571,9 +586,10 @@ class _Template:
         size, available = self.size, min(len(data), st.st_size)
         new = np.frombuffer(data, dtype=np.uint8)
         changed: dict[int, tuple[int, int]] = {}  # needed value n -> where it lies in data
+        resized: list[tuple[int, int]] = []
         shift = 0  # data position - template position, past the values resized so far
         done = 0  # template bytes compared so far
-        for _ in range(MAX_RESIZED + 1):
+        for _ in range(MAX_RESIZED + 1 if resize else 1):
             if size + shift > available:
                 return None
             diff = (new[done + shift : size + shift] != ref[done:]).nonzero()[0]
@@ -590,14 +606,16 @@ class _Template:
                 break
             # Structure differs: fine only in the length field of a value that may change length.
             code = int(owners[first])
-            if code == _STRUCTURE:
+            if code == _STRUCTURE or not resize:
                 return None
-            length_pos, length_size, start, end, n = lay.elements[_LENGTH_OF - code]
+            j = _LENGTH_OF - code
+            length_pos, length_size, start, end, n = lay.elements[j]
             new_length = int.from_bytes(data[length_pos + shift : length_pos + shift + length_size], "little")
             if new_length == UNDEFINED:
                 return None
             if n:
                 changed[n] = (start + shift, start + shift + new_length)
+            resized.append((j, new_length - (end - start)))
             shift += new_length - (end - start)
             done = end
         else:
@@ -608,7 +626,10 @@ class _Template:
             for n, (start, end) in changed.items():
                 keyword, vr = lay.needed[n - 1]
                 values[keyword] = _convert(data[start:end], vr, lay.charset)
-        fields = changed_fields(values, self.header, [lay.needed[n - 1][0] for n in changed])
+        keywords = [lay.needed[n - 1][0] for n in changed]
+        self.other_series = not PER_INSTANCE.issuperset(keywords)
+        self.resized, self._last_values = resized, values
+        fields = changed_fields(values, self.header, keywords)
         if fields is None:  # a value that feeds more than a field or two: the whole header again
             return _finish(values, path, st, lay.ts, lay.has_pixels, self.offset + shift, lay.length)
         fields["path"] = path
@@ -617,6 +638,35 @@ class _Template:
         if shift:
             fields["pixel_data_offset"] = self.offset + shift
         return replace_fields(self.header, fields)
+
+    def derive(self, data: bytes, header: DicomHeader) -> _Template:
+        """The template of the file :meth:`read` has just read (``data``, giving ``header``)."""
+        lay = self.layout
+        elements = []
+        shift = 0
+        resized = iter(self.resized)
+        next_j, change = next(resized, (-1, 0))
+        for j, (length_pos, length_size, start, end, n) in enumerate(lay.elements):
+            if j == next_j:
+                elements.append((length_pos + shift, length_size, start + shift, end + shift + change, n))
+                shift += change
+                next_j, change = next(resized, (-1, 0))
+            else:
+                elements.append((length_pos + shift, length_size, start + shift, end + shift, n))
+        assert lay.pixel_pos is not None and lay.offset is not None
+        layout = _Layout(
+            data=data,
+            elements=elements,
+            needed=lay.needed,
+            pixel_pos=lay.pixel_pos + shift,
+            values=self._last_values,
+            charset=lay.charset,
+            ts=lay.ts,
+            has_pixels=lay.has_pixels,
+            offset=lay.offset + shift,
+            length=lay.length,
+        )
+        return _Template(layout, header)
 
 
 class SeriesHeaderReader:
@@ -639,11 +689,21 @@ class SeriesHeaderReader:
         templates = self._templates
         data = os.read(fd, max(t.size for t in templates) + SLACK if templates else FIRST_CHUNK)
         try:
+            # A template of exactly this layout first (one comparison each), then one whose values
+            # have other lengths; a file that needed resizing, or starts another series, becomes a
+            # template itself.
             for n, template in enumerate(templates):
+                header = template.read(path, data, st, resize=False)
+                if header is not None:
+                    if template.other_series:
+                        self._keep(template.derive(data, header))
+                    elif n:
+                        templates.insert(0, templates.pop(n))
+                    return header
+            for template in templates:
                 header = template.read(path, data, st)
                 if header is not None:
-                    if n:
-                        templates.insert(0, templates.pop(n))
+                    self._keep(template.derive(data, header))
                     return header
         except LoadError:
             raise
@@ -658,6 +718,9 @@ class SeriesHeaderReader:
             and layout.offset is not None
             and len(layout.data) >= pixel_pos + 12
         ):
-            templates.insert(0, _Template(layout, header))
-            del templates[self.MAX_TEMPLATES :]
+            self._keep(_Template(layout, header))
         return header
+
+    def _keep(self, template: _Template) -> None:
+        self._templates.insert(0, template)
+        del self._templates[self.MAX_TEMPLATES :]

@@ -15,8 +15,10 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import queue
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inference.errors import RadLensError
+from inference.io.cpus import spare_cpu
 from inference.volume import Volume
 
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
@@ -300,14 +303,19 @@ class NiftiStream:
     :func:`inference.io.dicom_loader.stream_stack`, whose sink this is); :meth:`write` takes the
     slices ``voxels[k]`` in order. The bytes are those :func:`write_nifti` writes for the whole
     volume (without nibabel), and the file appears the same way, atomically, on :meth:`close`;
-    :meth:`abort` removes it. The disk starts writing while slices still come in, so the final
-    flush to disk finds little left to do.
+    :meth:`abort` removes it.
+
+    Slices are gathered into chunks of a few MiB that a writer thread writes (and compresses)
+    while the next ones are read, when a CPU is free for it; the disk is asked to start
+    writing each chunk at once, so the final flush to disk finds little left to do.
     """
 
-    #: Bytes written between two requests to start writing them to disk.
-    FLUSH_EVERY = 4 << 20
+    #: Bytes per chunk handed to the writer, and between two requests to start writing to disk.
+    CHUNK = 4 << 20
+    #: Chunks in memory at most: one being filled, the others queued or being written.
+    BUFFERS = 3
 
-    def __init__(self, volume: Volume, path: str | os.PathLike[str]) -> None:
+    def __init__(self, volume: Volume, path: str | os.PathLike[str], *, threaded: bool | None = None) -> None:
         if volume.voxels.ndim != 3:
             raise ValueError("NiftiStream writes greyscale volumes; write colour ones with write_nifti")
         self.dest, suffix, self._mode = _destination(path)
@@ -319,23 +327,37 @@ class NiftiStream:
         k, j, i = volume.shape
         data = np.broadcast_to(np.zeros((), dtype=dtype), (i, j, k))  # what _nifti_array gives, without memory
         self._dtype = dtype.newbyteorder("<")
-        self._slices, self._written = volume.shape[0], 0
+        self._plane = (j, i)
+        self._slices, self._written = k, 0
+        self._per_chunk = max(1, self.CHUNK // max(1, j * i * dtype.itemsize))
+        self._chunk: npt.NDArray[Any] | None = None
+        self._in_chunk = 0
+        self._free: list[npt.NDArray[Any]] = []
+        self._made = 0
+        self._free_lock = threading.Condition()
+        self._error: BaseException | None = None
+        self._queue: queue.Queue[tuple[npt.NDArray[Any], int] | None] | None = None
+        self._thread: threading.Thread | None = None
         header = _nifti_header(volume, data)
         self._tmp = _temporary(self.dest, suffix)
         self._fh: Any = None
         self._gz: gzip.GzipFile | None = None
+        self._pending = 0  # bytes written since the last request to start writing to disk
+        self._flushed = 0
         try:
             self._fh = open(self._tmp, "wb", buffering=0)  # noqa: SIM115 (closed in close() or abort())
             if suffix == ".nii.gz":  # nibabel's level; no file name in the gzip header
                 self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._fh, compresslevel=1)
-            self._pending = 0  # bytes written since the last flush request
-            self._flushed = 0
             self._put(header)
         except BaseException as exc:
             self.abort()
             if isinstance(exc, OSError):
                 raise NiftiWriteError(self.dest, f"write failed: {exc.strerror or exc}") from exc
             raise
+        if threaded if threaded is not None else spare_cpu():
+            self._queue = queue.Queue()
+            self._thread = threading.Thread(target=self._writer, name="radlens-nifti-writer", daemon=True)
+            self._thread.start()
 
     def _put(self, data: bytes | memoryview) -> None:
         if self._gz is not None:
@@ -345,30 +367,93 @@ class NiftiStream:
             while view:
                 view = view[self._fh.write(view) :]
         self._pending += len(data)
-        if self._pending >= self.FLUSH_EVERY and hasattr(os, "posix_fadvise"):
+        if self._pending >= self.CHUNK and hasattr(os, "posix_fadvise"):
             # Ask the kernel to start writing what is there (DONTNEED writes dirty pages back, then
             # drops the clean ones); the fsync in close() then waits for the tail only.
             end = self._fh.tell()
             os.posix_fadvise(self._fh.fileno(), self._flushed, end - self._flushed, os.POSIX_FADV_DONTNEED)
             self._flushed, self._pending = end, 0
 
-    def write(self, plane: npt.NDArray[Any]) -> None:
-        """Append the next slice (``voxels[k]``, shape ``(j, i)``) in the file's voxel type."""
-        if self._written >= self._slices:
-            raise ValueError(f"more than the {self._slices} slices of the volume")
-        data = np.ascontiguousarray(plane, dtype=self._dtype)
+    def _put_chunk(self, chunk: npt.NDArray[Any], count: int) -> None:
+        self._put(chunk[:count].reshape(-1).view(np.uint8).data)
+
+    def _writer(self) -> None:
+        """The writer thread: writes queued chunks in order, then hands their buffers back."""
+        assert self._queue is not None
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            chunk, count = item
+            if self._error is None:
+                try:
+                    self._put_chunk(chunk, count)
+                except BaseException as exc:  # reported by the next write() or close()
+                    self._error = exc
+            with self._free_lock:
+                self._free.append(chunk)
+                self._free_lock.notify()
+
+    def _raise_error(self) -> None:
+        exc = self._error
+        if exc is not None:
+            self.abort()
+            if isinstance(exc, OSError):
+                raise NiftiWriteError(self.dest, f"write failed: {exc.strerror or exc}") from exc
+            raise exc
+
+    def _next_chunk(self) -> npt.NDArray[Any]:
+        """A free chunk buffer: a new one while fewer than :attr:`BUFFERS` exist, else one the writer is done with."""
+        with self._free_lock:
+            while not self._free:
+                if self._made < (self.BUFFERS if self._queue is not None else 1):
+                    self._made += 1
+                    return np.empty((self._per_chunk, *self._plane), dtype=self._dtype)
+                self._free_lock.wait()
+            return self._free.pop()
+
+    def _send(self) -> None:
+        chunk, count = self._chunk, self._in_chunk
+        self._chunk, self._in_chunk = None, 0
+        if chunk is None or not count:
+            return
+        if self._queue is not None:
+            self._queue.put((chunk, count))
+            return
         try:
-            self._put(data.reshape(-1).view(np.uint8).data)
+            self._put_chunk(chunk, count)
         except OSError as exc:
             self.abort()
             raise NiftiWriteError(self.dest, f"write failed: {exc.strerror or exc}") from exc
+        self._free.append(chunk)
+
+    def write(self, plane: npt.NDArray[Any]) -> None:
+        """Append the next slice (``voxels[k]``, shape ``(j, i)``) in the file's voxel type."""
+        self._raise_error()
+        if self._written >= self._slices:
+            raise ValueError(f"more than the {self._slices} slices of the volume")
+        if self._chunk is None:
+            self._chunk = self._next_chunk()
+        self._chunk[self._in_chunk] = plane
+        self._in_chunk += 1
         self._written += 1
+        if self._in_chunk == len(self._chunk):
+            self._send()
+
+    def _stop_writer(self) -> None:
+        if self._thread is not None and self._queue is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
 
     def close(self) -> Path:
         """Finish the file and rename it into place."""
         if self._written != self._slices:
             self.abort()
             raise ValueError(f"{self._written} of {self._slices} slices written")
+        self._send()
+        self._stop_writer()
+        self._raise_error()
         try:
             if self._gz is not None:
                 self._gz.close()
@@ -385,6 +470,8 @@ class NiftiStream:
 
     def abort(self) -> None:
         """Remove the temporary file; the destination is left as it was."""
+        self._error = self._error or OSError("aborted")  # the writer skips what is still queued
+        self._stop_writer()
         for f in (self._gz, self._fh):
             if f is not None:
                 with contextlib.suppress(OSError, ValueError):

@@ -605,7 +605,8 @@ def test_series_reader_uses_the_layout_of_earlier_files(tmp_path: Path, monkeypa
         assert isinstance(got, DicomHeader)
         assert got == _pydicom_header(str(path))
         monkeypatch.setattr(fast_header, "_read", counting_read)
-    # The second series differs only in values (some of other lengths): it needs no walk of its own.
+    # The second series differs only in values (some of other lengths): its first file is read
+    # through the first series' template, then kept as a template of its own; no walk either.
     assert walks == [str(paths[0])]
 
 

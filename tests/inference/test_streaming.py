@@ -163,6 +163,50 @@ def test_colour_and_image_files_are_not_streamed() -> None:
         stream_stack(stack, lambda geometry: pytest.fail("no sink for colour"))  # type: ignore[arg-type,return-value]
 
 
+@pytest.mark.parametrize("threaded", [False, True])
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_stream_writer_chunks_and_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threaded: bool, suffix: str
+) -> None:
+    """Chunks of a few slices (the last one partial), written in this thread or the writer's."""
+    values = np.random.default_rng(2).integers(-1000, 3000, size=(11, 9, 7), dtype=np.int64)
+    write_dicom_series(values, tmp_path / "series", spacing=(1, 1, 1))
+    (stack,) = _stacks(tmp_path / "series")
+    monkeypatch.setattr(NiftiStream, "CHUNK", 9 * 7 * 2 * 3)  # three slices a chunk
+    monkeypatch.setattr(nifti_writer, "_use_nibabel", lambda: False)
+    write_nifti(load_stack(stack), tmp_path / f"ref{suffix}")
+    stream_stack(stack, lambda geometry: NiftiStream(geometry, tmp_path / f"got{suffix}", threaded=threaded))
+    assert _nifti_bytes(tmp_path / f"got{suffix}") == _nifti_bytes(tmp_path / f"ref{suffix}")
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_write_error_is_reported_and_cleaned_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threaded: bool
+) -> None:
+    write_dicom_series(np.zeros((12, 8, 8), dtype=np.int64), tmp_path / "series", spacing=(1, 1, 1))
+    (stack,) = _stacks(tmp_path / "series")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x.nii").write_bytes(b"old")
+    monkeypatch.setattr(NiftiStream, "CHUNK", 8 * 8 * 2 * 2)
+    real_put = NiftiStream._put_chunk
+    calls = []
+
+    def failing(self: NiftiStream, chunk: np.ndarray, count: int) -> None:
+        calls.append(count)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        real_put(self, chunk, count)
+
+    monkeypatch.setattr(NiftiStream, "_put_chunk", failing)
+    threads = threading.active_count()
+    with pytest.raises(nifti_writer.NiftiWriteError, match="No space left"):
+        stream_stack(stack, lambda geometry: NiftiStream(geometry, out / "x.nii", threaded=threaded))
+    assert sorted(p.name for p in out.iterdir()) == ["x.nii"]
+    assert (out / "x.nii").read_bytes() == b"old"
+    assert threading.active_count() == threads
+
+
 # ------------------------------------------------------------------------------ prefault helper
 
 
@@ -177,6 +221,7 @@ def test_prefaulted_load_is_identical(tmp_path: Path, monkeypatch: pytest.Monkey
         monkeypatch.setattr(dicom_loader, "PREFAULT_MIN_BYTES", 1 << 62)
         ref = load_stack(stack).voxels
         monkeypatch.setattr(dicom_loader, "PREFAULT_MIN_BYTES", 0)
+        monkeypatch.setattr(dicom_loader, "spare_cpu", lambda: True)
         monkeypatch.setattr(dicom_loader._Prefault, "CHUNK", 4096 * 3)  # many steps
         threads = threading.active_count()
         got = load_stack(stack).voxels
@@ -190,6 +235,7 @@ def test_prefaulted_load_failure_raises_and_joins(tmp_path: Path, monkeypatch: p
     (stack,) = scan(tmp_path).stacks()
     os.truncate(paths[2], os.path.getsize(paths[2]) - 50)
     monkeypatch.setattr(dicom_loader, "PREFAULT_MIN_BYTES", 0)
+    monkeypatch.setattr(dicom_loader, "spare_cpu", lambda: True)
     threads = threading.active_count()
     with pytest.raises(LoadError):
         load_stack(stack)
@@ -219,3 +265,10 @@ def test_convert_imports_only_its_own_command(tmp_path: Path) -> None:
     assert modules == str(["inference.cli.convert_command", "inference.cli.main", "inference.cli.progress_bar"])
     assert threads == "1"
     assert (tmp_path / "out.nii").exists()
+
+
+def test_spare_cpu_answers() -> None:
+    from inference.io import cpus
+
+    assert cpus.usable_cpus() >= 1
+    assert cpus.spare_cpu() in (True, False)
