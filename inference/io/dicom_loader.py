@@ -270,6 +270,10 @@ def load_stack(
 class SliceSink(Protocol):
     """Where :func:`stream_stack` puts a stack's slices, in order, instead of keeping them."""
 
+    def plane(self) -> npt.NDArray[Any] | None:
+        """An array of the slice's shape and the volume's type to read the next slice into before
+        :meth:`write` gets it (which saves a copy), or ``None`` to be given it in another array."""
+
     def write(self, plane: npt.NDArray[Any]) -> None:
         """Take slice ``k`` (``k`` = 0, 1, … in call order); ``plane`` is reused after the call."""
 
@@ -344,12 +348,17 @@ def _stream_into(
     cancel: CancelToken,
 ) -> None:
     h0 = stack.headers[0]
-    buf = np.empty((h0.rows, h0.columns), dtype=out_dtype)  # one slice, reused
+    shape = (h0.rows, h0.columns)
+    own = np.empty(shape, dtype=out_dtype)  # one slice, reused, where the sink lends none
+
+    def target(k: int) -> npt.NDArray[Any]:
+        lent = sink.plane()
+        return lent if lent is not None and lent.shape == shape and lent.dtype == out_dtype else own
 
     def emit(k: int, plane: npt.NDArray[Any]) -> None:
         sink.write(plane)
 
-    _fill(stack, out_dtype, lambda k: buf, checked, on_progress, cancel, emit=emit)
+    _fill(stack, out_dtype, target, checked, on_progress, cancel, emit=emit)
 
 
 #: Volumes from this size on have their pages touched by a helper thread ahead of the reads

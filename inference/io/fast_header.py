@@ -683,11 +683,12 @@ class SeriesHeaderReader:
 
     def __init__(self) -> None:
         self._templates: list[_Template] = []
+        self._read_size = FIRST_CHUNK  # bytes read first: enough for every template
 
     def read_fd(self, path: str, fd: int, st: os.stat_result) -> DicomHeader | None:
         """:func:`read_header_fd` for the file open at ``fd`` (at offset 0)."""
         templates = self._templates
-        data = os.read(fd, max(t.size for t in templates) + SLACK if templates else FIRST_CHUNK)
+        data = os.read(fd, self._read_size)
         try:
             # A template of exactly this layout first (one comparison each), then one whose values
             # have other lengths; a file that needed resizing, or starts another series, becomes a
@@ -724,3 +725,4 @@ class SeriesHeaderReader:
     def _keep(self, template: _Template) -> None:
         self._templates.insert(0, template)
         del self._templates[self.MAX_TEMPLATES :]
+        self._read_size = max(t.size for t in self._templates) + SLACK

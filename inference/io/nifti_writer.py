@@ -332,6 +332,7 @@ class NiftiStream:
         self._per_chunk = max(1, self.CHUNK // max(1, j * i * dtype.itemsize))
         self._chunk: npt.NDArray[Any] | None = None
         self._in_chunk = 0
+        self._lent: npt.NDArray[Any] | None = None  # the view plane() handed out for the next slice
         self._free: list[npt.NDArray[Any]] = []
         self._made = 0
         self._free_lock = threading.Condition()
@@ -427,6 +428,15 @@ class NiftiStream:
             raise NiftiWriteError(self.dest, f"write failed: {exc.strerror or exc}") from exc
         self._free.append(chunk)
 
+    def plane(self) -> npt.NDArray[Any] | None:
+        """Where the next slice may be put before :meth:`write` (saving a copy), or ``None``."""
+        if self._written >= self._slices or not self._dtype.isnative:
+            return None
+        if self._chunk is None:
+            self._chunk = self._next_chunk()
+        self._lent = self._chunk[self._in_chunk]
+        return self._lent
+
     def write(self, plane: npt.NDArray[Any]) -> None:
         """Append the next slice (``voxels[k]``, shape ``(j, i)``) in the file's voxel type."""
         self._raise_error()
@@ -434,7 +444,9 @@ class NiftiStream:
             raise ValueError(f"more than the {self._slices} slices of the volume")
         if self._chunk is None:
             self._chunk = self._next_chunk()
-        self._chunk[self._in_chunk] = plane
+        if plane is not self._lent:
+            self._chunk[self._in_chunk] = plane
+        self._lent = None
         self._in_chunk += 1
         self._written += 1
         if self._in_chunk == len(self._chunk):

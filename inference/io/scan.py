@@ -22,10 +22,11 @@ if TYPE_CHECKING:
     import multiprocessing.context
 
 #: With default ``jobs``, headers are parsed in worker processes only from this many files on,
-#: and only with at least :data:`POOL_MIN_CPUS` CPUs. The in-process reader takes ~70 µs a file
-#: (``inference.io.fast_header``); starting workers and pickling every header back costs more
-#: than that saves below several thousand files (measured on 2 CPUs: 3000 files took 270 ms in
-#: process, 500 ms in a pool of 2).
+#: and only with at least :data:`POOL_MIN_CPUS` CPUs. In process, a file laid out like one read
+#: before takes ~20 µs (``inference.io.fast_header.SeriesHeaderReader``), one walked in full
+#: ~70 µs; starting workers and pickling every header back costs more than that saves below
+#: several thousand files (measured on 2 CPUs: 3000 files took 270 ms in process with the
+#: walk alone, 500 ms in a pool of 2).
 POOL_THRESHOLD = 8000
 POOL_MIN_CPUS = 4
 #: With an explicit ``jobs`` above 1, the pool is used from this many files on.
