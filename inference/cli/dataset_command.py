@@ -32,9 +32,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument(
         "--split", type=float, nargs=3, default=[0.7, 0.15, 0.15], metavar=("TRAIN", "VAL", "TEST"), help="by source"
     )
-    build.add_argument("--insert-lesions", metavar="KIND", help="insert simulated lesions: solid, part-solid or mass")
+    build.add_argument(
+        "--insert-lesions",
+        metavar="KIND[,KIND]",
+        help="insert simulated lesions: solid, part-solid, mass (absolute HU; in the lungs where there are any), "
+        "hyperdense, hypodense (contrast against the local soft tissue); several kinds are mixed at random",
+    )
     build.add_argument("--per-volume", type=int, default=1, help="simulated lesions per volume")
+    build.add_argument(
+        "--variants",
+        type=int,
+        default=1,
+        help="with --insert-lesions: use every volume N times, each with other lesions (kept in one split)",
+    )
     build.add_argument("--phantoms", type=int, default=0, help="add N generated chest phantoms")
+    build.add_argument(
+        "--pseudo-ct",
+        nargs=3,
+        metavar=("T1", "BRAIN_MASK", "N"),
+        help="add N CT-like heads made from an MRI T1 head and its brain mask (e.g. Colin27 from mricron-data)",
+    )
     build.add_argument("--positives-per-source", type=int, default=None, help="at most N positive slices per source")
     build.add_argument("--negatives-per-source", type=int, default=None, help="at most N negative slices per source")
     build.add_argument("--seed", type=int, default=0, help="seed of the split, sampling and simulated lesions")
@@ -61,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     size = (args.size[0], args.size[0]) if len(args.size) == 1 else (args.size[0], args.size[1])
     insertion = None
     if args.insert_lesions:
-        insertion = {"kind": args.insert_lesions, "per_volume": args.per_volume}
+        insertion = {"kind": args.insert_lesions, "per_volume": args.per_volume, "variants": args.variants}
     out = build_dataset(
         args.inputs,
         args.out,
@@ -73,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         lesion_insertion=insertion,
         phantoms=args.phantoms,
+        pseudo_ct=None if not args.pseudo_ct else (args.pseudo_ct[0], args.pseudo_ct[1], int(args.pseudo_ct[2])),
         positives_per_source=args.positives_per_source,
         negatives_per_source=args.negatives_per_source,
         on_progress=TerminalProgress(),

@@ -127,6 +127,15 @@ class Backbone(nn.Module):
         out: torch.Tensor = self.blocks(x)
         return out
 
+    def forward_with_skip(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(features at 1/4 of the input, final features)``: the output of the second block too."""
+        skip = x
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i == 1:
+                skip = x
+        return skip, x
+
 
 class SliceCNN(nn.Module):
     """Backbone, global average pooling, dropout, dense → ``num_outputs`` logits."""
@@ -184,9 +193,43 @@ class SelfAttention2d(nn.Module):
         return x + self.gamma * out
 
 
+class AttentionPool2d(nn.Module):
+    """Attention pooling to one logit, the weights taken from the evidence itself.
+
+    Each position gets a score ``s = q · tanh(K x) + b`` (keys by a 1×1 projection, a learned
+    query); the attention weights are ``softmax(s)`` over the positions and the output logit is
+    the attention-weighted mean of the scores, a smooth maximum. A position can only raise the
+    logit by drawing the attention, so ``last_attention`` (B, h, w; it sums to 1 over the map)
+    is where the decision came from: sharp on a lesion, diffuse where there is none.
+    """
+
+    def __init__(self, channels: int, key_channels: int = 32) -> None:
+        super().__init__()
+        self.key = nn.Conv2d(channels, key_channels, 1)
+        self.query = nn.Conv2d(key_channels, 1, 1)
+        self.last_attention: torch.Tensor | None = None
+        self.weights: torch.Tensor | None = None  # the same, with its graph (for training losses)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        scores = self.query(torch.tanh(self.key(x))).flatten(1)  # (B, N)
+        weights = torch.softmax(scores, dim=-1)
+        self.weights = weights.view(b, h, w)
+        self.last_attention = self.weights.detach()
+        logit: torch.Tensor = (weights * scores).sum(dim=1, keepdim=True)
+        return logit
+
+
 class AttentionCNN(nn.Module):
-    """The CNN backbone, a self-attention block over its feature map, global average pooling,
-    dropout and a dense head. ``last_attention`` (B, h, w) is set by every forward."""
+    """The CNN backbone, a self-attention block over its feature map, a pooling step, dropout and
+    a dense head. ``last_attention`` (B, h, w) is set by every forward.
+
+    ``pooling="mean"``: global average pooling and a dense head; the map is the self-attention
+    each position receives (1/8 of the input). ``pooling="attention"`` (one output): the
+    self-attended features, upsampled ×2, are joined with the backbone's 1/4-resolution features
+    (a 1×1 conv-BN-ReLU, then dropout) and pooled to the logit by :class:`AttentionPool2d`; the
+    map is that pooling's weights, at 1/4 of the input, so it points at small lesions too.
+    """
 
     def __init__(
         self,
@@ -194,12 +237,29 @@ class AttentionCNN(nn.Module):
         num_outputs: int = 1,
         channels: tuple[int, ...] = (16, 32, 64, 128),
         dropout: float = 0.3,
+        pooling: str = "mean",
+        fused_channels: int = 96,
     ) -> None:
         super().__init__()
+        if pooling not in ("mean", "attention"):
+            raise ValueError(f"cnn-attention: pooling must be 'mean' or 'attention', got {pooling!r}")
+        if pooling == "attention" and (len(channels) < 3 or num_outputs != 1):
+            raise ValueError("cnn-attention: pooling='attention' needs three or more backbone blocks and one output")
         self.backbone = Backbone(in_channels, tuple(channels))
         self.attention = SelfAttention2d(self.backbone.out_channels)
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(self.backbone.out_channels, num_outputs)
+        self.pooling = pooling
+        width = self.backbone.out_channels
+        if pooling == "attention":
+            self.fuse = nn.Sequential(
+                nn.Conv2d(channels[1] + width, fused_channels, 1, bias=False),
+                nn.BatchNorm2d(fused_channels),
+                nn.ReLU(inplace=True),
+            )
+            self.pool = AttentionPool2d(fused_channels)
+            self.dropout: nn.Module = nn.Dropout2d(dropout)
+        else:
+            self.dropout = nn.Dropout(dropout)
+            self.fc = nn.Linear(width, num_outputs)
 
     @property
     def gradcam_layer(self) -> nn.Module:
@@ -207,13 +267,25 @@ class AttentionCNN(nn.Module):
 
     @property
     def last_attention(self) -> torch.Tensor | None:
+        if self.pooling == "attention":
+            return self.pool.last_attention
         return self.attention.last_attention
+
+    @property
+    def attention_weights(self) -> torch.Tensor | None:
+        """The attention pooling's weights of the last forward, with their graph (``None`` without it)."""
+        return self.pool.weights if self.pooling == "attention" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_slices(x, "cnn-attention")
-        f = self.attention(self.backbone(x)).mean(dim=(2, 3))
-        out: torch.Tensor = self.fc(self.dropout(f))
-        return out
+        if self.pooling == "mean":
+            f = self.attention(self.backbone(x)).mean(dim=(2, 3))
+            out: torch.Tensor = self.fc(self.dropout(f))
+            return out
+        skip, deep = self.backbone.forward_with_skip(x)
+        deep = nn.functional.interpolate(self.attention(deep).contiguous(), size=skip.shape[-2:], mode="bilinear")
+        logit: torch.Tensor = self.pool(self.dropout(self.fuse(torch.cat([skip, deep], dim=1))))
+        return logit
 
 
 class CNNRNN(nn.Module):

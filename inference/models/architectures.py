@@ -7,7 +7,7 @@ name                      what it is
 ========================  =====================================================================
 ``keras-baseline``        conv 32/64/128 + 2×2 max-pool, flatten, dense 512, dense 1 (logit)
 ``cnn``                   conv-BN blocks 16/32/64/128, global average pooling, dropout, dense
-``cnn-attention``         the ``cnn`` backbone + self-attention over its feature map
+``cnn-attention``         the ``cnn`` backbone + self-attention over its feature map (+ attention pooling)
 ``cnn-rnn``               per-slice ``cnn`` features read in order by a bidirectional GRU
 ``unet3d``                MONAI 3-D UNet (16, 32, 64, 128), strides 2, one residual unit
 ========================  =====================================================================
@@ -58,7 +58,8 @@ def build_model(name: str, **kwargs: Any) -> torch.nn.Module:
 
     * ``keras-baseline``: ``in_channels=1``, ``input_size=224``
     * ``cnn``, ``cnn-attention``: ``in_channels=1``, ``num_outputs=1``,
-      ``channels=(16, 32, 64, 128)``, ``dropout=0.3``
+      ``channels=(16, 32, 64, 128)``, ``dropout=0.3``; ``cnn-attention`` also ``pooling="mean"``
+      (or ``"attention"``: attention pooling at 1/4 resolution) and ``fused_channels=96``
     * ``cnn-rnn``: ``in_channels=1``, ``channels=(16, 32, 64, 128)``, ``hidden_size=64``, ``dropout=0.3``
     * ``unet3d``: ``in_channels=1``, ``out_channels=2``, anything else goes to MONAI's ``UNet``
 

@@ -24,10 +24,11 @@ class AugmentParams:
     rotate_deg: float = 10.0  # rotation angle uniform in ±rotate_deg
     scale: float = 0.1  # zoom factor uniform in [1 - scale, 1 + scale]
     intensity: float = 0.1  # contrast factor in 1 ± intensity, brightness shift in ± intensity / 2
+    noise: float = 0.0  # additive Gaussian noise, SD uniform in [0, noise] per sample
 
     @classmethod
     def from_config(cls, cfg: AugmentConfig) -> AugmentParams:
-        return cls(flip=cfg.flip, rotate_deg=cfg.rotate_deg, scale=cfg.scale, intensity=cfg.intensity)
+        return cls(flip=cfg.flip, rotate_deg=cfg.rotate_deg, scale=cfg.scale, intensity=cfg.intensity, noise=cfg.noise)
 
     @property
     def geometric(self) -> bool:
@@ -69,7 +70,8 @@ def augment_batch(
 
     The geometry (flip, rotation, zoom; bilinear for images, nearest for masks, zeros outside)
     is identical for an image and its mask; the intensity jitter (contrast × (1 ± intensity),
-    brightness ± intensity / 2, clipped to [0, 1]) touches images only. Random numbers are
+    brightness ± intensity / 2) and the noise (SD uniform in [0, noise], a scanner's quantum noise
+    that differs from the training scans') touch images only, clipped to [0, 1]. Random numbers are
     drawn from ``generator`` in a fixed order whatever is switched on, so changing one setting
     does not reshuffle the others. Returns new tensors; the inputs are not modified.
     """
@@ -102,4 +104,10 @@ def augment_batch(
         c = contrast.to(device=images.device, dtype=images.dtype).view(shape)
         br = brightness.to(device=images.device, dtype=images.dtype).view(shape)
         out = torch.clamp(out * c + br, 0.0, 1.0)
+    if params.noise > 0 and b:
+        # Drawn last, so that switching noise on leaves every other random number as it was.
+        sd = torch.rand(b, generator=generator, dtype=torch.float64) * params.noise
+        field = torch.randn(tuple(images.shape), generator=generator, dtype=torch.float32)
+        field = field.to(device=images.device, dtype=images.dtype)
+        out = torch.clamp(out + field * sd.to(device=images.device, dtype=images.dtype).view(b, 1, 1, 1), 0.0, 1.0)
     return out, out_masks

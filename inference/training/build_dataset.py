@@ -544,18 +544,22 @@ def split_sources(groups: dict[str, int], fractions: tuple[float, float, float],
 def _check_lesion_insertion(spec: dict[str, Any] | None) -> dict[str, Any] | None:
     if spec is None:
         return None
-    from inference.training.lesions import LESION_KINDS
+    from inference.training.insertion import parse_kinds
 
-    kind = spec.get("kind", "solid")
-    if kind not in LESION_KINDS:
-        raise DatasetError(f"unknown lesion kind {kind!r}; choose one of {', '.join(LESION_KINDS)}")
+    try:
+        kinds = parse_kinds(spec.get("kind", "solid"))
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from exc
     per = int(spec.get("per_volume", 1))
     if per < 1:
         raise DatasetError(f"per_volume must be at least 1, got {per}")
     region = spec.get("region", "auto")
     if region not in ("auto", "lungs", "soft-tissue"):
         raise DatasetError(f"unknown lesion region {region!r}; choose auto, lungs or soft-tissue")
-    return {"kind": kind, "per_volume": per, "region": region}
+    variants = int(spec.get("variants", 1))
+    if variants < 1:
+        raise DatasetError(f"variants must be at least 1, got {variants}")
+    return {"kind": ",".join(kinds), "per_volume": per, "region": region, "variants": variants}
 
 
 def build_dataset(
@@ -570,6 +574,7 @@ def build_dataset(
     seed: int = 0,
     lesion_insertion: dict[str, Any] | None = None,
     phantoms: int = 0,
+    pseudo_ct: tuple[str, str, int] | None = None,
     positives_per_source: int | None = None,
     negatives_per_source: int | None = None,
     on_progress: ProgressCallback = no_progress,
@@ -582,7 +587,8 @@ def build_dataset(
     an input folder, no usable volume, or a training split without positives or negatives.
     Unreadable inputs are listed in ``manifest["quality"]`` and the rest still builds.
     """
-    from inference.training.lesions import LesionPlacementError, default_region, insert_lesions
+    from inference.training.insertion import insert_mixed
+    from inference.training.lesions import LesionPlacementError
 
     cancel = cancel or CancelToken()
     out_path = Path(out)
@@ -596,8 +602,8 @@ def build_dataset(
     missing = [display_path(p) for p in paths if not p.exists() and not p.is_symlink()]
     if missing:
         raise DatasetError("input(s) not found: " + ", ".join(missing))
-    if not paths and labels is None and phantoms <= 0:
-        raise DatasetError("nothing to build from: give input folders, a labels CSV or --phantoms")
+    if not paths and labels is None and phantoms <= 0 and (pseudo_ct is None or pseudo_ct[2] <= 0):
+        raise DatasetError("nothing to build from: give input folders, a labels CSV, --phantoms or --pseudo-ct")
     for p in paths:
         if p.is_dir() and is_within(out_path, p):
             raise DatasetError(f"the output {display_path(out_path)} lies inside the input {display_path(p)}")
@@ -620,6 +626,13 @@ def build_dataset(
             raise DatasetError(f"the output {display_path(out_path)} lies inside the input {src.path}")
     if phantoms > 0:
         sources += add_phantoms(phantoms, seed)
+    if pseudo_ct is not None and pseudo_ct[2] > 0:
+        from inference.training.pseudo_ct import add_pseudo_ct
+
+        for head_file in pseudo_ct[:2]:
+            if not Path(head_file).is_file():
+                raise DatasetError(f"pseudo-CT input not found: {display_path(head_file)}")
+        sources += add_pseudo_ct(pseudo_ct[0], pseudo_ct[1], int(pseudo_ct[2]), seed)
     if insertion is not None:
         label_source = "lesion-insertion"
         for s in sources:
@@ -666,70 +679,66 @@ def build_dataset(
                 continue
         elif mask_of is not None:
             mask = mask_of(volume)
-        lesion_specs: list[dict[str, Any]] = []
-        region_name = ""
-        if insertion is not None:
-            try:
-                if src.region is not None:
-                    region_name, region = "lungs", src.region(volume)
-                elif insertion["region"] == "auto":
-                    region_name, region = default_region(volume)
-                elif insertion["region"] == "lungs":
-                    from inference.training.lesions import lung_region
+        variants = insertion["variants"] if insertion is not None else 1
+        for v in range(variants):
+            name = src.name if variants == 1 else f"{src.name}#v{v + 1}"
+            host, host_mask = volume, mask
+            lesion_specs: list[dict[str, Any]] = []
+            region_name = ""
+            if insertion is not None:
+                try:
+                    host, inserted, lesion_specs, region_name = insert_mixed(
+                        volume,
+                        rng,
+                        insertion["kind"].split(","),
+                        insertion["per_volume"],
+                        setting=insertion["region"],
+                        own_region=src.region,
+                        keep_out=mask,
+                    )
+                except LesionPlacementError as exc:
+                    quality.add_skipped(name, f"no room for simulated lesions: {exc}")
+                    continue
+                host_mask = inserted if mask is None else np.where(inserted > 0, inserted, mask).astype(np.uint8)
 
-                    region_name, region = "lungs", lung_region(volume)
-                else:
-                    from inference.training.lesions import soft_tissue_region
-
-                    region_name, region = "soft-tissue", soft_tissue_region(volume)
-                if mask is not None:
-                    region = region & (mask == 0)
-                volume, inserted, specs = insert_lesions(
-                    volume, rng, insertion["per_volume"], insertion["kind"], region
-                )
-            except LesionPlacementError as exc:
-                quality.add_skipped(src.name, f"no room for simulated lesions: {exc}")
+            amap, numbers = _axial(host)
+            voxels = np.asarray(amap.apply(host.voxels))
+            axial_mask = None if host_mask is None else np.asarray(amap.apply(host_mask))
+            result = slice_volume(
+                voxels,
+                axial_mask,
+                None if host_mask is not None else src.label,
+                size=size,
+                window=window,
+                context_slices=context_slices,
+                balanced=insertion is not None or mask_of is not None,
+                positives_cap=positives_per_source,
+                negatives_cap=negatives_per_source,
+                rng=rng,
+                slice_numbers=numbers,
+            )
+            if result.near_empty and v == 0:
+                quality.add_near_empty(src.name, result.near_empty)
+            if len(result.labels) == 0:
+                quality.add_skipped(name, "no usable slices")
                 continue
-            lesion_specs = [s.to_dict() for s in specs]
-            mask = inserted if mask is None else np.where(inserted > 0, inserted, mask).astype(np.uint8)
-
-        amap, numbers = _axial(volume)
-        voxels = np.asarray(amap.apply(volume.voxels))
-        axial_mask = None if mask is None else np.asarray(amap.apply(mask))
-        result = slice_volume(
-            voxels,
-            axial_mask,
-            None if mask is not None else src.label,
-            size=size,
-            window=window,
-            context_slices=context_slices,
-            balanced=insertion is not None or mask_of is not None,
-            positives_cap=positives_per_source,
-            negatives_cap=negatives_per_source,
-            rng=rng,
-            slice_numbers=numbers,
-        )
-        if result.near_empty:
-            quality.add_near_empty(src.name, result.near_empty)
-        if len(result.labels) == 0:
-            quality.add_skipped(src.name, "no usable slices")
-            continue
-        sliced[src.name] = result
-        records[src.name] = {
-            "name": src.name,
-            "path": src.path,
-            "series_uid": volume.metadata.series_uid or src.series_uid,
-            "modality": volume.metadata.modality,
-            "label": src.label if mask is None else None,
-            "mask": display_path(src.mask_path) if src.mask_path else (src.info.get("mask") or None),
-            "shape": list(volume.shape),
-            "spacing": [round(float(s), 4) for s in volume.spacing],
-            "axial_axes": {"source_axis": list(amap.source_axis), "flip": list(amap.flip)},
-            "sha256": digest,
-            "stratum": stratum,
-            **({"lesion_region": region_name, "lesions": lesion_specs} if insertion is not None else {}),
-            **{k: v for k, v in src.info.items() if k != "mask"},
-        }
+            sliced[name] = result
+            records[name] = {
+                "name": name,
+                "path": src.path,
+                "series_uid": volume.metadata.series_uid or src.series_uid,
+                **({"group": src.name, "variant": v + 1} if variants > 1 else {}),
+                "modality": volume.metadata.modality,
+                "label": src.label if host_mask is None else None,
+                "mask": display_path(src.mask_path) if src.mask_path else (src.info.get("mask") or None),
+                "shape": list(volume.shape),
+                "spacing": [round(float(s), 4) for s in volume.spacing],
+                "axial_axes": {"source_axis": list(amap.source_axis), "flip": list(amap.flip)},
+                "sha256": digest,
+                "stratum": stratum,
+                **({"lesion_region": region_name, "lesions": lesion_specs} if insertion is not None else {}),
+                **{key: val for key, val in src.info.items() if key != "mask"},
+            }
 
     conflicts, involved = find_label_conflicts(entries)
     for c in conflicts:
@@ -744,7 +753,8 @@ def build_dataset(
         )
 
     # Sources sharing a series UID (several stacks of one series) stay in one split.
-    group_of = {name: (rec["series_uid"] or name) for name, rec in records.items()}
+    # Variants of one source (the same anatomy with other simulated lesions) likewise.
+    group_of = {name: (rec.get("group") or rec["series_uid"] or name) for name, rec in records.items()}
     strata: dict[str, int] = {}
     for name, rec in records.items():
         g = group_of[name]
@@ -793,7 +803,12 @@ def build_dataset(
         "created_by": "radlens dataset build",
         "inputs": [display_path(p) for p in paths]
         + ([f"labels CSV: {display_path(labels)}"] if labels is not None else [])
-        + ([f"{phantoms} generated chest phantom(s), seed {seed}"] if phantoms > 0 else []),
+        + ([f"{phantoms} generated chest phantom(s), seed {seed}"] if phantoms > 0 else [])
+        + (
+            [f"{pseudo_ct[2]} pseudo-CT head(s) from {display_path(pseudo_ct[0])}, seed {seed}"]
+            if pseudo_ct is not None and pseudo_ct[2] > 0
+            else []
+        ),
         "label_source": label_source,
         "preprocessing": {
             "size": list(size),

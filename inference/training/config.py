@@ -19,6 +19,7 @@ Example::
     warmup_epochs = 1
     class_weighting = true               # pos_weight = negatives / positives of the train split
     early_stopping_patience = 5          # epochs without a better validation AUC; 0 = never stop
+    attention_loss = 0.0                 # cnn-attention: weight of the mask-guided attention loss
     seed = 0
     amp = true                           # mixed precision, CUDA only
     num_threads = 0                      # CPU threads; 0 = torch's default
@@ -29,13 +30,14 @@ Example::
     rotate_deg = 10.0                    # uniform in ±rotate_deg
     scale = 0.1                          # zoom factor uniform in 1 ± scale
     intensity = 0.1                      # brightness and contrast jitter, ± this fraction
+    noise = 0.0                          # Gaussian noise, SD uniform in [0, noise] (fraction of 0–1)
 
     [card]
     name = "nodule-cnn"
     version = "1.0.0"
     modality = ["CT"]
     explanation = "gradcam"              # gradcam | attention | none (default: by architecture)
-    threshold = 0.5
+    threshold = 0.5                      # or "auto": the F1-optimal threshold on the validation split
     intended_use = "research: lung nodule slice detection"
     licence = "Apache-2.0"
     default_for = []
@@ -96,6 +98,7 @@ class TrainConfig:
     early_stopping_patience: int = 5
     seed: int = 0
     amp: bool = True
+    attention_loss: float = 0.0
     num_threads: int = 0
     device: str = "auto"
 
@@ -106,6 +109,7 @@ class AugmentConfig:
     rotate_deg: float = 10.0
     scale: float = 0.1
     intensity: float = 0.1
+    noise: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,7 @@ class CardConfig:
     version: str = "0.1.0"
     modality: tuple[str, ...] = ()
     explanation: str = "gradcam"  # default by architecture: attention for cnn-attention, else gradcam
-    threshold: float = 0.5
+    threshold: float | None = 0.5  # None: chosen on the validation split ("auto")
     intended_use: str = "research only: slice classification"
     licence: str = "proprietary"
     default_for: tuple[str, ...] = ()
@@ -149,6 +153,8 @@ class TrainingConfig:
                     v = list(v)
                 elif isinstance(v, dict):
                     v = _plain(v)
+                elif v is None and f.name == "threshold":
+                    v = "auto"
                 out[f.name] = v
             return out
 
@@ -303,6 +309,7 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> TrainingConf
         ),
         seed=_int(t.get("seed", dt.seed), "train.seed", path, 0),
         amp=_bool(t.get("amp", dt.amp), "train.amp", path),
+        attention_loss=_float(t.get("attention_loss", dt.attention_loss), "train.attention_loss", path, 0.0, 100.0),
         num_threads=_int(t.get("num_threads", dt.num_threads), "train.num_threads", path, 0),
         device=_choice(t.get("device", dt.device), DEVICES, "train.device", path),
     )
@@ -322,6 +329,7 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> TrainingConf
         rotate_deg=_float(a.get("rotate_deg", da.rotate_deg), "augment.rotate_deg", path, 0.0, 180.0),
         scale=_float(a.get("scale", da.scale), "augment.scale", path, 0.0, 0.9),
         intensity=_float(a.get("intensity", da.intensity), "augment.intensity", path, 0.0, 1.0),
+        noise=_float(a.get("noise", da.noise), "augment.noise", path, 0.0, 0.5),
     )
 
     c = tables["card"]
@@ -336,7 +344,9 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> TrainingConf
             "card.explanation",
             path,
         ),
-        threshold=_float(c.get("threshold", dc.threshold), "card.threshold", path, 0.0, 1.0),
+        threshold=None
+        if c.get("threshold") == "auto"
+        else _float(c.get("threshold", dc.threshold), "card.threshold", path, 0.0, 1.0),
         intended_use=_str(c.get("intended_use", dc.intended_use), "card.intended_use", path),
         licence=_str(c.get("licence", dc.licence), "card.licence", path),
         default_for=_strings(c.get("default_for", list(dc.default_for)), "card.default_for", path),

@@ -7,7 +7,15 @@ Inside, the attenuation is realistic for CT (HU) with smoothed-noise texture:
 
 * ``solid``: a solid nodule, 0–80 HU, radius 3–12 mm;
 * ``part-solid``: a ground-glass rim (−600…−300 HU) around a solid core (0–60 HU), radius 5–12 mm;
-* ``mass``: 20–60 HU, radius 12–25 mm.
+* ``mass``: 20–60 HU, radius 12–25 mm;
+* ``hyperdense``: 25–60 HU *above* the local tissue (an acute haemorrhage, an enhancing or
+  calcifying lesion), radius 3–12 mm;
+* ``hypodense``: 20–40 HU *below* the local tissue (a cyst, an infarct, a hypoenhancing
+  metastasis), radius 3–12 mm.
+
+The last two are set against the median of the background around the site (measured in the same
+shell as the noise), so they keep their conspicuity whatever the tissue: they are meant for soft
+tissue (brain, liver, muscle), the first three for the lungs or wherever their absolute HU belongs.
 
 The lesion is blended into the scan through a Gaussian-blurred occupancy (partial-volume
 edge), and noise with the standard deviation of the surrounding background (measured in a
@@ -27,15 +35,36 @@ import numpy.typing as npt
 
 from inference.volume import Volume
 
-LESION_KINDS = ("solid", "part-solid", "mass")
+LESION_KINDS = ("solid", "part-solid", "mass", "hyperdense", "hypodense")
+#: Kinds whose attenuation is set against the local background rather than in absolute HU.
+RELATIVE_KINDS = ("hyperdense", "hypodense")
 
 #: Radius range (mm) of the mean radius per kind.
-RADIUS_MM = {"solid": (3.0, 12.0), "part-solid": (5.0, 12.0), "mass": (12.0, 25.0)}
-#: Mean attenuation range (HU) per kind; for part-solid this is the ground-glass rim.
-MEAN_HU = {"solid": (0.0, 80.0), "part-solid": (-600.0, -300.0), "mass": (20.0, 60.0)}
+RADIUS_MM = {
+    "solid": (3.0, 12.0),
+    "part-solid": (5.0, 12.0),
+    "mass": (12.0, 25.0),
+    "hyperdense": (3.0, 12.0),
+    "hypodense": (3.0, 12.0),
+}
+#: Mean attenuation range (HU) per kind; for part-solid this is the ground-glass rim; for the
+#: relative kinds it is the contrast against the background's median.
+MEAN_HU = {
+    "solid": (0.0, 80.0),
+    "part-solid": (-600.0, -300.0),
+    "mass": (20.0, 60.0),
+    "hyperdense": (25.0, 60.0),
+    "hypodense": (-40.0, -20.0),
+}
 CORE_HU = (0.0, 60.0)
 #: Texture (smoothed-noise) standard deviation in HU per kind.
-TEXTURE_SD = {"solid": (6.0, 14.0), "part-solid": (25.0, 50.0), "mass": (8.0, 18.0)}
+TEXTURE_SD = {
+    "solid": (6.0, 14.0),
+    "part-solid": (25.0, 50.0),
+    "mass": (8.0, 18.0),
+    "hyperdense": (3.0, 8.0),
+    "hypodense": (2.0, 6.0),
+}
 #: Edge blur (Gaussian sigma) in mm; at least EDGE_MIN_VOXELS on every axis.
 EDGE_SIGMA_MM = 0.8
 EDGE_MIN_VOXELS = 0.6
@@ -218,6 +247,12 @@ def _background_sd(vox: npt.NDArray[Any], shell: npt.NDArray[np.bool_], sampling
     return float(sd)
 
 
+def _background_level(vox: npt.NDArray[Any], shell: npt.NDArray[np.bool_]) -> float:
+    """Median attenuation of the background in ``shell`` (0 when the shell is empty)."""
+    values = vox[shell]
+    return float(np.median(values)) if values.size else 0.0
+
+
 # --------------------------------------------------------------------------- insertion
 
 
@@ -353,6 +388,8 @@ def insert_lesions(
         texture = _smoothed_noise(rng, occ.shape, texture_sigma) * float(rng.uniform(lo_t, hi_t))
         lo_h, hi_h = MEAN_HU[kind]
         level = float(rng.uniform(lo_h, hi_h))
+        if kind in RELATIVE_KINDS:
+            level += _background_level(src[box], shell)
         values = level + texture
         if kind == "part-solid":
             core_factor = float(rng.uniform(0.35, 0.6))

@@ -234,6 +234,26 @@ def pointing_game(maps: ArrayLike, masks: ArrayLike) -> float:
     return float(pointing_hits(m[keep], k[keep]).mean())
 
 
+def f1_optimal_threshold(y_true: ArrayLike, y_score: ArrayLike) -> float:
+    """The threshold (one of the scores) that maximises F1; 0.5 when there are no positives.
+
+    Ties go to the highest threshold (fewer false positives for the same F1).
+    """
+    y = np.asarray(y_true).astype(bool)
+    s = np.asarray(y_score, dtype=np.float64)
+    if not y.any() or s.size == 0:
+        return 0.5
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    tp = np.cumsum(y)
+    fp = np.cumsum(~y)
+    last = np.r_[s[1:] != s[:-1], True]  # a threshold takes every sample with an equal score
+    f1 = 2 * tp / (2 * tp + fp + (y.sum() - tp))
+    f1 = np.where(last, f1, -1.0)
+    best = int(np.argmax(f1))
+    return float(s[best])
+
+
 def classification_metrics(y_true: ArrayLike, y_score: ArrayLike, threshold: float = 0.5) -> dict[str, Any]:
     """The headline numbers in one dict (nan where undefined)."""
     c = confusion(y_true, y_score, threshold)

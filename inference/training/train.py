@@ -151,6 +151,42 @@ class MemmapSlices:
         return np.array(self.ds.images[j]), int(self.ds.labels[j]), j
 
 
+def _batch_masks(ds: SliceDataset, indices: torch.Tensor, device: str) -> torch.Tensor:
+    import torch
+
+    rows = indices.numpy()
+    order = np.argsort(rows)
+    masks = np.empty((rows.size, *ds.masks.shape[1:]), dtype=np.uint8)
+    masks[order] = ds.masks[rows[order]]  # memory-mapped: read in file order
+    return torch.from_numpy(masks).to(device)
+
+
+def attention_guidance_loss(model: torch.nn.Module, masks: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mask-guided attention: ``−log`` of the attention inside the lesion, mean over positive slices.
+
+    ``model.last_attention`` (B, h, w; each map sums to 1, from the forward just run, with its
+    graph) is compared with the slices' lesion masks (B, H, W), reduced to the attention's grid by
+    max-pooling (a cell counts if the lesion touches it). Slices without a lesion in their mask
+    (negatives, or a lesion moved off the image by augmentation) add nothing. The simulated
+    lesions' masks come free with the dataset: this teaches the attention to point at them.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    attn = getattr(model, "attention_weights", None)
+    if not isinstance(attn, torch.Tensor):
+        raise TrainingError(
+            f"train.attention_loss needs a model with attention pooling (cnn-attention with pooling = "
+            f'"attention"); {type(model).__name__} has none'
+        )
+    grid = F.adaptive_max_pool2d(masks[:, None].float(), attn.shape[-2:])[:, 0] > 0
+    keep = (labels > 0.5) & grid.flatten(1).any(dim=1)
+    if not bool(keep.any()):
+        return attn.sum() * 0.0
+    inside = (attn.float() * grid).flatten(1).sum(dim=1)[keep]
+    return -torch.log(inside.clamp_min(1e-6)).mean()
+
+
 def to_input(images: torch.Tensor, device: str) -> torch.Tensor:
     """uint8 0–255 (or float on the same scale) → float32 in [0, 1] on ``device``."""
     import torch
@@ -336,10 +372,15 @@ def card_dict(
     best_auc: float,
     best_epoch: int,
     label_name: str = DEFAULT_LABEL,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
-    """The run's model card (as TOML tables) for ``best.safetensors``."""
+    """The run's model card (as TOML tables) for ``best.safetensors``; ``threshold`` overrides the config's."""
     c = config.card
     note = f"Trained with `radlens train`: best validation AUC {best_auc:.4f} at epoch {best_epoch}."
+    if threshold is None:
+        threshold = 0.5 if c.threshold is None else c.threshold
+    elif c.threshold is None:
+        note += f" Threshold {threshold:.3f}: the F1-optimal one on the validation split."
     description = f"{c.description.rstrip()} {note}".strip()
     return {
         "name": c.name,
@@ -354,7 +395,7 @@ def card_dict(
         "intended_use": c.intended_use,
         "not_for_clinical_use": True,
         "explanation": c.explanation,
-        "threshold": c.threshold,
+        "threshold": round(float(threshold), 4),
         "default_for": list(c.default_for),
         "description": description,
         "architecture_args": {k: list(v) if isinstance(v, tuple) else v for k, v in args.items()},
@@ -556,12 +597,16 @@ def train(
                 where = f"batch {step + 1} of epoch {epoch + 1}"
                 x = to_input(images, device)
                 check_finite_inputs(x, indices, where)
-                x, _ = augment_batch(x, None, params, aug_gen)
+                guide = cfg.attention_loss > 0
+                masks = _batch_masks(ds, indices, device) if guide else None
+                x, masks = augment_batch(x, masks, params, aug_gen)
                 y = labels.to(device, torch.float32)
                 ctx, _ = _autocast(device, amp)
                 with ctx:
                     logits = model(x)
                 loss = criterion(logits.float().reshape(x.shape[0], -1)[:, 0], y)
+                if guide and masks is not None:
+                    loss = loss + cfg.attention_loss * attention_guidance_loss(model, masks, y)
                 loss_value = float(loss.detach())
                 if not math.isfinite(loss_value):
                     raise TrainingError(
@@ -582,7 +627,7 @@ def train(
                 )
             train_loss = loss_sum / max(1, seen)
             val_loss, probs = _validate(model, loop, criterion, amp, epoch)
-            m = classification_metrics(val_labels, probs, config.card.threshold)
+            m = classification_metrics(val_labels, probs, config.card.threshold or 0.5)
             record = {
                 "epoch": epoch + 1,
                 "train_loss": train_loss,
@@ -643,6 +688,13 @@ def train(
     from inference.models.safe_load import sha256_of
 
     sha = sha256_of(run_dir / BEST_WEIGHTS)
-    _write_card(run_dir, card_dict(config, spec, args, sha, best_auc, best_epoch, label_name))
+    threshold = None
+    if config.card.threshold is None:
+        from inference.training.metrics import f1_optimal_threshold
+
+        model.load_state_dict(best_state)
+        _, probs = _validate(model, loop, criterion, amp, best_epoch - 1)
+        threshold = f1_optimal_threshold(np.asarray(ds.labels[val_idx]), probs)
+    _write_card(run_dir, card_dict(config, spec, args, sha, best_auc, best_epoch, label_name, threshold))
     on_progress(1.0, f"done: best validation AUC {best_auc:.3f} at epoch {best_epoch}")
     return run_dir

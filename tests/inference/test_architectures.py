@@ -124,6 +124,39 @@ def test_cnn_attention_exposes_its_attention() -> None:
     assert not attn.requires_grad
 
 
+def _skip_and_deep(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.no_grad():
+        skip, deep = model.backbone.forward_with_skip(x)
+        deep = torch.nn.functional.interpolate(model.attention(deep), size=skip.shape[-2:], mode="bilinear")
+    return skip, deep
+
+
+def test_cnn_attention_with_attention_pooling_points_at_a_quarter_resolution() -> None:
+    torch.manual_seed(0)
+    model = build_model("cnn-attention", in_channels=3, pooling="attention").eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (2, 1)
+    attn = model.last_attention
+    assert isinstance(attn, torch.Tensor) and attn.shape == (2, 16, 16)  # 1/4 of the input
+    torch.testing.assert_close(attn.sum(dim=(1, 2)), torch.ones(2))
+    # The logit is the attention-weighted mean of the positions' scores: a smooth maximum.
+    scores = torch.log(attn.flatten(1))  # softmax weights: scores up to a per-sample constant
+    feats = model.dropout(model.fuse(torch.cat(_skip_and_deep(model, x), dim=1)))
+    direct = model.pool.query(torch.tanh(model.pool.key(feats))).flatten(1)
+    torch.testing.assert_close(scores - scores.mean(1, keepdim=True), direct - direct.mean(1, keepdim=True))
+    torch.testing.assert_close(out[:, 0], (attn.flatten(1) * direct).sum(1))
+    assert bool((out[:, 0] <= direct.max(1).values + 1e-6).all())
+    # Weights of the mean-pooled variant do not fit: the option is part of the architecture.
+    plain = set(build_model("cnn-attention").state_dict())
+    assert "fc.weight" in plain and "fc.weight" not in model.state_dict() and "pool.key.weight" not in plain
+    with pytest.raises(ValueError, match="pooling"):
+        build_model("cnn-attention", pooling="max")
+    with pytest.raises(ValueError, match="one output"):
+        build_model("cnn-attention", pooling="attention", num_outputs=2)
+
+
 def test_cnn_rnn_shapes_and_additive_slice_contributions() -> None:
     torch.manual_seed(0)
     model = build_model("cnn-rnn").eval()

@@ -180,7 +180,7 @@ def test_lesion_insertion_gives_balanced_aligned_samples(tmp_path: Path, head_sm
     ds = read_dataset(out)
     m = ds.manifest
     assert m["label_source"] == "lesion-insertion"
-    assert m["lesion_insertion"] == {"kind": "solid", "per_volume": 2, "region": "auto"}
+    assert m["lesion_insertion"] == {"kind": "solid", "per_volume": 2, "region": "auto", "variants": 1}
     regions = {Path(s["name"]).name: s["lesion_region"] for s in m["sources"]}
     assert regions == {"chest0": "lungs", "chest1": "lungs", "chest2": "lungs", "head": "soft-tissue"}
     for i, src in enumerate(m["sources"]):

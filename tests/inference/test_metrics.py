@@ -132,3 +132,16 @@ def test_bad_inputs_are_refused() -> None:
         M.accuracy([0, 1], [0.1, math.nan])
     with pytest.raises(ValueError, match="y_score has 3"):
         M.f1([0, 1], [0.1, 0.2, 0.3])
+
+
+def test_f1_optimal_threshold() -> None:
+    from inference.training.metrics import classification_metrics, f1_optimal_threshold
+
+    y = [0, 0, 1, 0, 1, 1, 1]
+    s = [0.1, 0.3, 0.35, 0.4, 0.7, 0.8, 0.9]
+    t = f1_optimal_threshold(y, s)
+    assert t == 0.35  # all four positives, one false positive: F1 8/9
+    best = classification_metrics(y, s, t)["f1"]
+    assert all(classification_metrics(y, s, other)["f1"] <= best for other in [*s, 0.0, 1.0])
+    assert f1_optimal_threshold([1, 1, 0], [0.6, 0.6, 0.6]) == 0.6  # ties take every equal score
+    assert f1_optimal_threshold([0, 0], [0.2, 0.9]) == 0.5

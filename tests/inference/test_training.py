@@ -398,9 +398,106 @@ def test_augmentation_identity_and_intensity_range() -> None:
         augment_batch(x[0], None, AugmentParams(), torch.Generator())
 
 
+def test_augmentation_noise_is_seeded_and_leaves_the_other_draws_alone() -> None:
+    x = torch.full((8, 1, 32, 32), 0.5)
+    geo = AugmentParams(flip=True, rotate_deg=10.0, scale=0.1, intensity=0.2)
+    plain, _ = augment_batch(x, None, geo, torch.Generator().manual_seed(3))
+    noisy, _ = augment_batch(x, None, AugmentParams(True, 10.0, 0.1, 0.2, noise=0.1), torch.Generator().manual_seed(3))
+    again, _ = augment_batch(x, None, AugmentParams(True, 10.0, 0.1, 0.2, noise=0.1), torch.Generator().manual_seed(3))
+    assert torch.equal(noisy, again) and not torch.equal(noisy, plain)
+    residual = (noisy - plain)[:, :, 8:24, 8:24]  # away from the zero padding of rotations
+    sds = residual.flatten(1).std(dim=1)
+    assert float(sds.max()) <= 0.1 * 1.1 and float(sds.max()) > 0.01  # SD uniform in [0, 0.1] per sample
+    assert float(noisy.min()) >= 0.0 and float(noisy.max()) <= 1.0
+
+
 def test_deterministic_settings_are_restored(dataset: Path, tmp_path: Path) -> None:
     threads = torch.get_num_threads()
     det = torch.are_deterministic_algorithms_enabled()
     train(make_config(dataset, tmp_path / "run", epochs=1, num_threads=1))
     assert torch.get_num_threads() == threads and torch.are_deterministic_algorithms_enabled() == det
     assert math.isfinite(read_metrics(tmp_path / "run")[0]["train_loss"])
+
+
+def test_attention_guidance_loss_values_and_gradient() -> None:
+    from inference.models.architectures import build_model
+    from inference.training.train import attention_guidance_loss
+
+    torch.manual_seed(0)
+    model = build_model("cnn-attention", channels=[8, 16, 32], pooling="attention", fused_channels=16)
+    x = torch.rand(3, 1, 32, 32)
+    masks = torch.zeros(3, 32, 32, dtype=torch.uint8)
+    masks[0, 4:8, 4:8] = 1  # one attention cell (8×8 grid: 4 px per cell)
+    masks[2, 16:24, 16:24] = 1  # a negative's mask is ignored
+    labels = torch.tensor([1.0, 1.0, 0.0])  # slice 1: positive but its lesion left the image
+    model(x)
+    loss = attention_guidance_loss(model, masks, labels)
+    weights = model.attention_weights
+    assert weights is not None and weights.shape == (3, 8, 8)
+    torch.testing.assert_close(loss, -torch.log(weights[0, 1, 1]))
+    loss.backward()
+    assert model.pool.key.weight.grad is not None and float(model.pool.key.weight.grad.abs().sum()) > 0
+    model(x)
+    zero = attention_guidance_loss(model, masks, torch.zeros(3))
+    assert float(zero) == 0.0
+    with pytest.raises(TrainingError, match="attention pooling"):
+        attention_guidance_loss(build_model("cnn-attention"), masks, labels)
+
+
+def test_attention_loss_moves_the_attention_onto_the_lesions() -> None:
+    """A few optimiser steps on the mask-guided loss alone put most of the attention on the lesions."""
+    import torch.nn.functional as F
+
+    from inference.models.architectures import build_model
+    from inference.training.train import attention_guidance_loss
+
+    torch.manual_seed(1)
+    model = build_model("cnn-attention", channels=[8, 16, 32], pooling="attention", fused_channels=16).eval()
+    x = torch.rand(4, 1, 32, 32)
+    masks = torch.zeros(4, 32, 32, dtype=torch.uint8)
+    for n, (r, c) in enumerate([(4, 4), (20, 8), (8, 24), (24, 24)]):
+        masks[n, r : r + 4, c : c + 4] = 1
+        x[n, :, r : r + 4, c : c + 4] += 1.0  # something to see there
+    labels = torch.ones(4)
+    grid = F.adaptive_max_pool2d(masks[:, None].float(), (8, 8))[:, 0] > 0
+
+    def inside() -> float:
+        with torch.no_grad():
+            model(x)
+        return float((model.last_attention * grid).flatten(1).sum(1).mean())  # type: ignore[operator]
+
+    before = inside()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(30):
+        model(x)
+        loss = attention_guidance_loss(model, masks, labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert before < 0.1 and inside() > 0.6, (before, inside())
+
+
+def test_training_with_the_attention_loss_points_at_the_lesions(dataset: Path, tmp_path: Path) -> None:
+    from inference.models.card import load_card
+    from inference.models.explain import attention_map
+    from inference.models.safe_load import load_network
+    from inference.training.dataset_format import read_dataset
+    from inference.training.metrics import pointing_game
+
+    cfg = config_dict(dataset, tmp_path / "guided", epochs=4, attention_loss=1.0)
+    cfg["model"] = {"architecture": "cnn-attention", "args": {"channels": [8, 16, 32], "pooling": "attention"}}
+    cfg["card"]["threshold"] = "auto"
+    run_dir = train(parse_config(cfg))
+    card = load_card(run_dir / "card.toml")
+    assert card.architecture_args["pooling"] == "attention"
+    # "auto": the F1-optimal threshold on the validation split, recorded in the card and its description.
+    assert "F1-optimal" in card.description and 0.0 < card.threshold < 1.0
+    assert 'threshold = "auto"' in (run_dir / "config.toml").read_text()
+    net = load_network(card, "cpu").eval()
+    ds = read_dataset(dataset)
+    test = ds.split_indices("test")
+    pos = test[np.asarray(ds.labels)[test] == 1]
+    x = torch.from_numpy(np.asarray(ds.images[pos])).float() / 255
+    assert pointing_game(attention_map(net, x), np.asarray(ds.masks[pos])) >= 0.9
+    with pytest.raises(TrainingConfigError, match="attention_loss"):
+        parse_config(config_dict(dataset, tmp_path / "bad", attention_loss=-1.0))

@@ -1,0 +1,229 @@
+"""CT-like heads made from an MRI T1 head and its brain mask: real anatomy for training when CT is scarce.
+
+Shippable weights need training data whose licence allows it. A permissively licensed T1 head
+(Colin27 from Debian's ``mricron-data``, BSD-style) gives real head anatomy — gyri, sulci,
+ventricles, skull, scalp, orbits — that generated phantoms lack. Each variant maps the T1 to
+Hounsfield units tissue by tissue and re-samples it the way a scanner would see another head:
+
+* **tissues**: inside the brain mask, T1 intensity (relative to white matter) is mapped to CT
+  attenuation piecewise linearly — CSF 2–12 HU, grey matter 34–44 HU, white matter 22–30 HU
+  (CT reverses the T1 grey/white contrast); outside it, bright T1 (fat) → −110…−70 HU, mid
+  intensities (muscle, skin) → 30–55 HU, dark T1 within a few mm of the brain → CSF then skull
+  (700–1400 HU, with a marrow-like texture), dark T1 farther away → air where very dark
+  (sinuses) or water-like (orbits) otherwise; outside the head −1000 HU;
+* **scanner**: a Gaussian point-spread (0.4–0.9 mm), a random rotation (±12° about each axis)
+  and head size (×0.88–1.12), a field of view of 200–270 mm on a 256² matrix, a slice thickness
+  of 1–3 mm, slices along a random one of the three axes (axial, coronal or sagittal images:
+  held-out CT need not be axial), and correlated noise of 3–12 HU.
+
+Every variant is drawn from its own seed, so a dataset is reproducible. This is a training aid,
+not a CT simulator: beam hardening, streaks and the scanner table are not modelled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from inference.volume import Volume
+
+#: In-plane matrix of every variant.
+MATRIX = 256
+#: Most slices per variant (the head is covered around its centre when thin slices need more).
+MAX_SLICES = 120
+
+
+@dataclass(frozen=True)
+class PseudoCtParams:
+    csf: float
+    grey: float
+    white: float
+    fat: float
+    soft: float
+    bone: float
+    bone_depth_mm: float
+    psf_mm: float
+    rotation_deg: tuple[float, float, float]
+    scale: float
+    fov_mm: float
+    slice_mm: float
+    axis: int
+    noise_sd: float
+
+    @staticmethod
+    def draw(rng: np.random.Generator) -> PseudoCtParams:
+        return PseudoCtParams(
+            csf=float(rng.uniform(2, 12)),
+            grey=float(rng.uniform(34, 44)),
+            white=float(rng.uniform(22, 30)),
+            fat=float(rng.uniform(-110, -70)),
+            soft=float(rng.uniform(30, 55)),
+            bone=float(rng.uniform(700, 1400)),
+            bone_depth_mm=float(rng.uniform(7, 12)),
+            psf_mm=float(rng.uniform(0.4, 0.9)),
+            rotation_deg=(float(rng.uniform(-12, 12)), float(rng.uniform(-12, 12)), float(rng.uniform(-12, 12))),
+            scale=float(rng.uniform(0.88, 1.12)),
+            fov_mm=float(rng.uniform(200, 270)),
+            slice_mm=float(rng.uniform(1.0, 3.0)),
+            axis=int(rng.choice(3, p=[0.5, 0.3, 0.2])),
+            noise_sd=float(rng.uniform(3, 12)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+def _largest_filled(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    from scipy import ndimage
+
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return mask
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    head = labels == int(np.argmax(sizes))
+    for k in range(head.shape[0]):
+        head[k] = ndimage.binary_fill_holes(head[k])
+    return np.asarray(head, dtype=bool)
+
+
+def tissue_hu(
+    t1: npt.NDArray[Any], brain: npt.NDArray[np.bool_], spacing_kji: tuple[float, float, float], p: PseudoCtParams
+) -> npt.NDArray[np.float32]:
+    """Hounsfield units on the T1's own grid (numpy order ``[k, j, i]``)."""
+    from scipy import ndimage
+
+    t = np.asarray(t1, dtype=np.float32)
+    white_level = float(np.percentile(t[brain], 95)) if brain.any() else float(t.max())
+    tn = t / max(white_level, 1e-6)
+    head = _largest_filled(tn > 0.08)
+    hu = np.full(t.shape, -1000.0, dtype=np.float32)
+    hu[brain] = np.interp(tn[brain], [0.35, 0.70, 0.95], [p.csf, p.grey, p.white]).astype(np.float32)
+    outside = head & ~brain
+    dist = ndimage.distance_transform_edt(~brain, sampling=spacing_kji)
+    dark = outside & (tn < 0.45)
+    near = dark & (dist <= p.bone_depth_mm)
+    csf_rim = near & (dist <= 1.5)
+    marrow = ndimage.gaussian_filter(np.random.default_rng(int(p.bone)).standard_normal(t.shape), 1.5)
+    marrow = (marrow / max(float(marrow.std()), 1e-6)).astype(np.float32)
+    hu[near] = p.bone + 180.0 * marrow[near]
+    hu[csf_rim] = p.csf
+    far = dark & ~near
+    hu[far & (tn < 0.15)] = -950.0
+    hu[far & (tn >= 0.15)] = 12.0
+    hu[outside & (tn >= 0.45) & (tn < 0.85)] = p.soft
+    hu[outside & (tn >= 0.85)] = p.fat
+    return hu
+
+
+def _rotation(angles_deg: tuple[float, float, float]) -> npt.NDArray[np.float64]:
+    a, b, c = np.radians(angles_deg)
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
+    return np.asarray(rz @ ry @ rx)
+
+
+def make_pseudo_ct(
+    t1: npt.NDArray[Any],
+    brain: npt.NDArray[np.bool_],
+    spacing_kji: tuple[float, float, float],
+    rng: np.random.Generator,
+    name: str = "pseudo-ct",
+) -> tuple[Volume, PseudoCtParams]:
+    """One CT-like variant of the head ``t1`` (``[k, j, i]``, voxel size ``spacing_kji`` mm).
+
+    Returns an int16 HU volume (slices along the variant's axis, identity direction) and the
+    parameters drawn.
+    """
+    from scipy import ndimage
+
+    from inference.volume import Volume, VolumeMetadata
+
+    p = PseudoCtParams.draw(rng)
+    sampling = np.asarray(spacing_kji, dtype=np.float64)
+    hu = tissue_hu(t1, brain, spacing_kji, p)
+    hu = ndimage.gaussian_filter(hu, [p.psf_mm / s for s in sampling]).astype(np.float32)
+
+    # Output axes (slice, row, column) in the input's (k, j, i) mm frame, then rotated and scaled.
+    order = [p.axis] + [a for a in range(3) if a != p.axis]
+    axes = np.eye(3)[order]  # rows: unit vectors of output slice, row, column
+    if rng.random() < 0.5:
+        axes[1] *= -1
+    rot = _rotation(p.rotation_deg)
+    step = np.array([p.slice_mm, p.fov_mm / MATRIX, p.fov_mm / MATRIX]) / p.scale
+    head = hu > -500
+    centre_idx = np.array(ndimage.center_of_mass(head)) if head.any() else np.array(hu.shape) / 2
+    centre_mm = centre_idx * sampling
+    extent = np.ptp(np.argwhere(head) * sampling, axis=0) if head.any() else np.array(hu.shape) * sampling
+    cover = float(extent[p.axis] + 10.0) / p.scale
+    nk = int(min(MAX_SLICES, max(8, round(cover / p.slice_mm))))
+    shape = (nk, MATRIX, MATRIX)
+    # mm in input = centre + rot @ (axes.T @ ((out_index - half) * step))
+    m_mm = rot @ axes.T @ np.diag(step)
+    half = (np.array(shape, dtype=np.float64) - 1) / 2
+    matrix = np.diag(1 / sampling) @ m_mm
+    offset = centre_mm / sampling - matrix @ half
+    out = ndimage.affine_transform(hu, matrix, offset=offset, output_shape=shape, order=1, cval=-1000.0)
+    noise = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), [0, 0.7, 0.7])
+    noise *= p.noise_sd / max(float(noise.std()), 1e-6)
+    out += noise
+    voxels = np.clip(np.rint(out), -1024, 3071).astype(np.int16)
+    meta = VolumeMetadata(modality="CT", series_description=name)
+    spacing = (float(step[2]), float(step[1]), float(step[0]))
+    volume = Volume(voxels=voxels, spacing=spacing, origin=(0.0, 0.0, 0.0), direction=np.eye(3), metadata=meta)
+    return volume, p
+
+
+def read_head(t1_path: str | Path, brain_path: str | Path) -> tuple[npt.NDArray[Any], npt.NDArray[np.bool_], Volume]:
+    """The T1 voxels, the brain mask (non-zero voxels of ``brain_path``, on the same grid) and the T1 volume."""
+    from inference.errors import RadLensError
+    from inference.io.open_path import open_volume
+
+    t1 = open_volume(t1_path)
+    brain = open_volume(brain_path)
+    if brain.shape != t1.shape:
+        raise RadLensError(f"{brain_path}: brain mask shape {brain.shape} differs from the T1's {t1.shape}")
+    return np.asarray(t1.voxels), np.asarray(brain.voxels) > 0, t1
+
+
+def add_pseudo_ct(t1_path: str | Path, brain_path: str | Path, n: int, seed: int = 0) -> list[Any]:
+    """``n`` pseudo-CT heads from one T1 head, each a source of its own (:class:`SourceVolume`).
+
+    The T1 is read once, when the first variant is loaded; variants differ in every parameter of
+    :class:`PseudoCtParams`. They share one anatomy, so validation scores on them are optimistic:
+    judge a model on held-out real CT.
+    """
+    from inference.training.build_dataset import SourceVolume
+
+    cache: dict[str, Any] = {}
+    seeds = np.random.default_rng([seed, 7919]).integers(2**31, size=n)
+
+    def loader(m: int) -> Any:
+        def load() -> Volume:
+            if "head" not in cache:
+                t1, brain, vol = read_head(t1_path, brain_path)
+                cache["head"] = (t1, brain, (float(vol.spacing[2]), float(vol.spacing[1]), float(vol.spacing[0])))
+            t1, brain, spacing = cache["head"]
+            volume, params = make_pseudo_ct(
+                t1, brain, spacing, np.random.default_rng(int(seeds[m])), f"pseudo-ct-{m:03d}"
+            )
+            volume.metadata.extra["pseudo_ct"] = params.to_dict()
+            return volume
+
+        return load
+
+    return [
+        SourceVolume(
+            name=f"pseudo-ct-{m:03d}",
+            load=loader(m),
+            label=None,
+            path=f"(pseudo-CT from {Path(t1_path).name})",
+            info={"pseudo_ct": {"t1": str(t1_path), "brain_mask": str(brain_path), "seed": int(seeds[m])}},
+        )
+        for m in range(n)
+    ]

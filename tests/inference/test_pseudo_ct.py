@@ -1,0 +1,72 @@
+"""Pseudo-CT heads from Colin27 (Debian mricron-data): tissue HU, grid, variation, dataset sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inference.training.build_dataset import build_dataset
+from inference.training.dataset_format import read_dataset
+from inference.training.pseudo_ct import MATRIX, PseudoCtParams, make_pseudo_ct, read_head, tissue_hu
+
+TEMPLATES = Path("/usr/share/mricron/templates")
+T1, BRAIN = TEMPLATES / "ch2.nii.gz", TEMPLATES / "ch2bet.nii.gz"
+
+
+@pytest.fixture(scope="module")
+def colin() -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    if not T1.is_file():
+        pytest.fail(f"{T1} is missing: run `apt-get install mricron-data`")
+    t1, brain, vol = read_head(T1, BRAIN)
+    return t1, brain, (float(vol.spacing[2]), float(vol.spacing[1]), float(vol.spacing[0]))
+
+
+def test_tissues_get_ct_attenuation(colin) -> None:
+    t1, brain, spacing = colin
+    p = PseudoCtParams.draw(np.random.default_rng(0))
+    hu = tissue_hu(t1, brain, spacing, p)
+    inside = hu[brain]
+    # Brain is soft tissue between CSF and grey matter; CT reverses T1's grey/white order.
+    assert p.csf - 1 <= inside.min() and inside.max() <= p.grey + 1
+    white = brain & (t1 >= np.percentile(t1[brain], 90))
+    grey = brain & (t1 >= np.percentile(t1[brain], 35)) & (t1 <= np.percentile(t1[brain], 45))
+    assert hu[grey].mean() > hu[white].mean()
+    assert (hu > 600).sum() > 50_000  # a skull
+    assert (hu == -1000).mean() > 0.2  # air around the head
+
+
+def test_variants_differ_and_are_reproducible(colin) -> None:
+    t1, brain, spacing = colin
+    a, pa = make_pseudo_ct(t1, brain, spacing, np.random.default_rng(1))
+    b, _ = make_pseudo_ct(t1, brain, spacing, np.random.default_rng(1))
+    c, pc = make_pseudo_ct(t1, brain, spacing, np.random.default_rng(2))
+    assert not np.array_equal(a.voxels[:8], c.voxels[:8])
+    assert np.array_equal(a.voxels, b.voxels)
+    assert a.voxels.dtype == np.int16 and a.voxels.shape[1:] == (MATRIX, MATRIX)
+    assert a.metadata.modality == "CT" and pa != pc
+    assert np.isclose(a.spacing[2], pa.slice_mm / pa.scale) and np.isclose(a.spacing[0], pa.fov_mm / MATRIX / pa.scale)
+    # The head sits in the field of view: soft tissue in the middle slice's centre, air in its corners.
+    mid = a.voxels[a.voxels.shape[0] // 2].astype(np.float32)
+    assert mid[0, 0] < -900 and -50 < np.median(mid[112:144, 112:144]) < 80
+
+
+def test_pseudo_ct_sources_build_a_dataset_with_lesions(tmp_path: Path) -> None:
+    out = build_dataset(
+        [],
+        tmp_path / "ds",
+        pseudo_ct=(str(T1), str(BRAIN), 2),
+        size=(32, 32),
+        split=(0.5, 0.5, 0.0),
+        seed=3,
+        lesion_insertion={"kind": "solid,hyperdense", "per_volume": 2},
+        positives_per_source=6,
+        negatives_per_source=6,
+    )
+    ds = read_dataset(out)
+    assert [s["name"] for s in ds.manifest["sources"]] == ["pseudo-ct-000", "pseudo-ct-001"]
+    # No lungs in a head: only the soft-tissue kind is inserted.
+    assert {les["kind"] for s in ds.manifest["sources"] for les in s["lesions"]} == {"hyperdense"}
+    assert ds.labels.sum() > 0 and (ds.labels == 0).sum() > 0
+    assert "pseudo-CT head" in " ".join(ds.manifest["inputs"])
