@@ -16,7 +16,7 @@ end; writing the data is not timed. All timings are taken in this one run, on wa
    (e) RadLens ``load_stack`` alone, given a prior scan (what the viewer does after browsing).
    Target: (d) and (e) ≤ 2.0× the floor.
 2. Header scan: ``--headers`` small (64 × 64) DICOM files; RadLens ``scan()`` with default jobs
-   (a process pool above 400 files) against a ``pydicom.dcmread(stop_before_pixels=True)`` loop.
+   (a process pool only from 8000 files on 4+ CPUs) against a ``pydicom.dcmread(stop_before_pixels=True)`` loop.
 3. End to end: ``radlens convert SERIES out.nii`` against ``dcm2niix -z n -o DIR -f out SERIES``,
    each a subprocess timed from start to exit. Target: ≤ 1.0× dcm2niix.
 4. Peak memory: scan + load_stack in a fresh interpreter, peak RSS (VmHWM) minus that of an
