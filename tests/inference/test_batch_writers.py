@@ -368,7 +368,7 @@ def test_key_images_show_the_best_slices_as_the_viewer_draws_them(
         shown = np.asarray(png.convert("RGB"))
     assert result.label_map is not None
     expected = render_slice_rgb(
-        volume, 40, window=WindowLevel(-600.0, 1500.0), labels=result.label_map[40],
+        volume, 40, window=WindowLevel(*(card.input.window or (40.0, 400.0))), labels=result.label_map[40],
         label_colours={1: (230, 25, 75)}, heatmap=result.heatmaps["attention"][40],
         heatmap_threshold=0.1, heatmap_opacity=0.6,
     )  # fmt: skip
