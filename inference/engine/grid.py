@@ -28,6 +28,18 @@ def resize(t: torch.Tensor, size: tuple[int, ...], *, labels: bool = False) -> t
     return F.interpolate(t, size=size, mode=mode, align_corners=False)
 
 
+def resize_into(t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """:func:`resize` of ``(N, C, h, w)`` intensities to ``out``'s size, written into ``out`` (no temporary)."""
+    import torch
+
+    if tuple(t.shape[2:]) == tuple(out.shape[2:]):
+        return out.copy_(t)
+    size = [int(out.shape[2]), int(out.shape[3])]
+    # The operator F.interpolate(mode="bilinear", align_corners=False, size=...) calls, with its out= form.
+    resized: torch.Tensor = torch.ops.aten.upsample_bilinear2d.out(t, size, False, None, None, out=out)
+    return resized
+
+
 def spacing_to_shape(
     shape_kji: tuple[int, int, int], spacing_ijk: tuple[float, float, float], target_ijk: tuple[float, float, float]
 ) -> tuple[int, int, int]:

@@ -6,15 +6,16 @@ import contextlib
 import importlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from inference.engine.device import autocast_dtype, is_out_of_memory, select_device
+from inference.engine.device import autocast_dtype, is_out_of_memory, keep_freed_memory, select_device
 from inference.engine.findings import find_components
 from inference.engine.normalise import normalise, normalise_params
+from inference.engine.planes import SlicePlanes
 from inference.engine.result import Result
 from inference.errors import InferenceCancelled, RadLensError
 from inference.models.card import Explanation, ModelCard, Task
@@ -30,12 +31,36 @@ PIPELINES = {"deepbet": "inference.engine.deepbet_pipeline:run_deepbet"}
 #: Slices whose probability is below this get no explanation map (it would explain nothing).
 EXPLAIN_MIN_PROBABILITY = 0.05
 
+#: Largest slice batch on the CPU; with explanations (Grad-CAM keeps every activation of a batch
+#: for its backward pass), the smaller one.
+CPU_BATCH, CPU_BATCH_EXPLAINED = 12, 8
+
 
 @dataclass
 class LoadedModel:
     card: ModelCard
     network: torch.nn.Module
     device: str
+    _fast: tuple[str, torch.nn.Module] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def forward_network(self) -> torch.nn.Module:
+        """``network`` for forward passes without gradients: BatchNorm folded into the convolution
+        before it (on the CPU: folded 2-D weights channels-last, conv + ReLU one call), the
+        ``cnn``'s last shortcut after its pooling (:mod:`inference.engine.optimize`); made once
+        per device. Explanations use ``network`` itself."""
+        if self._fast is None or self._fast[0] != self.device:
+            from inference.engine.optimize import inference_network
+
+            self._fast = (self.device, inference_network(self.network, cpu=self.device == "cpu"))
+        return self._fast[1]
+
+    @property
+    def channels_last(self) -> bool:
+        """Whether 2-D inputs go in channels-last order: on the CPU, for the architectures RadLens
+        builds (a TorchScript model may ``view`` a feature map in the order it was traced with)."""
+        import torch
+
+        return self.device == "cpu" and not isinstance(self.network, torch.jit.ScriptModule)
 
 
 def load_model(card: ModelCard, device: str = "auto") -> LoadedModel:
@@ -82,7 +107,7 @@ class _Batches:
             return
         if self.lm.device != "cpu":
             self.result.messages.append(f"{self.lm.device} ran out of memory even at batch size 1: fell back to CPU")
-            self.lm.network.to("cpu")
+            self.lm.network.to("cpu")  # forward_network() is made again for the CPU
             self.lm.device = "cpu"
             self.result.device = "cpu"
             return
@@ -90,13 +115,15 @@ class _Batches:
 
 
 def _forward(lm: LoadedModel, x: torch.Tensor) -> Any:
+    """The model's output on ``x``, for inference only (no gradients reach the loaded network)."""
     import torch
 
+    network = lm.forward_network()
     dtype = autocast_dtype(lm.device)
     if dtype is None:
-        return lm.network(x)
+        return network(x)
     with torch.autocast(device_type="cuda", dtype=dtype):  # type: ignore[arg-type]
-        return lm.network(x)
+        return network(x)
 
 
 def _slice_stack(vox: npt.NDArray[np.float32], start: int, stop: int, context: int) -> npt.NDArray[np.float32]:
@@ -124,7 +151,6 @@ def _classify_slices(
     card = lm.card
     spec = card.input
     t0 = time.perf_counter()
-    # Normalised per batch, in torch: no float copy of the whole volume, each plane resized once.
     offset, scale, clip = normalise_params(volume.voxels, spec)
     n, rows, cols = volume.voxels.shape
     size = spec.size or (rows, cols)
@@ -133,22 +159,20 @@ def _classify_slices(
     want_map = explain and card.explanation != Explanation.NONE
     heat = np.zeros(volume.voxels.shape, dtype=np.float32) if want_map else None
     # Small batches are faster on a CPU (no large temporaries to page in); GPUs like them big.
-    batch = spec.batch_size if lm.device != "cpu" else min(spec.batch_size, 8)
+    cpu_batch = CPU_BATCH_EXPLAINED if want_map else CPU_BATCH
+    batch = spec.batch_size if lm.device != "cpu" else min(spec.batch_size, cpu_batch)
     batches = _Batches(lm, batch, result, cancel)
-    c = spec.context_slices
+    # Each plane normalised and resized once (not once per batch it appears in), no float copy of the volume.
+    planes = SlicePlanes(volume.voxels, offset, scale, clip, (size[0], size[1]), spec.context_slices)
 
     def model_input(start: int, stop: int) -> torch.Tensor:
-        a, b = max(start - c, 0), min(stop + c, n)
-        planes = torch.from_numpy(np.ascontiguousarray(volume.voxels[a:b])).float()
-        planes.sub_(offset).mul_(scale)
-        if clip:
-            planes.clamp_(0.0, 1.0)
-        planes = resize(planes[:, None], size)[:, 0]
-        idx = torch.tensor([min(max(k + d, 0), n - 1) - a for k in range(start, stop) for d in range(-c, c + 1)])
-        return planes[idx].reshape(stop - start, 2 * c + 1, *size)
+        view = planes.batch(start, stop)  # overlapping planes: one copy, in the layout the convolutions like
+        if lm.channels_last:
+            return view.contiguous(memory_format=torch.channels_last)
+        return view.contiguous().to(lm.device)
 
     def step(start: int, stop: int) -> None:
-        x = model_input(start, stop).to(lm.device)
+        x = model_input(start, stop)
         with torch.inference_mode():
             p = _probabilities(_forward(lm, x)).cpu().numpy()
         probs[start:stop] = p
@@ -170,7 +194,8 @@ def _classify_slices(
         heat[start:stop] = back.numpy() * p[:, None, None]
 
     t1 = time.perf_counter()
-    with torch.no_grad() if heat is None else contextlib.nullcontext():
+    # Inference mode around the whole loop (planes too) unless Grad-CAM needs gradients in it.
+    with torch.inference_mode() if heat is None else contextlib.nullcontext():
         batches.run(n, step, on_progress, "slices")
     result.timings["inference"] = time.perf_counter() - t1
     result.slice_probabilities = probs
@@ -276,6 +301,8 @@ def run(
     if lm is None:
         on_progress(0.0, f"loading {card.name}")
         lm = load_model(card, device)
+    if lm.device == "cpu":
+        keep_freed_memory()  # batches reuse their tensors' pages instead of faulting fresh ones in
     result = Result(model=card.name, model_version=card.version, device=lm.device)
     if card.task == Task.SLICE_CLASSIFICATION:
         _classify_slices(lm, volume, result, on_progress, cancel, explain)
