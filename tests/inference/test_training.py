@@ -439,7 +439,7 @@ def test_attention_guidance_loss_values_and_gradient() -> None:
     assert model.pool.key.weight.grad is not None and float(model.pool.key.weight.grad.abs().sum()) > 0
     model(x)
     zero = attention_guidance_loss(model, masks, torch.zeros(3))
-    assert float(zero) == 0.0
+    assert float(zero.detach()) == 0.0
     with pytest.raises(TrainingError, match="attention pooling"):
         attention_guidance_loss(build_model("cnn-attention"), masks, labels)
 
