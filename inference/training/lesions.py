@@ -118,18 +118,22 @@ def _sampling(volume: Volume) -> tuple[float, float, float]:
 
 def body_mask(volume: Volume) -> npt.NDArray[np.bool_]:
     """The largest connected region above −500 HU, holes filled slice by slice."""
+    return largest_filled(np.asarray(volume.voxels) > -500)
+
+
+def largest_filled(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """The largest connected region of ``mask`` (``[k, j, i]``), holes filled slice by slice."""
     from scipy import ndimage
 
-    above = np.asarray(volume.voxels) > -500
-    labels, n = ndimage.label(above)
+    labels, n = ndimage.label(mask)
     if n == 0:
-        return np.zeros(volume.shape, dtype=bool)
+        return np.zeros(mask.shape, dtype=bool)
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    body = labels == int(np.argmax(sizes))
-    for k in range(body.shape[0]):
-        body[k] = ndimage.binary_fill_holes(body[k])
-    return np.asarray(body, dtype=bool)
+    region = labels == int(np.argmax(sizes))
+    for k in range(region.shape[0]):
+        region[k] = ndimage.binary_fill_holes(region[k])
+    return np.asarray(region, dtype=bool)
 
 
 def soft_tissue_region(volume: Volume, *, low: float = 0.0, high: float = 100.0) -> npt.NDArray[np.bool_]:

@@ -77,30 +77,18 @@ class PseudoCtParams:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 
-def _largest_filled(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-    from scipy import ndimage
-
-    labels, n = ndimage.label(mask)
-    if n == 0:
-        return mask
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    head = labels == int(np.argmax(sizes))
-    for k in range(head.shape[0]):
-        head[k] = ndimage.binary_fill_holes(head[k])
-    return np.asarray(head, dtype=bool)
-
-
 def tissue_hu(
     t1: npt.NDArray[Any], brain: npt.NDArray[np.bool_], spacing_kji: tuple[float, float, float], p: PseudoCtParams
 ) -> npt.NDArray[np.float32]:
     """Hounsfield units on the T1's own grid (numpy order ``[k, j, i]``)."""
     from scipy import ndimage
 
+    from inference.training.lesions import largest_filled
+
     t = np.asarray(t1, dtype=np.float32)
     white_level = float(np.percentile(t[brain], 95)) if brain.any() else float(t.max())
     tn = t / max(white_level, 1e-6)
-    head = _largest_filled(tn > 0.08)
+    head = largest_filled(tn > 0.08)
     hu = np.full(t.shape, -1000.0, dtype=np.float32)
     hu[brain] = np.interp(tn[brain], [0.35, 0.70, 0.95], [p.csf, p.grey, p.white]).astype(np.float32)
     outside = head & ~brain

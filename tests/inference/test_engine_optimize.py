@@ -50,6 +50,18 @@ def _reference_input(voxels: np.ndarray, spec: InputSpec, size: tuple[int, int])
     return resize(torch.from_numpy(_slice_stack(vox, 0, vox.shape[0], spec.context_slices)), size)
 
 
+def _assert_same_outputs(net: nn.Module, fast: nn.Module, arch: str) -> None:
+    """The optimised network gives the loaded one's outputs on a random batch (channels-last for slices)."""
+    x = torch.rand(5, 3, 48, 48) if arch != "cnn-rnn" else torch.rand(2, 3, 3, 48, 48)
+    with torch.inference_mode():
+        want = net(x)
+        got = fast(x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x)
+    for w, g in zip(
+        want if isinstance(want, tuple) else (want,), got if isinstance(got, tuple) else (got,), strict=True
+    ):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("arch", [*SLICE_ARCHS, "cnn-rnn"])
 def test_folded_network_gives_the_plain_outputs_and_leaves_it_alone(arch: str) -> None:
     net = _net(arch)
@@ -61,14 +73,7 @@ def test_folded_network_gives_the_plain_outputs_and_leaves_it_alone(arch: str) -
     if has_bn:
         assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
     assert list(net.state_dict()) == keys and list(net.modules()) == modules  # the loaded network is untouched
-    x = torch.rand(5, 3, 48, 48) if arch != "cnn-rnn" else torch.rand(2, 3, 3, 48, 48)
-    with torch.inference_mode():
-        want = net(x)
-        got = fast(x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x)
-    for w, g in zip(
-        want if isinstance(want, tuple) else (want,), got if isinstance(got, tuple) else (got,), strict=True
-    ):
-        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+    _assert_same_outputs(net, fast, arch)
 
 
 def test_fold_shares_what_it_does_not_fold() -> None:
@@ -116,14 +121,7 @@ def test_inference_network_gives_the_plain_outputs(arch: str) -> None:
     fused = [m for m in fast.modules() if isinstance(m, _fast_nets.ConvReLU)]
     assert len(fused) == (3 if arch == "keras-baseline" else 4)  # every conv + ReLU, BatchNorm folded or not
     assert arch == "keras-baseline" or not any(isinstance(m, nn.ReLU) for m in fast.modules())
-    x = torch.rand(5, 3, 48, 48) if arch != "cnn-rnn" else torch.rand(2, 3, 3, 48, 48)
-    with torch.inference_mode():
-        want = net(x)
-        got = fast(x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x)
-    for w, g in zip(
-        want if isinstance(want, tuple) else (want,), got if isinstance(got, tuple) else (got,), strict=True
-    ):
-        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+    _assert_same_outputs(net, fast, arch)
 
 
 def test_the_pooled_shortcut_is_checked_before_use(monkeypatch: pytest.MonkeyPatch) -> None:
