@@ -1,4 +1,5 @@
-"""Saving a DICOM object made by highdicom (SEG, SR) so that it appears whole or not at all."""
+"""Writing an output so that it appears whole or not at all, and the attributes every RadLens DICOM
+object (SEG, SR) carries about who made it."""
 
 from __future__ import annotations
 
@@ -6,16 +7,41 @@ import io
 from pathlib import Path
 from typing import Any
 
+from inference import __version__
 from inference.batch.errors import OutputWriteError
 from inference.io.atomic import atomic_write
+from inference.models.card import ModelCard
 
 
-def save_atomically(dataset: Any, out_path: Path, what: str) -> Path:
-    """Encode ``dataset`` in memory, then write it under a temporary name and rename it."""
-    buffer = io.BytesIO()
-    dataset.save_as(buffer)
+def write_output(out_path: Path, data: bytes, what: str) -> Path:
+    """Write ``data`` under a temporary name and rename it; :class:`OutputWriteError` names ``what``."""
     try:
-        atomic_write(out_path, buffer.getvalue())
+        atomic_write(out_path, data)
     except OSError as exc:
         raise OutputWriteError(out_path, f"cannot write the {what} ({exc.strerror or exc})") from exc
     return Path(out_path)
+
+
+def save_atomically(dataset: Any, out_path: Path, what: str) -> Path:
+    """Encode ``dataset`` in memory, then write it with :func:`write_output`."""
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    return write_output(out_path, buffer.getvalue(), what)
+
+
+def producer_attributes(series_number: int, card: ModelCard) -> dict[str, Any]:
+    """highdicom keyword arguments for a new single-instance series made by ``card``'s model:
+    fresh UIDs, ``series_number``, manufacturer, model name, RadLens version and the weights'
+    sha256 prefix as the device serial number (which weights made it)."""
+    import highdicom as hd
+
+    return {
+        "series_instance_uid": hd.UID(),
+        "series_number": series_number,
+        "sop_instance_uid": hd.UID(),
+        "instance_number": 1,
+        "manufacturer": "RadLens",
+        "manufacturer_model_name": card.name[:64],
+        "software_versions": f"RadLens {__version__}",
+        "device_serial_number": card.sha256[:16],
+    }

@@ -21,10 +21,9 @@ from typing import Any
 import numpy as np
 
 from inference import __version__
-from inference.batch.errors import OutputWriteError
+from inference.batch.dicom_file import write_output
 from inference.batch.key_images import key_image_slice, slice_score
 from inference.engine.result import Finding, Result
-from inference.io.atomic import atomic_write
 from inference.models.card import ModelCard
 
 PAGE_IN = (8.27, 11.69)  # A4 portrait, inches
@@ -248,8 +247,4 @@ def write_pdf_report(
             footer = f"RadLens {__version__} · {card.name} {card.version} · generated {stamp}"
             fig.text(_fx(_MARGIN), _fy(_MARGIN), f"{footer} · page {n} of {len(flow.pages)}", fontsize=8, color=_GREY)
             pdf.savefig(fig)
-    try:
-        atomic_write(out_path, buffer.getvalue())
-    except OSError as exc:
-        raise OutputWriteError(out_path, f"cannot write the report ({exc.strerror or exc})") from exc
-    return Path(out_path)
+    return write_output(out_path, buffer.getvalue(), "report")

@@ -26,8 +26,7 @@ import numpy.typing as npt
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from inference import __version__
-from inference.batch.dicom_file import save_atomically
+from inference.batch.dicom_file import producer_attributes, save_atomically
 from inference.batch.errors import OutputNotSupported
 from inference.errors import LoadError
 from inference.io.stacks import Stack
@@ -194,14 +193,7 @@ def write_dicom_seg(
                 pixel_array=pixels,
                 segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
                 segment_descriptions=descriptions,
-                series_instance_uid=hd.UID(),
-                series_number=SERIES_NUMBER_OFFSET + max(stack.series_number, 0),
-                sop_instance_uid=hd.UID(),
-                instance_number=1,
-                manufacturer="RadLens",
-                manufacturer_model_name=card.name[:64],
-                software_versions=f"RadLens {__version__}",
-                device_serial_number=card.sha256[:16],  # which weights made it
+                **producer_attributes(SERIES_NUMBER_OFFSET + max(stack.series_number, 0), card),
                 series_description=f"RadLens {card.name} segmentation"[:64],
                 content_label="RADLENS",
                 content_description=f"{card.name} {card.version}"[:64],

@@ -46,8 +46,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
-from inference import __version__
-from inference.batch.dicom_file import save_atomically
+from inference.batch.dicom_file import producer_attributes, save_atomically
 from inference.batch.errors import OutputNotSupported
 from inference.batch.seg_writer import _with_type2_present, segmented_property
 from inference.batch.stack_outputs import label_table, output_label_map
@@ -282,15 +281,8 @@ def write_findings_sr(
             sr = hd.sr.Comprehensive3DSR(
                 evidence=[*sources, *([seg] if seg is not None else [])],
                 content=report,
-                series_instance_uid=hd.UID(),
-                series_number=SERIES_NUMBER_OFFSET + max(stack.series_number, 0),
-                sop_instance_uid=hd.UID(),
-                instance_number=1,
-                manufacturer="RadLens",
+                **producer_attributes(SERIES_NUMBER_OFFSET + max(stack.series_number, 0), card),
                 is_complete=True,
-                manufacturer_model_name=card.name[:64],
-                software_versions=f"RadLens {__version__}",
-                device_serial_number=card.sha256[:16],
                 series_description=f"RadLens {card.name} findings"[:64],
                 coding_schemes=[
                     CodingSchemeIdentificationItem(

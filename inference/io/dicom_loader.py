@@ -248,23 +248,41 @@ def load_stack(
         volume: Volume = read_image_file(stack.file_path)
         return volume
     cancel = cancel or CancelToken()
-    if not stack.slices:
-        raise LoadError(None, f"stack {stack.id} has no slices")
-    _check_stack(stack)
-    spacing, origin, direction, notes = _geometry(stack, allow_missing_geometry)
-    out_dtype, checked = _output_dtype(stack)
+    spacing, origin, direction, notes, out_dtype, checked = _prepare(stack, allow_missing_geometry)
     try:
         out = _read_slices(stack, out_dtype, checked, on_progress, cancel)
     except _Int16Overflow:
         out = _read_slices(stack, np.dtype(np.float32), False, on_progress, cancel)
     n = len(stack.slices)
     on_progress(1.0, f"loaded {n} slices")
+    qa = _warn_qa(stack, notes)
+    return Volume(out, spacing, origin, direction, _metadata(stack, out.dtype), qa)
+
+
+def _prepare(
+    stack: Stack, allow_missing_geometry: bool
+) -> tuple[
+    tuple[float, float, float], tuple[float, float, float], npt.NDArray[np.float64], list[str], np.dtype[Any], bool
+]:
+    """What :func:`load_stack` and :func:`stream_stack` need before the first pixel: the stack checked,
+    its geometry (spacing, origin, direction, notes) and the output type (and whether int16 is checked)."""
+    if not stack.slices:
+        raise LoadError(None, f"stack {stack.id} has no slices")
+    _check_stack(stack)
+    spacing, origin, direction, notes = _geometry(stack, allow_missing_geometry)
+    out_dtype, checked = _output_dtype(stack)
+    return spacing, origin, direction, notes, out_dtype, checked
+
+
+def _warn_qa(stack: Stack, notes: list[str]) -> tuple[str, ...]:
+    """The stack's QA findings and loading notes, also issued as one :class:`GeometryWarning` that
+    points at the caller of :func:`load_stack` / :func:`stream_stack`."""
     qa = tuple(str(q) for q in stack.qa) + tuple(notes)
     if qa:
         from inference.errors import GeometryWarning
 
-        warnings.warn(f"stack {stack.id}: " + "; ".join(qa), GeometryWarning, stacklevel=2)
-    return Volume(out, spacing, origin, direction, _metadata(stack, out.dtype), qa)
+        warnings.warn(f"stack {stack.id}: " + "; ".join(qa), GeometryWarning, stacklevel=3)
+    return qa
 
 
 class SliceSink(Protocol):
@@ -309,11 +327,7 @@ def stream_stack(
     if not can_stream(stack):
         raise ValueError(f"stack {stack.id} is colour or an image file: load it whole with load_stack")
     cancel = cancel or CancelToken()
-    if not stack.slices:
-        raise LoadError(None, f"stack {stack.id} has no slices")
-    _check_stack(stack)
-    spacing, origin, direction, notes = _geometry(stack, allow_missing_geometry)
-    out_dtype, checked = _output_dtype(stack)
+    spacing, origin, direction, notes, out_dtype, checked = _prepare(stack, allow_missing_geometry)
     h0 = stack.headers[0]
     n = len(stack.slices)
     while True:
@@ -331,11 +345,7 @@ def stream_stack(
         sink.close()
         break
     on_progress(1.0, f"loaded {n} slices")
-    qa = tuple(str(q) for q in stack.qa) + tuple(notes)
-    if qa:
-        from inference.errors import GeometryWarning
-
-        warnings.warn(f"stack {stack.id}: " + "; ".join(qa), GeometryWarning, stacklevel=2)
+    qa = _warn_qa(stack, notes)
     return Volume(placeholder, spacing, origin, direction, _metadata(stack, out_dtype), qa)
 
 
