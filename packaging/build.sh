@@ -120,7 +120,8 @@ printf '%-40s %12s %10s  %s\n' "PyInstaller build" "$((t1 - t0)) s" "" ""
 printf '%-40s %12s %10s  %s\n' "licences, archive" "$((t2 - t1)) s" "" ""
 echo
 echo "== Where the bytes go (largest parts of $bundle)"
+# A report only: head closing the pipe early (SIGPIPE) or du missing a path must not fail the build.
 (cd "$bundle" && du -sk _internal/* licenses radlens 2>/dev/null | sort -rn | head -14 \
-  | awk '{printf "%8.1f MiB  %s\n", $1 / 1024, $2}')
+  | awk '{printf "%8.1f MiB  %s\n", $1 / 1024, $2}') || true
 echo
 echo "build: done: $bundle/radlens and $archive"
