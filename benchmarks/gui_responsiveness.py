@@ -141,6 +141,7 @@ def main() -> int:
                 getattr(controller.loader, name).connect(
                     lambda *_a, n=name: marks.append((n, time.perf_counter() - start))
                 )
+
             def failed(message: str) -> None:
                 print(f"  error: {message}")
                 stop()  # type: ignore[operator]
@@ -154,6 +155,7 @@ def main() -> int:
         # Let the deferred paints of the first frame finish, then the idle baseline, same length.
         for _ in range(10):
             app.processEvents()
+
         def stay_idle(stop: object) -> None:
             QtCore.QTimer.singleShot(int(load_s * 1000), stop)  # type: ignore[arg-type]
 

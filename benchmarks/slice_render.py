@@ -294,6 +294,7 @@ def main() -> int:
         "3× viewport().repaint()": paint_viewports,
         "event loop (update + processEvents)": paint_event_loop,
     }
+
     # (a) scroll: one slice along z, bouncing between 40 % and 60 % of the stack.
     def scroll_changes(n: int, paint: Callable[[], None]) -> list[Callable[[], None]]:
         model.set_cursor((nx // 2, ny // 2, int(nz * 0.4)))

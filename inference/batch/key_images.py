@@ -21,6 +21,7 @@ from inference import __version__
 from inference.batch.errors import OutputWriteError
 from inference.display.render import render_slice_rgb, slice_orientation
 from inference.display.window_level import WindowLevel
+from inference.engine.findings import label_values
 from inference.engine.result import Result
 from inference.io.atomic import atomic_write
 from inference.models.card import ModelCard
@@ -146,8 +147,8 @@ def write_key_images(
     window = WindowLevel(*card.input.window) if card is not None and card.input.window else None
     colours = {lab.value: lab.colour for lab in card.labels} if card is not None else {}
     if labels is not None:
-        for value in np.unique(labels):
-            colours.setdefault(int(value), _DEFAULT_COLOUR)
+        for value in label_values(labels):
+            colours.setdefault(value, _DEFAULT_COLOUR)
         colours.pop(0, None)
     orientation = slice_orientation(volume)
     model = f"{card.name} {card.version}" if card is not None else f"{result.model} {result.model_version}"

@@ -2,9 +2,11 @@
 
 Three stages overlap: stacks load in worker processes (``jobs`` of them, each one stack
 ahead), the model runs in this process, and outputs are written by one writer process while
-the next stack is inferred. At most ``jobs`` loaded volumes wait, one is inferred and one is
-written, so memory does not grow with the number of stacks. Each stack's manifest is written
-after all its outputs, which makes the run resumable after a kill at any moment.
+the next stack is inferred. Volumes and results travel between them through shared memory
+(:mod:`inference.batch.shared_arrays`), not through pipes. At most ``jobs`` loaded volumes
+wait, one is inferred and one is written, so memory does not grow with the number of stacks.
+Each stack's manifest is written after all its outputs, which makes the run resumable after a
+kill at any moment.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from inference.batch.resume import (
     model_fingerprint,
     remove_stale_temporaries,
 )
+from inference.batch.shared_arrays import Opened, Parcel, pack, release, unpack
 from inference.batch.stack_outputs import FORMATS, clear_outputs, write_stack_outputs
 from inference.batch.summary import FAILED, OK, SKIPPED, base_row, problem_rows, result_row, write_summary
 from inference.errors import LoadError, OperationCancelled, RadLensError
@@ -95,12 +98,40 @@ def load_for_batch(stack: Stack) -> tuple[Volume | None, float, str]:
     return volume, time.perf_counter() - t0, ""
 
 
+def load_shared(stack: Stack) -> tuple[Parcel | None, float, str]:
+    """:func:`load_for_batch` in a loader process: the volume comes back in shared memory."""
+    volume, took, error = load_for_batch(stack)
+    if volume is None:
+        return None, took, error
+    t0 = time.perf_counter()
+    parcel = pack(volume)
+    return parcel, took + time.perf_counter() - t0, ""
+
+
+@dataclass
+class Loaded:
+    """One stack as the loader hands it over: its volume (or why there is none), the load time
+    and, from a loader process, the shared memory the volume lives in."""
+
+    volume: Volume | None
+    load_s: float
+    error: str
+    parcel: Parcel | None = None
+    opened: Opened | None = None
+
+    def close(self) -> None:
+        """Drop this process's view of the volume (its blocks are released by the run)."""
+        self.volume = None
+        if self.opened is not None:
+            self.opened.close()
+
+
 class _Loader:
     """Keeps up to ``jobs`` stacks loading ahead in worker processes (or loads inline)."""
 
     def __init__(self, jobs: int, stacks: list[Stack]) -> None:
         self.stacks = deque(stacks)
-        self.pending: deque[Future[tuple[Volume | None, float, str]]] = deque()
+        self.pending: deque[Future[tuple[Parcel | None, float, str]]] = deque()
         self.pool = (
             ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) if jobs > 0 else None
         )
@@ -109,23 +140,35 @@ class _Loader:
 
     def _fill(self) -> None:
         while self.pool is not None and self.stacks and len(self.pending) < self.ahead:
-            self.pending.append(self.pool.submit(load_for_batch, self.stacks.popleft()))
+            self.pending.append(self.pool.submit(load_shared, self.stacks.popleft()))
 
-    def next(self) -> tuple[Volume | None, float, str]:
+    def next(self) -> Loaded:
         if self.pool is None:
-            return load_for_batch(self.stacks.popleft())
+            return Loaded(*load_for_batch(self.stacks.popleft()))
         fut = self.pending.popleft()
         try:
-            out = fut.result()
+            parcel, took, error = fut.result()
         except Exception as exc:  # the worker died (e.g. killed for memory)
-            out = (None, 0.0, f"loader process failed: {type(exc).__name__}: {str(exc)[:200]}")
+            parcel, took, error = None, 0.0, f"loader process failed: {type(exc).__name__}: {str(exc)[:200]}"
         self._fill()
-        return out
+        if parcel is None:
+            return Loaded(None, took, error)
+        opened = Opened()
+        try:
+            volume = unpack(parcel, opened)
+        except Exception as exc:
+            opened.close()
+            release(parcel)
+            return Loaded(None, took, f"cannot receive the loaded volume: {type(exc).__name__}: {str(exc)[:200]}")
+        return Loaded(volume, took, "", parcel, opened)
 
     def close(self) -> None:
         if self.pool is not None:
             # Queued loads are dropped; a load under way finishes (one stack) and the workers exit.
             self.pool.shutdown(wait=True, cancel_futures=True)
+            for fut in self.pending:  # loaded ahead and never used: free their shared memory
+                if fut.done() and not fut.cancelled() and fut.exception() is None and fut.result()[0] is not None:
+                    release(fut.result()[0])  # type: ignore[arg-type]
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -181,6 +224,18 @@ def warm_writer() -> None:
     import inference.batch.sr_writer  # noqa: F401
 
 
+def write_shared(task: WriteTask, parcel: Parcel, load_s: float, infer_s: float) -> dict[str, Any]:
+    """:func:`write_stack` in the writer process, the volume and the result in shared memory."""
+    opened = Opened()
+    try:
+        volume, result = unpack(parcel, opened)
+        row = write_stack(task, volume, result, load_s, infer_s)
+        del volume, result
+    finally:
+        opened.close()
+    return row
+
+
 def write_stack(task: WriteTask, volume: Volume, result: Any, load_s: float, infer_s: float) -> dict[str, Any]:
     """Write one stack's outputs, then its manifest; returns its summary row."""
     job = task.job
@@ -224,7 +279,7 @@ class _Run:
             if options.jobs > 0
             else ThreadPoolExecutor(max_workers=1, thread_name_prefix="radlens-writer")
         )
-        self.writing: tuple[Job, Future[dict[str, Any]]] | None = None
+        self.writing: tuple[Job, Future[dict[str, Any]], list[Parcel]] | None = None
         self.started = time.perf_counter()
         self.done = 0
         self.total = 1
@@ -258,9 +313,11 @@ class _Run:
             self.models[card.key] = load_model(card, self.options.device)
         return self.models[card.key]
 
-    def infer(self, job: Job, volume: Volume, load_s: float, cancel: CancelToken) -> None:
+    def infer(self, job: Job, loaded: Loaded, cancel: CancelToken) -> None:
         from inference.engine.run import run
 
+        volume = loaded.volume
+        assert volume is not None
         t0 = time.perf_counter()
         result = run(
             self.model_for(job),
@@ -281,17 +338,32 @@ class _Run:
             self.options.formats,
             self.options.key_images,
         )
-        self.writing = (job, self.writer.submit(write_stack, task, volume, result, load_s, infer_s))
+        if isinstance(self.writer, ProcessPoolExecutor):
+            # The volume's arrays already lie in the loader's shared memory; the result's are copied in.
+            parcel = pack((volume, result), loaded.opened)
+            parcels = [parcel] + ([loaded.parcel] if loaded.parcel is not None else [])
+            try:
+                fut = self.writer.submit(write_shared, task, parcel, loaded.load_s, infer_s)
+            except BaseException:
+                for p in parcels:
+                    release(p)
+                raise
+            self.writing = (job, fut, parcels)
+        else:
+            self.writing = (job, self.writer.submit(write_stack, task, volume, result, loaded.load_s, infer_s), [])
 
     def wait_writer(self) -> None:
         if self.writing is None:
             return
-        job, fut = self.writing
+        job, fut, parcels = self.writing
         self.writing = None
         try:
             self.rows[job.folder] = fut.result()
         except Exception as exc:
             self.rows[job.folder] = self.failed(job, f"writing outputs failed: {type(exc).__name__}: {exc}")
+        finally:
+            for parcel in parcels:
+                release(parcel)
 
     def failed(self, job: Job, reason: str) -> dict[str, Any]:
         row = base_row(job, self.identity)
@@ -314,17 +386,21 @@ class _Run:
             for job in todo:
                 cancel.raise_if_cancelled()
                 self.progress(job, 0.0, "loading")
-                volume, load_s, error = loader.next()
-                if volume is None:
-                    self.rows[job.folder] = self.failed(job, error)
+                loaded = loader.next()
+                if loaded.volume is None:
+                    self.rows[job.folder] = self.failed(job, loaded.error)
                 else:
                     try:
-                        self.infer(job, volume, load_s, cancel)
+                        self.infer(job, loaded, cancel)
                     except OperationCancelled:
                         raise
                     except Exception as exc:
                         self.rows[job.folder] = self.failed(job, f"{type(exc).__name__}: {str(exc)[:300]}")
-                    del volume
+                    finally:
+                        handed = self.writing is not None and loaded.parcel in self.writing[2]
+                        if loaded.parcel is not None and not handed:  # the writer never got it: free it now
+                            release(loaded.parcel)
+                        loaded.close()
                 self.done += 1
             self.wait_writer()
         finally:

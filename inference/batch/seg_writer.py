@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pydicom
-from pydicom.errors import InvalidDicomError
 
 from inference.batch.dicom_file import producer_attributes, save_atomically
 from inference.batch.errors import OutputNotSupported
-from inference.errors import LoadError
+from inference.batch.source_headers import SourceHeaders
+from inference.engine.findings import label_values
 from inference.io.stacks import Stack
 from inference.models.card import ModelCard
 from inference.volume import Volume
@@ -66,48 +66,21 @@ def segmented_property(name: str) -> tuple[Any, Any]:
     return codes.SCT.Tissue, codes.SCT.Tissue
 
 
-def _source_datasets(stack: Stack) -> tuple[list[pydicom.Dataset], list[int] | None]:
+def _source_datasets(sources: SourceHeaders) -> tuple[list[pydicom.Dataset], list[int] | None]:
     """The source headers in volume ``k`` order, or one multi-frame header with each ``k``'s frame."""
-    if stack.kind != "dicom":
-        raise OutputNotSupported(OUTPUT, "the input is not DICOM: there are no instances for a SEG to reference")
-    if not stack.slices:
-        raise OutputNotSupported(OUTPUT, f"stack {stack.id} has no slices")
-
-    def read(path: str) -> pydicom.Dataset:
-        try:
-            return pydicom.dcmread(path, stop_before_pixels=True)
-        except (OSError, InvalidDicomError) as exc:
-            raise LoadError(path, f"cannot re-read the source header for the SEG ({exc})") from exc
-
+    sources.check(OUTPUT)
+    stack = sources.stack
     if any(h.is_multiframe for h in stack.headers):
         frames = [ref.frame_index for ref in stack.slices]
         if len(stack.headers) != 1 or sorted(frames) != list(range(stack.headers[0].number_of_frames)):
             raise OutputNotSupported(OUTPUT, "the stack is only part of a multi-frame object")
-        return [read(stack.headers[0].path)], frames
-    return [read(stack.headers[ref.header_index].path) for ref in stack.slices], None
+        return [sources.header(stack.headers[0].path)], frames
+    return sources.per_slice(), None
 
 
-#: Type 2 attributes highdicom copies from the first source; a de-identifier may have removed them.
-_TYPE2_COPIED = (
-    "PatientName", "PatientID", "PatientBirthDate", "PatientSex",
-    "AccessionNumber", "StudyID", "StudyDate", "StudyTime", "ReferringPhysicianName",
-)  # fmt: skip
-
-
-def _with_type2_present(ds: pydicom.Dataset) -> pydicom.Dataset:
-    """Add the copied Type 2 attributes a source lacks, empty (as a de-identifier that empties them would)."""
-    for keyword in _TYPE2_COPIED:
-        if keyword not in ds:
-            setattr(ds, keyword, None)
-    return ds
-
-
-def _segment_numbers(
-    label_map: npt.NDArray[np.integer[Any]], labels: dict[int, tuple[str, tuple[int, int, int]]]
-) -> dict[int, int]:
-    """Label value → segment number for every named label and every value in the map."""
-    present = {int(v) for v in np.unique(label_map) if v != 0}
-    values = sorted(present | {int(v) for v in labels if v != 0})
+def _segment_numbers(present: list[int], labels: dict[int, tuple[str, tuple[int, int, int]]]) -> dict[int, int]:
+    """Label value → segment number for every named label and every value ``present`` in the map."""
+    values = sorted(set(present) | {int(v) for v in labels if v != 0})
     if any(v < 0 or v > 255 for v in values):
         raise ValueError(f"label values must lie in 1..255, got {values[0]}..{values[-1]}")
     return {v: n for n, v in enumerate(values, start=1)}
@@ -150,6 +123,7 @@ def write_dicom_seg(
     out_path: Path,
     *,
     dataset_transform: Callable[[pydicom.Dataset], pydicom.Dataset] | None = None,
+    sources: SourceHeaders | None = None,
 ) -> Path:
     """Write ``label_map`` (``[k, j, i]`` on ``volume``, loaded from ``stack``) as a binary DICOM SEG.
 
@@ -157,7 +131,9 @@ def write_dicom_seg(
     named value (and per unnamed value found in the map), frames without any label are left out.
     ``dataset_transform`` is applied to every source header before the SEG is built, so a
     de-identifying transform leaves the SEG referencing the remapped UIDs and carrying no
-    identity of the source. The file appears atomically at ``out_path``.
+    identity of the source. ``sources`` shares the headers (read and transformed once) with the
+    other outputs of the stack; it replaces ``dataset_transform``. The file appears atomically
+    at ``out_path``.
 
     Raises :class:`OutputNotSupported` for non-DICOM input or part of a multi-frame object,
     :class:`OutputWriteError` when the file cannot be written.
@@ -168,15 +144,16 @@ def write_dicom_seg(
         raise ValueError(
             f"label map {label_map.shape}, volume {volume.shape} and stack of {stack.n_slices} slices disagree"
         )
-    sources, frame_of_k = _source_datasets(stack)
-    if dataset_transform is not None:
-        sources = [dataset_transform(ds) for ds in sources]
-    sources = [_with_type2_present(ds) for ds in sources]
-    numbers = _segment_numbers(label_map, labels)
-    lut = np.zeros(256, dtype=np.uint8)
-    for value, number in numbers.items():
-        lut[value] = number
-    pixels = lut[label_map]
+    datasets, frame_of_k = _source_datasets(sources or SourceHeaders(stack, dataset_transform))
+    present = label_values(label_map)
+    numbers = _segment_numbers(present, labels)
+    if all(value == number for value, number in numbers.items()):
+        pixels = label_map  # values 1…N already (the usual case): no renumbering pass
+    else:
+        lut = np.zeros(256, dtype=np.uint8)
+        for value, number in numbers.items():
+            lut[value] = number
+        pixels = lut[label_map]
     if frame_of_k is not None:  # a multi-frame source: highdicom wants the frames in file order
         in_frame_order = np.empty_like(pixels)
         in_frame_order[frame_of_k] = pixels
@@ -189,7 +166,7 @@ def write_dicom_seg(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # highdicom's notes on codes and value lengths
             seg = hd.seg.Segmentation(
-                source_images=sources,
+                source_images=datasets,
                 pixel_array=pixels,
                 segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
                 segment_descriptions=descriptions,
@@ -198,7 +175,7 @@ def write_dicom_seg(
                 content_label="RADLENS",
                 content_description=f"{card.name} {card.version}"[:64],
                 # An all-empty map is still a valid SEG: every frame is written, empty.
-                omit_empty_frames=bool(pixels.any()),
+                omit_empty_frames=bool(present),
             )
     except (ValueError, TypeError, AttributeError) as exc:
         raise OutputNotSupported(OUTPUT, f"highdicom cannot build it from these sources: {exc}") from exc

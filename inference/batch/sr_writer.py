@@ -48,7 +48,8 @@ from pydicom.uid import generate_uid
 
 from inference.batch.dicom_file import producer_attributes, save_atomically
 from inference.batch.errors import OutputNotSupported
-from inference.batch.seg_writer import _with_type2_present, segmented_property
+from inference.batch.seg_writer import segmented_property
+from inference.batch.source_headers import SourceHeaders
 from inference.batch.stack_outputs import label_table, output_label_map
 from inference.engine.result import Finding, Result
 from inference.errors import LoadError
@@ -80,22 +81,6 @@ _IMAGING_PROCEDURE = Code("363679005", "SCT", "Imaging procedure")
 
 def procedure_reported(modality: str) -> Code:
     return _PROCEDURES.get(modality.upper(), _IMAGING_PROCEDURE)
-
-
-def _source_headers(stack: Stack) -> list[pydicom.Dataset]:
-    """The headers of the instances the stack's slices come from, once each, in slice order."""
-    if stack.kind != "dicom":
-        raise OutputNotSupported(OUTPUT, "the input is not DICOM: there are no instances for an SR to reference")
-    if not stack.slices:
-        raise OutputNotSupported(OUTPUT, f"stack {stack.id} has no slices")
-    paths = list(dict.fromkeys(stack.headers[ref.header_index].path for ref in stack.slices))
-    out = []
-    for path in paths:
-        try:
-            out.append(pydicom.dcmread(path, stop_before_pixels=True))
-        except (OSError, InvalidDicomError) as exc:
-            raise LoadError(path, f"cannot re-read the source header for the SR ({exc})") from exc
-    return out
 
 
 def _read_seg(seg_path: Path, study_uid: str) -> pydicom.Dataset:
@@ -205,6 +190,7 @@ def write_findings_sr(
     seg_path: Path | None = None,
     label_map: npt.NDArray[np.uint8] | None = None,
     dataset_transform: Callable[[pydicom.Dataset], pydicom.Dataset] | None = None,
+    sources: SourceHeaders | None = None,
 ) -> Path:
     """Write ``result``'s findings (computed on ``volume``, loaded from ``stack``) as a TID 1500 SR.
 
@@ -213,8 +199,9 @@ def write_findings_sr(
     written from (:func:`~inference.batch.stack_outputs.output_label_map` of ``result`` when not
     given). ``dataset_transform`` is applied to every source header before the report is built,
     as for the SEG (pass the same transform), so a de-identifying transform leaves the SR in the
-    remapped study, referencing the remapped instances and the SEG. The file appears atomically
-    at ``out_path``.
+    remapped study, referencing the remapped instances and the SEG. ``sources`` shares the
+    headers with the other outputs of the stack (it replaces ``dataset_transform``). The file
+    appears atomically at ``out_path``.
 
     Raises :class:`OutputNotSupported` for non-DICOM input or sources highdicom cannot report on,
     :class:`OutputWriteError` when the file cannot be written.
@@ -223,11 +210,10 @@ def write_findings_sr(
     from highdicom.coding_schemes import CodingSchemeIdentificationItem
     from pydicom.sr.codedict import codes
 
-    sources = _source_headers(stack)
-    if dataset_transform is not None:
-        sources = [dataset_transform(ds) for ds in sources]
-    sources = [_with_type2_present(ds) for ds in sources]
-    first = sources[0]
+    headers = sources or SourceHeaders(stack, dataset_transform)
+    headers.check(OUTPUT)
+    instances = headers.instances()
+    first = instances[0]
     # From the transformed header, never from the volume: that holds the source's own UID.
     frame_of_reference_uid = str(first.get("FrameOfReferenceUID", ""))
     if not frame_of_reference_uid:
@@ -279,7 +265,7 @@ def write_findings_sr(
                 imaging_measurements=groups,
             )
             sr = hd.sr.Comprehensive3DSR(
-                evidence=[*sources, *([seg] if seg is not None else [])],
+                evidence=[*instances, *([seg] if seg is not None else [])],
                 content=report,
                 **producer_attributes(SERIES_NUMBER_OFFSET + max(stack.series_number, 0), card),
                 is_complete=True,

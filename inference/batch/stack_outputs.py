@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from inference import __version__
 from inference.batch.identity import Identity
+from inference.batch.source_headers import SourceHeaders
 from inference.engine.result import Result
 from inference.io.atomic import atomic_write
 from inference.io.stacks import Stack
@@ -45,7 +46,11 @@ def output_label_map(result: Result, card: ModelCard) -> npt.NDArray[np.uint8] |
         return None
     heat = next(iter(result.heatmaps.values()))
     value = card.labels[0].value if card.labels else 1
-    return ((heat >= card.threshold) * value).astype(np.uint8)
+    out = np.empty(heat.shape, dtype=np.uint8)
+    np.greater_equal(heat, card.threshold, out=out.view(np.bool_))
+    if value != 1:
+        out *= np.uint8(value)
+    return out
 
 
 def output_heatmap(result: Result) -> npt.NDArray[np.float32] | None:
@@ -61,8 +66,19 @@ HEATMAP_SCALE = (1.0 / 255.0, 0.0)
 
 
 def quantised_heatmap(heat: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.uint8]:
+    """``heat`` clipped to [0, 1] in steps of 1/255, rounded to nearest; a few slices at a time,
+    so the float temporaries stay in the cache."""
     out = np.empty(heat.shape, dtype=np.uint8)
-    np.rint(np.clip(heat, 0.0, 1.0) * 255.0, out=out, casting="unsafe")
+    if heat.ndim == 0 or heat.shape[0] == 0:
+        return out
+    step = max(1, (1 << 20) // max(1, heat[0].size))
+    scratch = np.empty((step, *heat.shape[1:]), dtype=np.float32)
+    for k in range(0, heat.shape[0], step):
+        part = scratch[: min(step, heat.shape[0] - k)]
+        np.clip(heat[k : k + step], 0.0, 1.0, out=part)
+        part *= 255.0
+        np.rint(part, out=part)
+        out[k : k + step] = part
     return out
 
 
@@ -144,11 +160,12 @@ def write_stack_outputs(
             out.notes.append("heatmap: the model gives no map")
         else:
             _nifti(volume, quantised_heatmap(heat), stack_dir / "heatmap.nii.gz", out, scale=HEATMAP_SCALE)
+    sources = SourceHeaders(stack, identity.dataset)  # read once for the SEG and the SR
     if "seg" in formats:
-        _seg(stack, volume, labels, card, identity, stack_dir / "seg.dcm", out)
+        _seg(stack, volume, labels, card, sources, stack_dir / "seg.dcm", out)
     if "sr" in formats:  # after the SEG, so that its findings can reference their segments
         seg_path = stack_dir / "seg.dcm" if "seg.dcm" in out.files else None
-        _sr(stack, volume, result, card, identity, stack_dir / "findings-sr.dcm", out, seg_path=seg_path, labels=labels)
+        _sr(stack, volume, result, card, sources, stack_dir / "findings-sr.dcm", out, seg_path=seg_path, labels=labels)
     if "findings" in formats:
         doc = findings_document(stack, volume, result, card, identity, labels)
         atomic_write(stack_dir / "findings.json", json.dumps(doc, indent=1, allow_nan=False) + "\n")
@@ -192,7 +209,7 @@ def _seg(
     volume: Volume,
     labels: npt.NDArray[np.uint8] | None,
     card: ModelCard,
-    identity: Identity,
+    sources: SourceHeaders,
     path: Path,
     out: StackOutputs,
 ) -> None:
@@ -206,7 +223,7 @@ def _seg(
     from inference.batch.seg_writer import write_dicom_seg
 
     try:
-        write_dicom_seg(stack, volume, labels, label_table(card), card, path, dataset_transform=identity.dataset)
+        write_dicom_seg(stack, volume, labels, label_table(card), card, path, sources=sources)
     except OutputNotSupported as exc:
         out.notes.append(f"seg: {exc}")
         return
@@ -218,7 +235,7 @@ def _sr(
     volume: Volume,
     result: Result,
     card: ModelCard,
-    identity: Identity,
+    sources: SourceHeaders,
     path: Path,
     out: StackOutputs,
     *,
@@ -232,9 +249,7 @@ def _sr(
     from inference.batch.sr_writer import write_findings_sr
 
     try:
-        write_findings_sr(
-            stack, volume, result, card, path, seg_path=seg_path, label_map=labels, dataset_transform=identity.dataset
-        )
+        write_findings_sr(stack, volume, result, card, path, seg_path=seg_path, label_map=labels, sources=sources)
     except OutputNotSupported as exc:
         out.notes.append(f"sr: {exc}")
         return

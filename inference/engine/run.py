@@ -158,6 +158,7 @@ def _classify_slices(
     probs = np.zeros(n, dtype=np.float32)
     want_map = explain and card.explanation != Explanation.NONE
     heat = np.zeros(volume.voxels.shape, dtype=np.float32) if want_map else None
+    above = np.zeros(volume.voxels.shape, dtype=np.uint8) if want_map else None  # heat ≥ threshold
     # Small batches are faster on a CPU (no large temporaries to page in); GPUs like them big.
     cpu_batch = CPU_BATCH_EXPLAINED if want_map else CPU_BATCH
     batch = spec.batch_size if lm.device != "cpu" else min(spec.batch_size, cpu_batch)
@@ -179,9 +180,11 @@ def _classify_slices(
         if heat is None:
             return
         if card.explanation == Explanation.ATTENTION:
-            from inference.models.explain import attention_map
+            from inference.models.explain import attention_map, last_attention_map
 
-            maps = attention_map(lm.network, x)
+            # The attention of the forward pass just run, when the network keeps it (one pass, not two).
+            found = last_attention_map(lm.forward_network(), x.shape)
+            maps = found if found is not None else attention_map(lm.network, x)
         else:
             keep = np.flatnonzero(p >= EXPLAIN_MIN_PROBABILITY)
             maps = np.zeros((stop - start, *size), dtype=np.float32)
@@ -191,7 +194,12 @@ def _classify_slices(
                 maps[keep] = grad_cam(lm.network, x[torch.from_numpy(keep).to(lm.device)])
         back = resize(torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[:, None], (rows, cols))[:, 0]
         # Scaled by the slice's probability: a map on a slice the model calls normal stays faint.
-        heat[start:stop] = back.numpy() * p[:, None, None]
+        # Clipped and thresholded batch by batch, while these slices are still in the cache.
+        part = heat[start:stop]
+        np.multiply(back.numpy(), p[:, None, None], out=part)
+        np.clip(part, 0.0, 1.0, out=part)
+        assert above is not None
+        np.greater_equal(part, card.threshold, out=above[start:stop].view(np.bool_))
 
     t1 = time.perf_counter()
     # Inference mode around the whole loop (planes too) unless Grad-CAM needs gradients in it.
@@ -200,12 +208,10 @@ def _classify_slices(
     result.timings["inference"] = time.perf_counter() - t1
     result.slice_probabilities = probs
     result.study_score = float(probs.max()) if n else 0.0
-    if heat is not None:
-        np.clip(heat, 0.0, 1.0, out=heat)
+    if heat is not None and above is not None:
         result.heatmaps[card.explanation.value] = heat
-        mask = (heat >= card.threshold).astype(np.uint8)
         names = {lab.value: lab.name for lab in card.labels} or {1: "finding"}
-        result.findings = find_components(volume, mask, heat, names)
+        result.findings = find_components(volume, above, heat, names)
 
 
 def _classify_volume(

@@ -10,7 +10,7 @@ Importing this module does not import torch.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -185,9 +185,21 @@ def attention_map(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
         raise ValueError(f"attention_map expects (B, C, H, W) input, got shape {tuple(x.shape)}")
     with torch.no_grad():
         model(x)
+    found = last_attention_map(model, x.shape)
+    if found is None:
+        raise ValueError(f"attention_map: {type(model).__name__} has no last_attention after a forward pass")
+    return found
+
+
+def last_attention_map(model: torch.nn.Module, input_shape: Sequence[int]) -> np.ndarray | None:
+    """:func:`attention_map` of the forward pass ``model`` has just run on an input of
+    ``input_shape`` (B, C, H, W), without running it again; None when the model keeps no
+    ``last_attention`` (TorchScript, other architectures)."""
+    import torch
+
     attn = getattr(model, "last_attention", None)
     if not isinstance(attn, torch.Tensor):
-        raise ValueError(f"attention_map: {type(model).__name__} has no last_attention after a forward pass")
-    if attn.ndim != 3 or attn.shape[0] != x.shape[0]:
+        return None
+    if attn.ndim != 3 or attn.shape[0] != input_shape[0]:
         raise ValueError(f"attention_map: last_attention has shape {tuple(attn.shape)}, expected (B, h, w)")
-    return _normalise_per_sample(_upsample(attn.detach().float(), tuple(x.shape[-2:])))
+    return _normalise_per_sample(_upsample(attn.detach().float(), tuple(input_shape[-2:])))

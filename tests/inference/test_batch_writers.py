@@ -30,6 +30,7 @@ from inference.batch.errors import OutputNotSupported, OutputWriteError
 from inference.batch.key_images import key_image_slice, write_key_images
 from inference.batch.pdf_report import write_pdf_report
 from inference.batch.seg_writer import write_dicom_seg
+from inference.batch.stack_outputs import output_label_map, quantised_heatmap
 from inference.display.render import render_slice_rgb
 from inference.display.window_level import WindowLevel
 from inference.engine.result import Finding, Result
@@ -457,3 +458,19 @@ def test_pdf_report_of_a_clinical_card_without_score_or_findings(card: ModelCard
     text = _pdf_text(path)
     assert "NOT FOR CLINICAL USE" not in text and "does not replace" in text
     assert "No study-level score" in text and "No finding." in text and "No geometry warning." in text
+
+
+def test_heatmap_quantisation_and_label_map_match_their_formulas(card: ModelCard) -> None:
+    rng = np.random.default_rng(3)
+    # 600 slices of 64²: several of the quantiser's chunks, values outside [0, 1] and on the half steps.
+    heat = (rng.random((600, 64, 64), dtype=np.float32) * 1.4 - 0.2).astype(np.float32)
+    heat[0, 0, :4] = [0.5 / 255, 1.5 / 255, 254.5 / 255, np.float32(card.threshold)]
+    want = np.rint(np.clip(heat, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
+    assert np.array_equal(quantised_heatmap(heat), want)
+
+    result = Result(card.name, card.version, "cpu", heatmaps={"attention": heat})
+    for value in (1, 2):
+        named = dataclasses.replace(card, labels=[dataclasses.replace(card.labels[0], value=value)])
+        labels = output_label_map(result, named)
+        assert labels is not None and labels.dtype == np.uint8
+        assert np.array_equal(labels, (heat >= card.threshold).astype(np.uint8) * value)

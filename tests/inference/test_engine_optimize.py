@@ -251,3 +251,24 @@ def test_keep_freed_memory_is_set_once_where_glibc_is() -> None:
         import platform
 
         assert first == (platform.libc_ver()[0] == "glibc")
+
+
+def test_the_demo_models_map_comes_from_its_single_forward_pass() -> None:
+    """The engine reads the shipped demo model's attention from the forward pass that gave the
+    probabilities (the fused network's own pooling) instead of running the network again."""
+    from inference.engine.run import _forward, load_model
+    from inference.models.explain import last_attention_map
+    from inference.models.registry import discover
+
+    demo = discover().get("ct-nodule-demo")
+    lm = load_model(demo, "cpu")
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn((6, 3, 128, 128), generator=g).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        _forward(lm, x)
+    got = last_attention_map(lm.forward_network(), x.shape)
+    assert got is not None and got.shape == (6, 128, 128)
+    want = attention_map(lm.network, x)
+    assert float(want.max()) == pytest.approx(1.0)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert last_attention_map(nn.Linear(2, 2), x.shape) is None  # no attention kept: the engine runs attention_map

@@ -1,0 +1,94 @@
+"""Volumes and results handed between the batch run's processes through shared memory."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import shared_memory
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inference.batch.pipeline import BatchOptions, analyze, load_shared
+from inference.batch.shared_arrays import Opened, pack, release, unpack
+from inference.engine.result import Result
+from inference.io.dicom_loader import load_stack
+from inference.io.dicom_writer import write_dicom_series
+from inference.io.scan import scan
+from inference.sample_study import make_chest_phantom
+
+
+def _blocks() -> set[str]:
+    return {p.name for p in Path("/dev/shm").glob("psm_*")} if sys.platform.startswith("linux") else set()
+
+
+def test_arrays_cross_without_copies_and_blocks_are_freed() -> None:
+    voxels = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
+    heat = np.linspace(0, 1, 4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
+    strided = heat[:, ::2]  # not contiguous: travels inside the pickle
+    result = Result("m", "1", "cpu", slice_probabilities=heat[:, 0, 0].copy(), heatmaps={"attention": heat})
+    parcel = pack((voxels, result, strided))
+    assert len(parcel.created) == 1 and len(parcel.spans) == 3
+    opened = Opened()
+    got_voxels, got_result, got_strided = unpack(parcel, opened)
+    assert np.array_equal(got_voxels, voxels) and got_voxels.dtype == np.int16
+    assert np.array_equal(got_result.heatmaps["attention"], heat)
+    assert np.array_equal(got_strided, strided)
+    # The received arrays are views of the shared block, not copies.
+    assert opened.locate(memoryview(got_voxels).cast("B")) is not None
+    assert opened.locate(memoryview(got_result.heatmaps["attention"]).cast("B")) is not None
+
+    # Passed on: arrays already in a block are referenced, only new ones are copied.
+    extra = np.ones(10, dtype=np.float32)
+    onward = pack((got_voxels, extra), opened)
+    assert onward.spans[0][0] == parcel.created[0] and onward.spans[1][0] == onward.created[0]
+    second = Opened()
+    again_voxels, again_extra = unpack(onward, second)
+    assert np.array_equal(again_voxels, voxels) and np.array_equal(again_extra, extra)
+
+    del got_voxels, got_result, got_strided, again_voxels, again_extra
+    opened.close()
+    second.close()
+    assert not opened.blocks and not second.blocks
+    for p in (parcel, onward):
+        release(p)
+        for name in p.created:
+            with pytest.raises(FileNotFoundError):
+                shared_memory.SharedMemory(name=name)
+
+
+def test_a_loader_process_hands_over_the_volume_it_loaded(tmp_path: Path) -> None:
+    volume, _ = make_chest_phantom(shape=(12, 64, 64), spacing=(2.0, 2.0, 3.0))
+    write_dicom_series(volume.voxels, tmp_path / "s", spacing=volume.spacing, origin=volume.origin, modality="CT")
+    stack = scan(tmp_path / "s").stacks()[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = load_stack(stack)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        parcel, took, error = pool.submit(load_shared, stack).result()
+    assert parcel is not None and error == "" and took > 0
+    opened = Opened()
+    got = unpack(parcel, opened)
+    assert np.array_equal(got.voxels, want.voxels) and got.voxels.dtype == want.voxels.dtype
+    assert np.allclose(got.affine, want.affine) and got.qa_warnings == want.qa_warnings
+    del got
+    opened.close()
+    release(parcel)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/dev/shm lists POSIX shared memory on Linux only")
+def test_analyze_leaves_no_shared_memory_behind(tmp_path: Path) -> None:
+    volume, _ = make_chest_phantom(shape=(16, 64, 64), spacing=(3.0, 3.0, 5.0))
+    for n in range(3):
+        write_dicom_series(
+            volume.voxels, tmp_path / "in" / f"s{n}", spacing=volume.spacing, origin=volume.origin,
+            modality="CT", uid_seed=f"shm-{n}", series_number=n + 1,
+        )  # fmt: skip
+    (tmp_path / "in" / "s1" / "broken.dcm").write_bytes(b"DICM" * 10)
+    before = _blocks()
+    report = analyze([tmp_path / "in"], BatchOptions(out=tmp_path / "out", jobs=1, formats=("mask", "findings")))
+    assert report.count("ok") == 3, report.rows
+    assert _blocks() - before == set()
