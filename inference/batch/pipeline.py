@@ -31,7 +31,7 @@ from inference.batch.resume import (
     model_fingerprint,
     remove_stale_temporaries,
 )
-from inference.batch.shared_arrays import Opened, Parcel, pack, release, unpack
+from inference.batch.shared_arrays import Opened, Parcel, pack, release, unlink, unpack
 from inference.batch.stack_outputs import FORMATS, clear_outputs, write_stack_outputs
 from inference.batch.summary import FAILED, OK, SKIPPED, base_row, problem_rows, result_row, write_summary
 from inference.errors import LoadError, OperationCancelled, RadLensError
@@ -279,7 +279,8 @@ class _Run:
             if options.jobs > 0
             else ThreadPoolExecutor(max_workers=1, thread_name_prefix="radlens-writer")
         )
-        self.writing: tuple[Job, Future[dict[str, Any]], list[Parcel]] | None = None
+        # The stack being written, and the shared-memory blocks to free when it is.
+        self.writing: tuple[Job, Future[dict[str, Any]], list[str]] | None = None
         self.started = time.perf_counter()
         self.done = 0
         self.total = 1
@@ -318,14 +319,23 @@ class _Run:
 
         volume = loaded.volume
         assert volume is not None
+        to_writer = isinstance(self.writer, ProcessPoolExecutor)
+        maps = Opened() if to_writer else None  # the result's maps go straight into shared memory
         t0 = time.perf_counter()
-        result = run(
-            self.model_for(job),
-            volume,
-            lambda f, m: self.progress(job, 0.1 + 0.8 * f, m),
-            cancel,
-            device=self.options.device,
-        )
+        try:
+            result = run(
+                self.model_for(job),
+                volume,
+                lambda f, m: self.progress(job, 0.1 + 0.8 * f, m),
+                cancel,
+                device=self.options.device,
+                allocate=maps.empty if maps is not None else None,
+            )
+        except BaseException:
+            if maps is not None:
+                maps.close()
+                unlink(maps.owned)
+            raise
         infer_s = time.perf_counter() - t0
         self.wait_writer()
         task = WriteTask(
@@ -338,32 +348,33 @@ class _Run:
             self.options.formats,
             self.options.key_images,
         )
-        if isinstance(self.writer, ProcessPoolExecutor):
-            # The volume's arrays already lie in the loader's shared memory; the result's are copied in.
-            parcel = pack((volume, result), loaded.opened)
-            parcels = [parcel] + ([loaded.parcel] if loaded.parcel is not None else [])
+        if maps is not None:
+            # The volume's arrays lie in the loader's shared memory, the maps in this process's:
+            # only what is left (small arrays) is copied.
+            parcel = pack((volume, result), loaded.opened, maps)
+            blocks = [*parcel.created, *maps.owned, *(loaded.parcel.created if loaded.parcel is not None else ())]
+            del result
+            maps.close()
             try:
                 fut = self.writer.submit(write_shared, task, parcel, loaded.load_s, infer_s)
             except BaseException:
-                for p in parcels:
-                    release(p)
+                unlink(blocks)
                 raise
-            self.writing = (job, fut, parcels)
+            self.writing = (job, fut, blocks)
         else:
             self.writing = (job, self.writer.submit(write_stack, task, volume, result, loaded.load_s, infer_s), [])
 
     def wait_writer(self) -> None:
         if self.writing is None:
             return
-        job, fut, parcels = self.writing
+        job, fut, blocks = self.writing
         self.writing = None
         try:
             self.rows[job.folder] = fut.result()
         except Exception as exc:
             self.rows[job.folder] = self.failed(job, f"writing outputs failed: {type(exc).__name__}: {exc}")
         finally:
-            for parcel in parcels:
-                release(parcel)
+            unlink(blocks)
 
     def failed(self, job: Job, reason: str) -> dict[str, Any]:
         row = base_row(job, self.identity)
@@ -397,8 +408,9 @@ class _Run:
                     except Exception as exc:
                         self.rows[job.folder] = self.failed(job, f"{type(exc).__name__}: {str(exc)[:300]}")
                     finally:
-                        handed = self.writing is not None and loaded.parcel in self.writing[2]
-                        if loaded.parcel is not None and not handed:  # the writer never got it: free it now
+                        if loaded.parcel is not None and (
+                            self.writing is None or self.writing[0] is not job
+                        ):  # the writer never got it: free it now
                             release(loaded.parcel)
                         loaded.close()
                 self.done += 1

@@ -17,11 +17,13 @@ A receiver calls :meth:`Opened.close` when it no longer uses the arrays.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from multiprocessing import shared_memory
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 _ALIGN = 64
 
@@ -50,7 +52,18 @@ class Opened:
     """The blocks a process has mapped for the parcels it received; arrays stay valid until close()."""
 
     blocks: dict[str, shared_memory.SharedMemory] = field(default_factory=dict)
+    owned: list[str] = field(default_factory=list)  # blocks empty() made: the owner unlinks them
     _bases: dict[str, tuple[int, int]] = field(default_factory=dict)  # name → (address, size)
+
+    def empty(self, shape: tuple[int, ...], dtype: Any) -> npt.NDArray[Any]:
+        """A new array (zeros) in a block of its own, so that a later :func:`pack` references it
+        instead of copying it (the engine writes its maps straight into shared memory)."""
+        dt = np.dtype(dtype)
+        block = shared_memory.SharedMemory(create=True, size=max(1, int(np.prod(shape)) * dt.itemsize))
+        self.blocks[block.name] = block
+        self._bases[block.name] = (_address(_buffer(block)), block.size)
+        self.owned.append(block.name)
+        return np.ndarray(shape, dtype=dt, buffer=_buffer(block))
 
     def attach(self, name: str) -> shared_memory.SharedMemory:
         block = self.blocks.get(name)
@@ -82,13 +95,21 @@ class Opened:
             del self._bases[name]
 
 
-def pack(obj: Any, opened: Opened | None = None) -> Parcel:
-    """``obj`` pickled, its contiguous arrays in shared memory (those already in ``opened``'s
-    blocks referenced in place, the others copied into one new block)."""
+def _locate(view: memoryview, opened: tuple[Opened | None, ...]) -> tuple[str, int] | None:
+    for o in opened:
+        where = o.locate(view) if o is not None else None
+        if where is not None:
+            return where
+    return None
+
+
+def pack(obj: Any, *opened: Opened | None) -> Parcel:
+    """``obj`` pickled, its contiguous arrays in shared memory (those already in a block of one
+    of ``opened`` referenced in place, the others copied into one new block)."""
     buffers: list[pickle.PickleBuffer] = []
     payload = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
     views = [b.raw() for b in buffers]
-    found = [opened.locate(v) if opened is not None else None for v in views]
+    found = [_locate(v, opened) for v in views]
     offsets: list[int] = []
     total = 0
     for view, where in zip(views, found, strict=True):
@@ -124,7 +145,12 @@ def unpack(parcel: Parcel, opened: Opened) -> Any:
 
 def release(parcel: Parcel) -> None:
     """Free the blocks ``parcel`` created (call once, when no process needs them any more)."""
-    for name in parcel.created:
+    unlink(parcel.created)
+
+
+def unlink(names: Iterable[str]) -> None:
+    """Free the named blocks (those already freed are passed over)."""
+    for name in names:
         try:
             block = shared_memory.SharedMemory(name=name)
         except FileNotFoundError:

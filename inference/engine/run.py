@@ -22,6 +22,9 @@ from inference.models.card import Explanation, ModelCard, Task
 from inference.progress import CancelToken, ProgressCallback, no_progress
 from inference.volume import Volume
 
+#: ``allocate(shape, dtype)`` → an array the result may keep (see :func:`run`).
+ArrayAllocator = Callable[[tuple[int, ...], Any], npt.NDArray[Any]]
+
 if TYPE_CHECKING:
     import torch
 
@@ -141,8 +144,18 @@ def _probabilities(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.float(), dim=1)[:, 1]
 
 
+def _zeros(shape: tuple[int, ...], dtype: Any) -> npt.NDArray[Any]:
+    return np.zeros(shape, dtype=dtype)
+
+
 def _classify_slices(
-    lm: LoadedModel, volume: Volume, result: Result, on_progress: ProgressCallback, cancel: CancelToken, explain: bool
+    lm: LoadedModel,
+    volume: Volume,
+    result: Result,
+    on_progress: ProgressCallback,
+    cancel: CancelToken,
+    explain: bool,
+    allocate: ArrayAllocator = _zeros,
 ) -> None:
     import torch
 
@@ -157,7 +170,7 @@ def _classify_slices(
     result.timings["preprocess"] = time.perf_counter() - t0
     probs = np.zeros(n, dtype=np.float32)
     want_map = explain and card.explanation != Explanation.NONE
-    heat = np.zeros(volume.voxels.shape, dtype=np.float32) if want_map else None
+    heat = allocate(volume.voxels.shape, np.float32) if want_map else None
     above = np.zeros(volume.voxels.shape, dtype=np.uint8) if want_map else None  # heat ≥ threshold
     # Small batches are faster on a CPU (no large temporaries to page in); GPUs like them big.
     cpu_batch = CPU_BATCH_EXPLAINED if want_map else CPU_BATCH
@@ -284,8 +297,12 @@ def run(
     *,
     device: str = "auto",
     explain: bool = True,
+    allocate: ArrayAllocator | None = None,
 ) -> Result:
-    """Run a model on a volume; every output is mapped back onto ``volume``'s voxel grid."""
+    """Run a model on a volume; every output is mapped back onto ``volume``'s voxel grid.
+
+    ``allocate(shape, dtype)``, when given, makes the arrays of volume size the result keeps
+    (a slice classifier's explanation map), e.g. in shared memory for another process."""
     cancel = cancel or CancelToken()
     t_start = time.perf_counter()
     lm = model if isinstance(model, LoadedModel) else None
@@ -311,7 +328,7 @@ def run(
         keep_freed_memory()  # batches reuse their tensors' pages instead of faulting fresh ones in
     result = Result(model=card.name, model_version=card.version, device=lm.device)
     if card.task == Task.SLICE_CLASSIFICATION:
-        _classify_slices(lm, volume, result, on_progress, cancel, explain)
+        _classify_slices(lm, volume, result, on_progress, cancel, explain, allocate or _zeros)
     elif card.task == Task.VOLUME_CLASSIFICATION:
         _classify_volume(lm, volume, result, on_progress, cancel)
     else:

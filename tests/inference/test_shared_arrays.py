@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from inference.batch.pipeline import BatchOptions, analyze, load_shared
-from inference.batch.shared_arrays import Opened, pack, release, unpack
+from inference.batch.shared_arrays import Opened, pack, release, unlink, unpack
 from inference.engine.result import Result
 from inference.io.dicom_loader import load_stack
 from inference.io.dicom_writer import write_dicom_series
@@ -92,3 +92,23 @@ def test_analyze_leaves_no_shared_memory_behind(tmp_path: Path) -> None:
     report = analyze([tmp_path / "in"], BatchOptions(out=tmp_path / "out", jobs=1, formats=("mask", "findings")))
     assert report.count("ok") == 3, report.rows
     assert _blocks() - before == set()
+
+
+def test_arrays_made_in_shared_memory_are_referenced_not_copied() -> None:
+    maps = Opened()
+    heat = maps.empty((3, 4, 5), np.float32)
+    assert not heat.any() and heat.dtype == np.float32
+    heat[:] = np.arange(60, dtype=np.float32).reshape(3, 4, 5)
+    parcel = pack({"heat": heat, "small": np.ones(3)}, None, maps)
+    assert parcel.spans[0][0] == maps.owned[0] and len(parcel.created) == 1  # only the small array copied
+    elsewhere = Opened()
+    got = unpack(parcel, elsewhere)
+    assert np.array_equal(got["heat"], heat) and np.array_equal(got["small"], np.ones(3))
+    del got, heat
+    elsewhere.close()
+    maps.close()
+    release(parcel)
+    unlink(maps.owned)
+    for name in [*maps.owned, *parcel.created]:
+        with pytest.raises(FileNotFoundError):
+            shared_memory.SharedMemory(name=name)
