@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/batch.py [--stacks 20] [--slices 48] [--size 192] [--formats all]
+    .venv/bin/python benchmarks/batch.py [--stacks 20] [--slices 96] [--size 512] [--formats all]
 
 ``--stacks`` CT chest phantoms (``--slices`` × ``--size``², int16, each its own study and series)
 are written as DICOM into a temporary folder (not timed) and read once so the page cache is warm.
@@ -103,8 +103,8 @@ def peak_memory(inputs: list[Path], out: Path, device: str, formats: tuple[str, 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stacks", type=int, default=20)
-    ap.add_argument("--slices", type=int, default=48)
-    ap.add_argument("--size", type=int, default=192)
+    ap.add_argument("--slices", type=int, default=96)
+    ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--formats", default="all", help=f"comma-separated from {','.join(FORMATS)}, or all")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeats", type=int, default=3)
