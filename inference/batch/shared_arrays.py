@@ -12,11 +12,16 @@ Lifetimes: the creator of a :class:`Parcel` keeps it registered with ``multiproc
 resource tracker, so a run killed with SIGKILL leaves no block behind; the owner (the batch run)
 calls :func:`release` when every process is done with it, which unlinks the blocks it created.
 A receiver calls :meth:`Opened.close` when it no longer uses the arrays.
+
+On Windows a named block disappears with the last handle to it, so the creator could not let
+go of it before the receiver has it: there, parcels carry their arrays in the pickle (as the
+pipe did before) and :meth:`Opened.empty` makes ordinary arrays.
 """
 
 from __future__ import annotations
 
 import pickle
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from multiprocessing import shared_memory
@@ -26,6 +31,8 @@ import numpy as np
 import numpy.typing as npt
 
 _ALIGN = 64
+#: Whether arrays travel through shared memory (False: inside the pickle).
+SHARED = sys.platform != "win32"
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,8 @@ class Opened:
         """A new array (zeros) in a block of its own, so that a later :func:`pack` references it
         instead of copying it (the engine writes its maps straight into shared memory)."""
         dt = np.dtype(dtype)
+        if not SHARED:
+            return np.zeros(shape, dtype=dt)
         block = shared_memory.SharedMemory(create=True, size=max(1, int(np.prod(shape)) * dt.itemsize))
         self.blocks[block.name] = block
         self._bases[block.name] = (_address(_buffer(block)), block.size)
@@ -106,6 +115,8 @@ def _locate(view: memoryview, opened: tuple[Opened | None, ...]) -> tuple[str, i
 def pack(obj: Any, *opened: Opened | None) -> Parcel:
     """``obj`` pickled, its contiguous arrays in shared memory (those already in a block of one
     of ``opened`` referenced in place, the others copied into one new block)."""
+    if not SHARED:
+        return Parcel(pickle.dumps(obj, protocol=5), (), ())
     buffers: list[pickle.PickleBuffer] = []
     payload = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
     views = [b.raw() for b in buffers]

@@ -112,3 +112,18 @@ def test_arrays_made_in_shared_memory_are_referenced_not_copied() -> None:
     for name in [*maps.owned, *parcel.created]:
         with pytest.raises(FileNotFoundError):
             shared_memory.SharedMemory(name=name)
+
+
+def test_without_shared_memory_parcels_carry_their_arrays(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Windows path: everything inside the pickle, nothing to free."""
+    from inference.batch import shared_arrays
+
+    monkeypatch.setattr(shared_arrays, "SHARED", False)
+    maps = Opened()
+    heat = maps.empty((2, 3), np.float32)
+    heat[:] = 7
+    parcel = pack({"heat": heat}, maps)
+    assert parcel.spans == () and parcel.created == () and not maps.owned
+    got = unpack(parcel, Opened())
+    assert np.array_equal(got["heat"], heat)
+    release(parcel)
