@@ -167,8 +167,9 @@ class _Loader:
             # Queued loads are dropped; a load under way finishes (one stack) and the workers exit.
             self.pool.shutdown(wait=True, cancel_futures=True)
             for fut in self.pending:  # loaded ahead and never used: free their shared memory
-                if fut.done() and not fut.cancelled() and fut.exception() is None and fut.result()[0] is not None:
-                    release(fut.result()[0])  # type: ignore[arg-type]
+                parcel = fut.result()[0] if fut.done() and not fut.cancelled() and fut.exception() is None else None
+                if parcel is not None:
+                    release(parcel)
 
 
 # -- the run ----------------------------------------------------------------------------------

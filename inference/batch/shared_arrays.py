@@ -68,18 +68,19 @@ class Opened:
         dt = np.dtype(dtype)
         if not SHARED:
             return np.zeros(shape, dtype=dt)
-        block = shared_memory.SharedMemory(create=True, size=max(1, int(np.prod(shape)) * dt.itemsize))
-        self.blocks[block.name] = block
-        self._bases[block.name] = (_address(_buffer(block)), block.size)
+        block = self._map(shared_memory.SharedMemory(create=True, size=max(1, int(np.prod(shape)) * dt.itemsize)))
         self.owned.append(block.name)
         return np.ndarray(shape, dtype=dt, buffer=_buffer(block))
 
     def attach(self, name: str) -> shared_memory.SharedMemory:
         block = self.blocks.get(name)
         if block is None:
-            block = shared_memory.SharedMemory(name=name)
-            self.blocks[name] = block
-            self._bases[name] = (_address(_buffer(block)), block.size)
+            block = self._map(shared_memory.SharedMemory(name=name))
+        return block
+
+    def _map(self, block: shared_memory.SharedMemory) -> shared_memory.SharedMemory:
+        self.blocks[block.name] = block
+        self._bases[block.name] = (_address(_buffer(block)), block.size)
         return block
 
     def locate(self, buffer: memoryview) -> tuple[str, int] | None:

@@ -52,7 +52,7 @@ def find_components(
     sub_probability = probability[box] if probability is not None else None
     voxel_ml = float(np.prod(volume.spacing)) / 1000.0
     out: list[Finding] = []
-    for label in sorted(int(v) for v in np.unique(sub) if v != 0):
+    for label in label_values(sub):
         components, n = ndimage.label(sub == label, structure=np.ones((3, 3, 3), dtype=bool))
         if n == 0:
             continue
