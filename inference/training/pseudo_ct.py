@@ -14,7 +14,11 @@ Hounsfield units tissue by tissue and re-samples it the way a scanner would see 
 * **scanner**: a Gaussian point-spread (0.4–0.9 mm), a random rotation (±12° about each axis)
   and head size (×0.88–1.12), a field of view of 200–270 mm on a 256² matrix, a slice thickness
   of 1–3 mm, slices along a random one of the three axes (axial, coronal or sagittal images:
-  held-out CT need not be axial), and correlated noise of 3–12 HU.
+  held-out CT need not be axial), and correlated noise of 3–12 HU;
+* **head holder**: in most variants, the thin dense arc of a scanner's head cradle (1–3 mm of
+  200–900 HU, 5–30 mm from the scalp, spanning 140–230° on a random side), running the whole
+  length of the scan along the slice axis as a real cradle runs along the table. Real head CT
+  shows it; a model that never saw one calls it a lesion.
 
 Every variant is drawn from its own seed, so a dataset is reproducible. This is a training aid,
 not a CT simulator: beam hardening, streaks and the scanner table are not modelled.
@@ -35,6 +39,8 @@ from inference.volume import Volume
 MATRIX = 256
 #: Most slices per variant (the head is covered around its centre when thin slices need more).
 MAX_SLICES = 120
+#: Fraction of variants lying in a head holder (:func:`add_cradle`).
+CRADLE_FRACTION = 0.7
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,12 @@ class PseudoCtParams:
     slice_mm: float
     axis: int
     noise_sd: float
+    cradle: bool = False
+    cradle_gap_mm: float = 0.0
+    cradle_arc_deg: float = 0.0
+    cradle_angle_deg: float = 0.0
+    cradle_mm: float = 0.0
+    cradle_hu: float = 0.0
 
     @staticmethod
     def draw(rng: np.random.Generator) -> PseudoCtParams:
@@ -71,6 +83,12 @@ class PseudoCtParams:
             slice_mm=float(rng.uniform(1.0, 3.0)),
             axis=int(rng.choice(3, p=[0.5, 0.3, 0.2])),
             noise_sd=float(rng.uniform(3, 12)),
+            cradle=bool(rng.random() < CRADLE_FRACTION),
+            cradle_gap_mm=float(rng.uniform(5, 30)),
+            cradle_arc_deg=float(rng.uniform(140, 230)),
+            cradle_angle_deg=float(rng.uniform(0, 360)),
+            cradle_mm=float(rng.uniform(1, 3)),
+            cradle_hu=float(rng.uniform(200, 900)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -157,6 +175,8 @@ def make_pseudo_ct(
     matrix = np.diag(1 / sampling) @ m_mm
     offset = centre_mm / sampling - matrix @ half
     out = ndimage.affine_transform(hu, matrix, offset=offset, output_shape=shape, order=1, cval=-1000.0)
+    if p.cradle:
+        add_cradle(out, float(step[1]), p)
     noise = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), [0, 0.7, 0.7])
     noise *= p.noise_sd / max(float(noise.std()), 1e-6)
     out += noise
@@ -165,6 +185,38 @@ def make_pseudo_ct(
     spacing = (float(step[2]), float(step[1]), float(step[0]))
     volume = Volume(voxels=voxels, spacing=spacing, origin=(0.0, 0.0, 0.0), direction=np.eye(3), metadata=meta)
     return volume, p
+
+
+def add_cradle(hu: npt.NDArray[np.float32], pixel_mm: float, p: PseudoCtParams) -> npt.NDArray[np.bool_]:
+    """Draw a head holder into ``hu`` (``[slice, row, column]``, square pixels of ``pixel_mm``) in place.
+
+    The cradle is an elliptical arc around the head's outline over all slices (its semi-axes are the
+    outline's half-extents plus ``cradle_gap_mm``), ``cradle_mm`` thick with soft edges, and only
+    replaces air. Returns its in-plane footprint.
+    """
+    head = (hu > -500).any(axis=0)
+    if not head.any():
+        return np.zeros(head.shape, dtype=bool)
+    rows, cols = np.nonzero(head)
+    cy, cx = (rows.min() + rows.max()) / 2, (cols.min() + cols.max()) / 2
+    gap = p.cradle_gap_mm / pixel_mm
+    ay, ax = (rows.max() - rows.min()) / 2 + gap, (cols.max() - cols.min()) / 2 + gap
+    yy, xx = np.mgrid[: head.shape[0], : head.shape[1]].astype(np.float32)
+    dy, dx = (yy - cy) / ay, (xx - cx) / ax
+    radius = np.sqrt(dy * dy + dx * dx)
+    # Distance to the ellipse in pixels, to first order: |r - 1| over the gradient of r (zero at the centre).
+    gradient = np.hypot(dy / ay, dx / ax) / np.maximum(radius, 1e-6)
+    distance = np.abs(radius - 1.0) / np.maximum(gradient, 1e-9)
+    half = p.cradle_mm / pixel_mm / 2
+    weight = np.clip(half + 0.5 - distance, 0.0, 1.0)
+    angle = np.degrees(np.arctan2(dy, dx))
+    off = (angle - p.cradle_angle_deg + 180.0) % 360.0 - 180.0
+    weight[np.abs(off) > p.cradle_arc_deg / 2] = 0.0
+    footprint = weight > 0
+    air = hu < -500
+    blend = np.where(air, weight[None], 0.0).astype(np.float32)
+    hu += blend * (p.cradle_hu - hu)
+    return np.asarray(footprint)
 
 
 def read_head(t1_path: str | Path, brain_path: str | Path) -> tuple[npt.NDArray[Any], npt.NDArray[np.bool_], Volume]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from inference.training.build_dataset import build_dataset
 from inference.training.dataset_format import read_dataset
-from inference.training.pseudo_ct import MATRIX, PseudoCtParams, make_pseudo_ct, read_head, tissue_hu
+from inference.training.pseudo_ct import MATRIX, PseudoCtParams, add_cradle, make_pseudo_ct, read_head, tissue_hu
 
 TEMPLATES = Path("/usr/share/mricron/templates")
 T1, BRAIN = TEMPLATES / "ch2.nii.gz", TEMPLATES / "ch2bet.nii.gz"
@@ -50,6 +51,36 @@ def test_variants_differ_and_are_reproducible(colin) -> None:
     # The head sits in the field of view: soft tissue in the middle slice's centre, air in its corners.
     mid = a.voxels[a.voxels.shape[0] // 2].astype(np.float32)
     assert mid[0, 0] < -900 and -50 < np.median(mid[112:144, 112:144]) < 80
+
+
+def test_a_head_holder_is_a_thin_dense_arc_in_the_air_beside_the_head() -> None:
+    from scipy import ndimage
+
+    yy, xx = np.mgrid[:MATRIX, :MATRIX]
+    head = ((yy - 120) / 80.0) ** 2 + ((xx - 128) / 65.0) ** 2 <= 1
+    before = np.where(head, 40.0, -1000.0).astype(np.float32)[None].repeat(6, axis=0)
+    hu = before.copy()
+    pixel_mm = 0.9
+    p = dataclasses.replace(
+        PseudoCtParams.draw(np.random.default_rng(0)),
+        cradle=True, cradle_gap_mm=12.0, cradle_arc_deg=180.0, cradle_angle_deg=90.0, cradle_mm=2.0, cradle_hu=600.0,
+    )  # fmt: skip
+    footprint = add_cradle(hu, pixel_mm, p)
+    changed = hu != before
+    # Only air changed, on every slice alike, and only inside the footprint.
+    assert changed.any() and (before[changed] < -500).all()
+    assert not (changed & ~footprint[None]).any() and (hu == hu[:1]).all()
+    # Dense at its core, about 2 mm thick: half an ellipse below the head (90 degrees: rows grow downwards).
+    core = hu[0] > 500
+    assert core.sum() > 0 and np.nonzero(core)[0].min() >= 119 and np.nonzero(core)[0].max() > 200
+    length_px = np.pi * (72.5 + 12.0 / pixel_mm)
+    thickness_mm = footprint.sum() / length_px * pixel_mm
+    assert 1.0 < thickness_mm < 4.0
+    # The gap: no cradle pixel within 10 mm of the head.
+    gap_mm = ndimage.distance_transform_edt(~head) * pixel_mm
+    assert gap_mm[footprint].min() > 10.0
+    # It follows the head around: no part of the cradle is more than 20 mm from it.
+    assert gap_mm[core].max() < 20.0
 
 
 def test_pseudo_ct_sources_build_a_dataset_with_lesions(tmp_path: Path) -> None:
