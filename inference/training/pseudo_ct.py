@@ -18,7 +18,11 @@ Hounsfield units tissue by tissue and re-samples it the way a scanner would see 
 * **head holder**: in most variants, the thin dense arc of a scanner's head cradle (1–3 mm of
   200–900 HU, 5–30 mm from the scalp, spanning 140–230° on a random side), running the whole
   length of the scan along the slice axis as a real cradle runs along the table. Real head CT
-  shows it; a model that never saw one calls it a lesion.
+  shows it; a model that never saw one calls it a lesion;
+* **straps and pads**: up to four short thin curved strands (0.8–2 mm, −50…600 HU: a strap, a
+  pad's edge, a fold of a blanket) in the air within 15 mm of the scalp, over part of the slices.
+  The first model trained with a cradle still called such a hook beside the real head's ear a
+  lesion, and put its attention there on slices that had one.
 
 Every variant is drawn from its own seed, so a dataset is reproducible. This is a training aid,
 not a CT simulator: beam hardening, streaks and the scanner table are not modelled.
@@ -26,7 +30,7 @@ not a CT simulator: beam hardening, streaks and the scanner table are not modell
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +45,34 @@ MATRIX = 256
 MAX_SLICES = 120
 #: Fraction of variants lying in a head holder (:func:`add_cradle`).
 CRADLE_FRACTION = 0.7
+
+
+@dataclass(frozen=True)
+class Strand:
+    """A short arc of a circle near the scalp, over a slab of slices (:func:`add_strands`)."""
+
+    direction_deg: float  # where, seen from the head's centre
+    offset_mm: float  # how far its circle keeps from the outline
+    radius_mm: float
+    arc_deg: float
+    facing_deg: float  # the middle of the arc, as an angle on its own circle
+    thickness_mm: float
+    hu: float
+    slab: tuple[float, float]  # first and last slice, as fractions of the slices
+
+    @staticmethod
+    def draw(rng: np.random.Generator) -> Strand:
+        start = float(rng.uniform(0, 0.8))
+        return Strand(
+            direction_deg=float(rng.uniform(0, 360)),
+            offset_mm=float(rng.uniform(0, 15)),
+            radius_mm=float(rng.uniform(5, 25)),
+            arc_deg=float(rng.uniform(40, 160)),
+            facing_deg=float(rng.uniform(0, 360)),
+            thickness_mm=float(rng.uniform(0.8, 2.0)),
+            hu=float(rng.uniform(-50, 600)),
+            slab=(start, float(min(1.0, start + rng.uniform(0.1, 0.5)))),
+        )
 
 
 @dataclass(frozen=True)
@@ -65,6 +97,7 @@ class PseudoCtParams:
     cradle_angle_deg: float = 0.0
     cradle_mm: float = 0.0
     cradle_hu: float = 0.0
+    strands: tuple[Strand, ...] = ()
 
     @staticmethod
     def draw(rng: np.random.Generator) -> PseudoCtParams:
@@ -89,10 +122,11 @@ class PseudoCtParams:
             cradle_angle_deg=float(rng.uniform(0, 360)),
             cradle_mm=float(rng.uniform(1, 3)),
             cradle_hu=float(rng.uniform(200, 900)),
+            strands=tuple(Strand.draw(rng) for _ in range(int(rng.choice(5, p=[0.3, 0.2, 0.2, 0.15, 0.15])))),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+        return asdict(self)
 
 
 def tissue_hu(
@@ -177,6 +211,7 @@ def make_pseudo_ct(
     out = ndimage.affine_transform(hu, matrix, offset=offset, output_shape=shape, order=1, cval=-1000.0)
     if p.cradle:
         add_cradle(out, float(step[1]), p)
+    add_strands(out, float(step[1]), p.strands)
     noise = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), [0, 0.7, 0.7])
     noise *= p.noise_sd / max(float(noise.std()), 1e-6)
     out += noise
@@ -187,6 +222,41 @@ def make_pseudo_ct(
     return volume, p
 
 
+def _arc_weight(
+    shape: tuple[int, int], centre: tuple[float, float], semi_axes: tuple[float, float], mid_deg: float,
+    arc_deg: float, thickness_px: float,
+) -> npt.NDArray[np.float32]:  # fmt: skip
+    """Coverage (0…1, soft edges) of an elliptical arc ``thickness_px`` thick: the ellipse of ``semi_axes``
+    (rows, columns) about ``centre``, from ``mid_deg - arc_deg / 2`` to ``mid_deg + arc_deg / 2``
+    (0° along the columns, 90° along the rows)."""
+    (cy, cx), (ay, ax) = centre, semi_axes
+    yy, xx = np.mgrid[: shape[0], : shape[1]].astype(np.float32)
+    dy, dx = (yy - cy) / ay, (xx - cx) / ax
+    radius = np.sqrt(dy * dy + dx * dx)
+    # Distance to the ellipse in pixels, to first order: |r - 1| over the gradient of r (zero at the centre).
+    gradient = np.hypot(dy / ay, dx / ax) / np.maximum(radius, 1e-6)
+    distance = np.abs(radius - 1.0) / np.maximum(gradient, 1e-9)
+    weight = np.clip(thickness_px / 2 + 0.5 - distance, 0.0, 1.0).astype(np.float32)
+    off = (np.degrees(np.arctan2(dy, dx)) - mid_deg + 180.0) % 360.0 - 180.0
+    weight[np.abs(off) > arc_deg / 2] = 0.0
+    return np.asarray(weight, dtype=np.float32)
+
+
+def _into_air(hu: npt.NDArray[np.float32], weight: npt.NDArray[np.float32], value: float) -> None:
+    """Blend ``value`` into the air (< −500 HU) of every slice of ``hu`` with the in-plane ``weight``."""
+    blend = np.where(hu < -500, weight[None], 0.0).astype(np.float32)
+    hu += blend * (value - hu)
+
+
+def _outline(hu: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.bool_], tuple[float, float]] | None:
+    """The head's in-plane footprint over all slices and the centre of its bounding box, or None."""
+    head = (hu > -500).any(axis=0)
+    if not head.any():
+        return None
+    rows, cols = np.nonzero(head)
+    return np.asarray(head), (float(rows.min() + rows.max()) / 2, float(cols.min() + cols.max()) / 2)
+
+
 def add_cradle(hu: npt.NDArray[np.float32], pixel_mm: float, p: PseudoCtParams) -> npt.NDArray[np.bool_]:
     """Draw a head holder into ``hu`` (``[slice, row, column]``, square pixels of ``pixel_mm``) in place.
 
@@ -194,29 +264,49 @@ def add_cradle(hu: npt.NDArray[np.float32], pixel_mm: float, p: PseudoCtParams) 
     outline's half-extents plus ``cradle_gap_mm``), ``cradle_mm`` thick with soft edges, and only
     replaces air. Returns its in-plane footprint.
     """
-    head = (hu > -500).any(axis=0)
-    if not head.any():
-        return np.zeros(head.shape, dtype=bool)
+    found = _outline(hu)
+    if found is None:
+        return np.zeros(hu.shape[1:], dtype=bool)
+    head, centre = found
     rows, cols = np.nonzero(head)
-    cy, cx = (rows.min() + rows.max()) / 2, (cols.min() + cols.max()) / 2
     gap = p.cradle_gap_mm / pixel_mm
-    ay, ax = (rows.max() - rows.min()) / 2 + gap, (cols.max() - cols.min()) / 2 + gap
-    yy, xx = np.mgrid[: head.shape[0], : head.shape[1]].astype(np.float32)
-    dy, dx = (yy - cy) / ay, (xx - cx) / ax
-    radius = np.sqrt(dy * dy + dx * dx)
-    # Distance to the ellipse in pixels, to first order: |r - 1| over the gradient of r (zero at the centre).
-    gradient = np.hypot(dy / ay, dx / ax) / np.maximum(radius, 1e-6)
-    distance = np.abs(radius - 1.0) / np.maximum(gradient, 1e-9)
-    half = p.cradle_mm / pixel_mm / 2
-    weight = np.clip(half + 0.5 - distance, 0.0, 1.0)
-    angle = np.degrees(np.arctan2(dy, dx))
-    off = (angle - p.cradle_angle_deg + 180.0) % 360.0 - 180.0
-    weight[np.abs(off) > p.cradle_arc_deg / 2] = 0.0
-    footprint = weight > 0
-    air = hu < -500
-    blend = np.where(air, weight[None], 0.0).astype(np.float32)
-    hu += blend * (p.cradle_hu - hu)
-    return np.asarray(footprint)
+    semi = (float(np.ptp(rows)) / 2 + gap, float(np.ptp(cols)) / 2 + gap)
+    weight = _arc_weight(head.shape, centre, semi, p.cradle_angle_deg, p.cradle_arc_deg, p.cradle_mm / pixel_mm)
+    _into_air(hu, weight, p.cradle_hu)
+    return np.asarray(weight > 0)
+
+
+def add_strands(hu: npt.NDArray[np.float32], pixel_mm: float, strands: tuple[Strand, ...]) -> npt.NDArray[np.bool_]:
+    """Draw ``strands`` into ``hu`` (as :func:`add_cradle`), each over its slab of slices, only into air.
+
+    A strand's circle lies ``offset_mm`` beyond the head's outline in its direction from the centre.
+    Returns the footprint of each strand, stacked (``[strand, row, column]``).
+    """
+    found = _outline(hu)
+    footprints = np.zeros((len(strands), *hu.shape[1:]), dtype=bool)
+    if found is None:
+        return footprints
+    head, (cy, cx) = found
+    n = hu.shape[0]
+    for m, strand in enumerate(strands):
+        t = np.radians(strand.direction_deg)
+        unit = np.array([np.sin(t), np.cos(t)])
+        steps = np.arange(0.0, float(np.hypot(*head.shape)), 0.5)
+        points = np.rint(np.array([cy, cx])[:, None] + unit[:, None] * steps[None]).astype(np.intp)
+        inside = (points >= 0).all(axis=0) & (points[0] < head.shape[0]) & (points[1] < head.shape[1])
+        along = steps[inside][head[points[0, inside], points[1, inside]]]
+        edge = float(along.max()) if along.size else 0.0
+        radius = strand.radius_mm / pixel_mm
+        centre = (cy, cx) + unit * (edge + strand.offset_mm / pixel_mm + radius)
+        weight = _arc_weight(
+            head.shape, (float(centre[0]), float(centre[1])), (radius, radius), strand.facing_deg, strand.arc_deg,
+            strand.thickness_mm / pixel_mm,
+        )  # fmt: skip
+        k0 = int(strand.slab[0] * n)
+        k1 = max(k0 + 1, int(round(strand.slab[1] * n)))
+        _into_air(hu[k0:k1], weight, strand.hu)
+        footprints[m] = weight > 0
+    return footprints
 
 
 def read_head(t1_path: str | Path, brain_path: str | Path) -> tuple[npt.NDArray[Any], npt.NDArray[np.bool_], Volume]:

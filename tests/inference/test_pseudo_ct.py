@@ -10,7 +10,16 @@ import pytest
 
 from inference.training.build_dataset import build_dataset
 from inference.training.dataset_format import read_dataset
-from inference.training.pseudo_ct import MATRIX, PseudoCtParams, add_cradle, make_pseudo_ct, read_head, tissue_hu
+from inference.training.pseudo_ct import (
+    MATRIX,
+    PseudoCtParams,
+    Strand,
+    add_cradle,
+    add_strands,
+    make_pseudo_ct,
+    read_head,
+    tissue_hu,
+)
 
 TEMPLATES = Path("/usr/share/mricron/templates")
 T1, BRAIN = TEMPLATES / "ch2.nii.gz", TEMPLATES / "ch2bet.nii.gz"
@@ -81,6 +90,48 @@ def test_a_head_holder_is_a_thin_dense_arc_in_the_air_beside_the_head() -> None:
     assert gap_mm[footprint].min() > 10.0
     # It follows the head around: no part of the cradle is more than 20 mm from it.
     assert gap_mm[core].max() < 20.0
+
+
+def test_strands_are_short_thin_arcs_near_the_scalp_over_their_slab() -> None:
+    from scipy import ndimage
+
+    yy, xx = np.mgrid[:MATRIX, :MATRIX]
+    head = ((yy - 128) / 70.0) ** 2 + ((xx - 128) / 60.0) ** 2 <= 1
+    before = np.where(head, 40.0, -1000.0).astype(np.float32)[None].repeat(20, axis=0)
+    hu = before.copy()
+    pixel_mm = 0.8
+    strands = (
+        Strand(direction_deg=0.0, offset_mm=4.0, radius_mm=10.0, arc_deg=120.0, facing_deg=180.0,
+               thickness_mm=1.5, hu=300.0, slab=(0.25, 0.5)),
+        Strand(direction_deg=225.0, offset_mm=0.0, radius_mm=6.0, arc_deg=90.0, facing_deg=45.0,
+               thickness_mm=1.0, hu=20.0, slab=(0.0, 1.0)),
+    )  # fmt: skip
+    footprints = add_strands(hu, pixel_mm, strands)
+    changed = hu != before
+    assert (before[changed] < -500).all()  # only air
+    # The first: only on slices 5..9, right of the head (direction 0 = along the columns).
+    only_first = footprints[0] & ~footprints[1]
+    assert changed[:5, only_first].sum() == 0 and changed[10:, only_first].sum() == 0
+    assert changed[5:10].any() and np.nonzero(footprints[0])[1].min() > 128 + 60
+    gap_mm = ndimage.distance_transform_edt(~head) * pixel_mm
+    near = gap_mm[footprints[0]].min()
+    assert 4.0 - 1.5 <= near <= 4.0 + 1.5  # its circle keeps offset_mm from the outline
+    # Short and thin: about (arc/360) of the circumference times the thickness.
+    expected = np.pi * 2 * 10.0 * 120 / 360 * 1.5 / pixel_mm**2
+    assert 0.5 * expected < footprints[0].sum() < 2.0 * expected
+    # The second touches the scalp (offset 0) up and to the left, on every slice.
+    assert changed[:, footprints[1]].any(axis=1).all()
+    assert gap_mm[footprints[1]].min() <= 1.0
+    assert np.nonzero(footprints[1])[0].mean() < 128 and np.nonzero(footprints[1])[1].mean() < 128
+
+
+def test_pseudo_ct_parameters_are_recorded_as_plain_data() -> None:
+    import json
+
+    p = PseudoCtParams.draw(np.random.default_rng(11))
+    record = json.loads(json.dumps(p.to_dict()))
+    assert record["cradle"] == p.cradle and len(record["strands"]) == len(p.strands)
+    assert all(set(s) >= {"direction_deg", "hu", "slab"} for s in record["strands"])
 
 
 def test_pseudo_ct_sources_build_a_dataset_with_lesions(tmp_path: Path) -> None:
