@@ -132,16 +132,28 @@ def _selftest() -> int:
         import io
 
         from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.backends.backend_pdf import PdfPages
         from matplotlib.figure import Figure
 
         fig = Figure(figsize=(2, 2))
         FigureCanvasAgg(fig)
         fig.add_subplot().plot([0, 1], [0, 1], label="x")
         fig.savefig(io.BytesIO(), format="png")
-        with PdfPages(io.BytesIO()) as pdf:
-            pdf.savefig(fig)
-        return "PNG (Agg) and PDF"
+        return "PNG (Agg)"
+
+    def reportlab_pdf() -> str:
+        import io
+
+        import reportlab
+        from reportlab.pdfgen.canvas import Canvas
+
+        from inference.batch import pdf_report
+
+        pdf_report.register_fonts()  # the DejaVu TrueType files from matplotlib's data folder
+        canvas = Canvas(io.BytesIO())
+        canvas.setFont(pdf_report.FONT, 10)
+        canvas.drawString(72, 72, "RadLens · ×²")
+        canvas.save()
+        return f"reportlab {reportlab.Version}, DejaVu Sans"
 
     def dicom_decoders() -> str:
         from pydicom.pixels.decoders.base import get_decoder
@@ -202,6 +214,7 @@ def _selftest() -> int:
         "nibabel": nibabel_io,
         "highdicom": highdicom_data,
         "matplotlib": matplotlib_agg,
+        "pdf": reportlab_pdf,
         "DICOM decoders": dicom_decoders,
         "dicognito": dicognito_anonymizer,
         "safetensors": safetensors_torch,

@@ -1,15 +1,17 @@
 """A PDF report per analysed stack: study header, model card summary and disclaimer, the result,
 the findings, key images and geometry warnings, on A4 pages.
 
-Drawn with matplotlib's PDF backend (no pyplot, no GUI; matplotlib is imported only here).
-Text is embedded as Type 3 fonts (``pdf.fonttype`` 3: a quarter of the time of TrueType
-subsetting, and still searchable and copyable, Unicode included). The study
-header shows exactly the ``study`` items the caller passes: under ``--anonymize`` that is the
-pseudonym, and nothing of the patient reaches the PDF's metadata.
+Drawn with ReportLab's canvas (BSD; the PDF library of the Python world): 10 ms for a report that
+took matplotlib's PDF backend 120–180 ms, which made the PDF the batch writer's largest cost. Text
+is set in DejaVu Sans (the TrueType files matplotlib ships), subset into the file: searchable,
+copyable, Unicode included. The study header shows exactly the ``study`` items the caller
+passes: under ``--anonymize`` that is the pseudonym, and nothing of the patient reaches the
+PDF's metadata.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import textwrap
 from collections.abc import Callable
@@ -17,8 +19,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from inference import __version__
 from inference.batch.dicom_file import write_output
@@ -34,7 +34,9 @@ _GREY = "#555555"
 _TABLE_X = (0.0, 0.05, 0.42, 0.70, 0.85)  # columns as fractions of the text width
 _TABLE_HEAD = ("#", "label", "centroid LPS (mm)", "volume (mL)", "max prob.")
 
-Draw = Callable[[Any], None]  # draws onto a matplotlib Figure
+FONT, BOLD_FONT = "RadLens-DejaVuSans", "RadLens-DejaVuSans-Bold"
+
+Draw = Callable[[Any], None]  # draws onto a ReportLab canvas
 
 
 @dataclass
@@ -56,18 +58,18 @@ class _Flow:
         self.y = PAGE_IN[1] - _MARGIN
 
     def place(self, height: float, draw: Callable[[Any, float], None]) -> None:
-        """Reserve ``height`` inches (on a new page if needed); ``draw(fig, top)`` draws there."""
+        """Reserve ``height`` inches (on a new page if needed); ``draw(canvas, top)`` draws there."""
         if height > self.room() and self.pages[-1]:
             self.new_page()
         top = self.y
-        self.pages[-1].append(lambda fig: draw(fig, top))
+        self.pages[-1].append(lambda canvas: draw(canvas, top))
         self.y -= height
 
     def text(self, line: str, size: float = 10, *, weight: str = "normal", colour: str = "black") -> None:
         height = size * 1.45 / 72
 
-        def draw(fig: Any, top: float) -> None:
-            fig.text(_fx(_MARGIN), _fy(top - size / 72), line, fontsize=size, weight=weight, color=colour)
+        def draw(canvas: Any, top: float) -> None:
+            _text(canvas, _MARGIN, top - size / 72, line, size, bold=weight == "bold", colour=colour)
 
         self.place(height, draw)
 
@@ -87,23 +89,29 @@ class _Flow:
         self.y -= min(inches, max(self.room(), 0.0))
 
 
-def _fx(inches: float) -> float:
-    return inches / PAGE_IN[0]
+def _pt(inches: float) -> float:
+    return inches * 72.0
 
 
-def _fy(inches: float) -> float:
-    return inches / PAGE_IN[1]
+def _text(
+    canvas: Any, x: float, y: float, line: str, size: float, *, bold: bool = False, colour: str = "black"
+) -> None:
+    """``line`` with its baseline at (``x``, ``y``) inches from the page's bottom left."""
+    from reportlab.lib.colors import toColor
+
+    canvas.setFont(BOLD_FONT if bold else FONT, size)
+    canvas.setFillColor(toColor(colour))
+    canvas.drawString(_pt(x), _pt(y), line)
 
 
 def _banner(flow: _Flow, text: str) -> None:
-    def draw(fig: Any, top: float) -> None:
-        from matplotlib.patches import Rectangle
+    def draw(canvas: Any, top: float) -> None:
+        from reportlab.lib.colors import toColor
 
         width = PAGE_IN[0] - 2 * _MARGIN
-        fig.add_artist(
-            Rectangle((_fx(_MARGIN), _fy(top - 0.42)), _fx(width), _fy(0.38), transform=fig.transFigure, color=_RED)
-        )
-        fig.text(_fx(_MARGIN + 0.15), _fy(top - 0.29), text, fontsize=13, weight="bold", color="white")
+        canvas.setFillColor(toColor(_RED))
+        canvas.rect(_pt(_MARGIN), _pt(top - 0.42), _pt(width), _pt(0.38), stroke=0, fill=1)
+        _text(canvas, _MARGIN + 0.15, top - 0.29, text, 13, bold=True, colour="white")
 
     flow.place(0.5, draw)
 
@@ -111,9 +119,9 @@ def _banner(flow: _Flow, text: str) -> None:
 def _table_row(flow: _Flow, cells: tuple[str, ...], *, bold: bool = False) -> None:
     width = PAGE_IN[0] - 2 * _MARGIN
 
-    def draw(fig: Any, top: float) -> None:
+    def draw(canvas: Any, top: float) -> None:
         for x, cell in zip(_TABLE_X, cells, strict=True):
-            fig.text(_fx(_MARGIN + x * width), _fy(top - 9 / 72), cell, fontsize=9, weight="bold" if bold else "normal")
+            _text(canvas, _MARGIN + x * width, top - 9 / 72, cell, 9, bold=bold)
 
     flow.place(9 * 1.5 / 72, draw)
 
@@ -144,8 +152,6 @@ def _findings(flow: _Flow, findings: list[Finding]) -> None:
 
 
 def _key_images(flow: _Flow, paths: list[Path], result: Result) -> None:
-    from PIL import Image
-
     if not paths:
         return
     flow.new_page()
@@ -155,7 +161,6 @@ def _key_images(flow: _Flow, paths: list[Path], result: Result) -> None:
     cell = (width - 0.3) / 2  # two images per row
     for start in range(0, len(paths), 2):
         row = paths[start : start + 2]
-        images = [np.asarray(Image.open(p).convert("RGB")) for p in row]
         captions = []
         for rank, p in enumerate(row, start=start + 1):
             k = key_image_slice(p)
@@ -163,13 +168,14 @@ def _key_images(flow: _Flow, paths: list[Path], result: Result) -> None:
             text = f"{rank}. slice {k}" if k is not None else f"{rank}. {p.name}"
             captions.append(text + ("" if score is None else f", probability {score:.3f}"))
 
-        def draw(fig: Any, top: float, images: list[Any] = images, captions: list[str] = captions) -> None:
-            for n, (img, caption) in enumerate(zip(images, captions, strict=True)):
+        def draw(canvas: Any, top: float, images: list[Path] = row, captions: list[str] = captions) -> None:
+            for n, (image, caption) in enumerate(zip(images, captions, strict=True)):
                 left = _MARGIN + n * (cell + 0.3)
-                ax = fig.add_axes((_fx(left), _fy(top - cell), _fx(cell), _fy(cell)))
-                ax.imshow(img, interpolation="nearest")
-                ax.set_axis_off()
-                fig.text(_fx(left), _fy(top - cell - 0.22), caption, fontsize=9)
+                # Scaled to fit the square cell, centred, aspect kept (PNG data embedded as it is).
+                canvas.drawImage(
+                    str(image), _pt(left), _pt(top - cell), _pt(cell), _pt(cell), preserveAspectRatio=True, anchor="c"
+                )
+                _text(canvas, left, top - cell - 0.22, caption, 9)
 
         flow.place(cell + 0.45, draw)
 
@@ -228,23 +234,34 @@ def write_pdf_report(
     them; ``qa`` are the geometry warnings. The PDF's metadata holds the title (model name)
     and creator only.
     """
-    import matplotlib
-    from matplotlib.backends.backend_pdf import PdfPages
-    from matplotlib.figure import Figure
+    from reportlab.pdfgen.canvas import Canvas
 
+    register_fonts()
     flow = _build(study, card, result, key_images, qa)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    metadata = {"Title": f"RadLens report: {card.name} {card.version}", "Creator": f"RadLens {__version__}"}
     buffer = io.BytesIO()
-    with (
-        matplotlib.rc_context({"pdf.fonttype": 3, "font.family": "DejaVu Sans"}),
-        PdfPages(buffer, metadata=metadata) as pdf,
-    ):
-        for n, page in enumerate(flow.pages, start=1):
-            fig = Figure(figsize=PAGE_IN)
-            for draw in page:
-                draw(fig)
-            footer = f"RadLens {__version__} · {card.name} {card.version} · generated {stamp}"
-            fig.text(_fx(_MARGIN), _fy(_MARGIN), f"{footer} · page {n} of {len(flow.pages)}", fontsize=8, color=_GREY)
-            pdf.savefig(fig)
+    canvas = Canvas(buffer, pagesize=(_pt(PAGE_IN[0]), _pt(PAGE_IN[1])), pageCompression=1)
+    canvas.setTitle(f"RadLens report: {card.name} {card.version}")
+    canvas.setCreator(f"RadLens {__version__}")
+    canvas.setAuthor("RadLens")
+    canvas.setSubject("")
+    for n, page in enumerate(flow.pages, start=1):
+        for draw in page:
+            draw(canvas)
+        footer = f"RadLens {__version__} · {card.name} {card.version} · generated {stamp}"
+        _text(canvas, _MARGIN, _MARGIN, f"{footer} · page {n} of {len(flow.pages)}", 8, colour=_GREY)
+        canvas.showPage()
+    canvas.save()
     return write_output(out_path, buffer.getvalue(), "report")
+
+
+@functools.cache
+def register_fonts() -> None:
+    """DejaVu Sans and its bold, from matplotlib's own font folder, registered with ReportLab once."""
+    import matplotlib
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+
+    folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    pdfmetrics.registerFont(TTFont(FONT, str(folder / "DejaVuSans.ttf")))
+    pdfmetrics.registerFont(TTFont(BOLD_FONT, str(folder / "DejaVuSans-Bold.ttf")))
