@@ -112,9 +112,8 @@ class SourceHeaders:
         if self.transform is not None:  # remaps the UIDs as in the first; the rest of ``own`` is not kept
             own = self.transform(own)
         template = self.header(self.stack.headers[first].path)
-        made = pydicom.Dataset()
-        for element in template:  # shares the template's elements: writers never change them
-            made.add(element)
+        # A new table of the template's elements (shared: writers never change them), then this one's own.
+        made = pydicom.Dataset(dict(template.items()))
         for keyword in ("SliceThickness", "InstanceNumber"):  # absent from the scan: not this instance's
             if keyword in made and keyword not in own:
                 delattr(made, keyword)
@@ -122,8 +121,8 @@ class SourceHeaders:
             if keyword in own:
                 made.add(own[keyword])
         if hasattr(template, "file_meta"):
-            made.file_meta = pydicom.dataset.FileMetaDataset()
-            for element in (*template.file_meta, *own.file_meta):
+            made.file_meta = pydicom.dataset.FileMetaDataset(dict(template.file_meta.items()))
+            for element in own.file_meta:
                 made.file_meta.add(element)
         self._read[h.path] = made
         return made
