@@ -39,7 +39,7 @@ from pathlib import Path
 from _timing import REPO_ROOT, child_env, median
 
 from inference.batch.identity import Identity
-from inference.batch.pipeline import BatchOptions, analyze, default_jobs, load_for_batch
+from inference.batch.pipeline import BatchOptions, analyze, default_jobs, default_writers, load_for_batch
 from inference.batch.stack_outputs import FORMATS, write_stack_outputs
 from inference.engine.run import load_model, run
 from inference.io.dicom_writer import write_dicom_series
@@ -165,7 +165,8 @@ def main() -> None:
         sequential = n / (sl + si)
         wall = median(walls)
         rate = n / wall
-        print(f"\nanalyze ({default_jobs()} loader process, 1 writer process): {wall:.2f} s = {rate:.3f} stacks/s "
+        stages = f"{default_jobs()} loader, {default_writers()} writer process(es)"
+        print(f"\nanalyze ({stages}): {wall:.2f} s = {rate:.3f} stacks/s "
               f"(runs: {', '.join(f'{w:.1f}' for w in walls)} s)")  # fmt: skip
         print(f"  bound (slower stage)   {bound:.3f} stacks/s   ratio {rate / bound:.2f}")
         print(f"  sequential (sum)       {sequential:.3f} stacks/s   ratio {rate / sequential:.2f}")

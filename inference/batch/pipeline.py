@@ -1,10 +1,11 @@
 """``analyze(inputs, options)``: the batch run behind ``radlens analyze``.
 
 Three stages overlap: stacks load in worker processes (``jobs`` of them, each one stack
-ahead), the model runs in this process, and outputs are written by one writer process while
-the next stack is inferred. Volumes and results travel between them through shared memory
-(:mod:`inference.batch.shared_arrays`), not through pipes. At most ``jobs`` loaded volumes
-wait, one is inferred and one is written, so memory does not grow with the number of stacks.
+ahead), the model runs in this process, and outputs are written by ``writers`` writer processes
+while the next stacks are inferred. Volumes and results travel between them through shared
+memory (:mod:`inference.batch.shared_arrays`), not through pipes. At most ``jobs`` loaded
+volumes wait, one is inferred and ``writers`` are written, so memory does not grow with the
+number of stacks.
 Each stack's manifest is written after all its outputs, which makes the run resumable after a
 kill at any moment.
 """
@@ -53,6 +54,7 @@ class BatchOptions:
     model: str | None = None
     device: str = "auto"
     jobs: int = 1  # loader processes; 0 loads in this process
+    writers: int = 0  # writer processes, 0: default_writers() (with jobs 0: one writer thread)
     formats: tuple[str, ...] = FORMATS
     identity: IdentityPolicy = IdentityPolicy.DEFAULT
     overwrite: bool = False
@@ -275,13 +277,14 @@ class _Run:
         self.models: dict[str, Any] = {}
         # The writer is a process: PDF, SEG and PNG writing is Python-heavy, and in a thread it
         # held the GIL between the model's operations (measured: analyze 2-5x slower).
+        self.writers = (options.writers or default_writers()) if options.jobs > 0 else 1
         self.writer: Executor = (
-            ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            ProcessPoolExecutor(max_workers=self.writers, mp_context=multiprocessing.get_context("spawn"))
             if options.jobs > 0
             else ThreadPoolExecutor(max_workers=1, thread_name_prefix="radlens-writer")
         )
-        # The stack being written, and the shared-memory blocks to free when it is.
-        self.writing: tuple[Job, Future[dict[str, Any]], list[str]] | None = None
+        # The stacks being written, oldest first, and the shared-memory blocks to free when each is.
+        self.writing: deque[tuple[Job, Future[dict[str, Any]], list[str]]] = deque()
         self.started = time.perf_counter()
         self.done = 0
         self.total = 1
@@ -338,7 +341,8 @@ class _Run:
                 unlink(maps.owned)
             raise
         infer_s = time.perf_counter() - t0
-        self.wait_writer()
+        while len(self.writing) >= self.writers:  # a writer free for this one: memory stays bounded
+            self.wait_writer()
         task = WriteTask(
             self.options.out / job.folder,
             job,
@@ -361,15 +365,20 @@ class _Run:
             except BaseException:
                 unlink(blocks)
                 raise
-            self.writing = (job, fut, blocks)
+            self.writing.append((job, fut, blocks))
         else:
-            self.writing = (job, self.writer.submit(write_stack, task, volume, result, loaded.load_s, infer_s), [])
+            self.writing.append(
+                (job, self.writer.submit(write_stack, task, volume, result, loaded.load_s, infer_s), [])
+            )
+
+    def writing_job(self, job: Job) -> bool:
+        return any(w[0] is job for w in self.writing)
 
     def wait_writer(self) -> None:
-        if self.writing is None:
+        """Wait for the oldest write in flight (if any), record its row and free its blocks."""
+        if not self.writing:
             return
-        job, fut, blocks = self.writing
-        self.writing = None
+        job, fut, blocks = self.writing.popleft()
         try:
             self.rows[job.folder] = fut.result()
         except Exception as exc:
@@ -391,9 +400,10 @@ class _Run:
         threads = self._leave_a_core() if todo and self.options.jobs > 0 else None
         try:
             if todo and self.options.jobs > 0:
-                # The writer imports its libraries (highdicom, matplotlib) while the first stack
+                # The writers import their libraries (highdicom, ReportLab) while the first stack
                 # loads and the weights load here.
-                self.writer.submit(warm_writer)
+                for _ in range(self.writers):
+                    self.writer.submit(warm_writer)
                 self.model_for(todo[0])
             for job in todo:
                 cancel.raise_if_cancelled()
@@ -409,16 +419,16 @@ class _Run:
                     except Exception as exc:
                         self.rows[job.folder] = self.failed(job, f"{type(exc).__name__}: {str(exc)[:300]}")
                     finally:
-                        if loaded.parcel is not None and (
-                            self.writing is None or self.writing[0] is not job
-                        ):  # the writer never got it: free it now
+                        if loaded.parcel is not None and not self.writing_job(job):  # no writer got it: free it now
                             release(loaded.parcel)
                         loaded.close()
                 self.done += 1
-            self.wait_writer()
+            while self.writing:
+                self.wait_writer()
         finally:
             loader.close()
-            self.wait_writer()
+            while self.writing:
+                self.wait_writer()
             self.writer.shutdown(wait=True)
             if threads is not None:
                 import torch
@@ -426,8 +436,8 @@ class _Run:
                 torch.set_num_threads(threads)
 
     def _leave_a_core(self) -> int | None:
-        """On the CPU, the model gets all cores but one: the loader and writer processes need it
-        (on 2 cores: 20 stacks in 9.1-9.6 s with one torch thread, 12.1-12.2 s with two).
+        """On the CPU, the model leaves a core to each writer process (the loaders are light): on
+        2 cores, 20 stacks in 9.1-9.6 s with one torch thread, 12.1-12.2 s with two.
         Returns the thread count to restore afterwards."""
         import torch
 
@@ -436,7 +446,7 @@ class _Run:
         if select_device(self.options.device) != "cpu":
             return None
         before = torch.get_num_threads()
-        configure_cpu_threads(leave_free=1)
+        configure_cpu_threads(leave_free=self.writers)
         return before
 
 
@@ -498,3 +508,9 @@ def analyze(
 def default_jobs() -> int:
     """One loader process: on small machines more would take cores from inference."""
     return 1 if (os.cpu_count() or 1) <= 4 else 2
+
+
+def default_writers() -> int:
+    """Writer processes: writing every format takes ~2.5× a CPU inference of the same stack (and
+    far more than a GPU one), so machines with cores to spare get one writer per 4 cores, up to 4."""
+    return max(1, min(4, (os.cpu_count() or 1) // 4))

@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where the model runs")
     parser.add_argument("--jobs", type=int, default=None, help="loader worker processes (0: load in this process)")
     parser.add_argument(
+        "--writers", type=int, default=0, help="writer processes (default: one per 4 CPU cores, 1 to 4)"
+    )
+    parser.add_argument(
         "--format",
         type=_formats,
         default=FORMATS,
@@ -66,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
         device=args.device,
         jobs=default_jobs() if args.jobs is None else max(0, args.jobs),
+        writers=max(0, args.writers),
         formats=args.format,
         identity=policy,
         overwrite=args.overwrite,

@@ -94,6 +94,37 @@ def test_analyze_leaves_no_shared_memory_behind(tmp_path: Path) -> None:
     assert _blocks() - before == set()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/dev/shm lists POSIX shared memory on Linux only")
+def test_several_writers_write_what_one_writes_and_free_every_block(tmp_path: Path) -> None:
+    import json
+
+    import nibabel as nib
+
+    volume, _ = make_chest_phantom(shape=(16, 64, 64), spacing=(3.0, 3.0, 5.0))
+    for n in range(5):
+        write_dicom_series(
+            np.roll(volume.voxels, 3 * n, axis=2), tmp_path / "in" / f"s{n}", spacing=volume.spacing,
+            origin=volume.origin, modality="CT", uid_seed=f"writers-{n}", series_number=n + 1,
+        )  # fmt: skip
+    before = _blocks()
+    formats = ("mask", "findings")
+    reports = {
+        w: analyze([tmp_path / "in"], BatchOptions(out=tmp_path / f"out{w}", jobs=1, writers=w, formats=formats))
+        for w in (1, 3)
+    }
+    assert _blocks() - before == set()
+    rows = {w: {r["folder"]: r for r in rep.rows} for w, rep in reports.items()}
+    assert len(rows[1]) == len(rows[3]) == 5 and all(r["status"] == "ok" for r in rows[3].values())
+    for folder, row in rows[1].items():
+        assert rows[3][folder]["study_score"] == row["study_score"]
+        one, three = tmp_path / "out1" / folder, tmp_path / "out3" / folder
+        assert np.array_equal(nib.load(one / "mask.nii.gz").get_fdata(), nib.load(three / "mask.nii.gz").get_fdata())
+        assert (
+            json.loads((one / "findings.json").read_text())["findings"]
+            == json.loads((three / "findings.json").read_text())["findings"]
+        )
+
+
 def test_arrays_made_in_shared_memory_are_referenced_not_copied() -> None:
     maps = Opened()
     heat = maps.empty((3, 4, 5), np.float32)
