@@ -19,10 +19,6 @@ Hounsfield units tissue by tissue and re-samples it the way a scanner would see 
   200–900 HU, 5–30 mm from the scalp, spanning 140–230° on a random side), running the whole
   length of the scan along the slice axis as a real cradle runs along the table. Real head CT
   shows it; a model that never saw one calls it a lesion;
-* **physiological calcifications**: in most heads, one to four small dense foci (0.8–2.5 mm
-  radius, 150–500 HU) in the deep CSF spaces (the ventricles, where the choroid plexus and the
-  pineal gland calcify in most adults). A T1 MRI shows none; the model trained without them
-  called the real head's choroid plexus calcification a hyperdense lesion;
 * **straps and pads**: up to four short thin curved strands (0.8–2 mm, −50…600 HU: a strap, a
   pad's edge, a fold of a blanket) in the air within 15 mm of the scalp, over part of the slices.
   The first model trained with a cradle still called such a hook beside the real head's ear a
@@ -102,9 +98,6 @@ class PseudoCtParams:
     cradle_mm: float = 0.0
     cradle_hu: float = 0.0
     strands: tuple[Strand, ...] = ()
-    calcifications: int = 0
-    calcification_hu: float = 0.0
-    calcification_seed: int = 0
 
     @staticmethod
     def draw(rng: np.random.Generator) -> PseudoCtParams:
@@ -130,9 +123,6 @@ class PseudoCtParams:
             cradle_mm=float(rng.uniform(1, 3)),
             cradle_hu=float(rng.uniform(200, 900)),
             strands=tuple(Strand.draw(rng) for _ in range(int(rng.choice(5, p=[0.3, 0.2, 0.2, 0.15, 0.15])))),
-            calcifications=int(rng.choice(5, p=[0.3, 0.25, 0.2, 0.15, 0.1])),
-            calcification_hu=float(rng.uniform(150, 500)),
-            calcification_seed=int(rng.integers(2**31)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -167,44 +157,7 @@ def tissue_hu(
     hu[far & (tn >= 0.15)] = 12.0
     hu[outside & (tn >= 0.45) & (tn < 0.85)] = p.soft
     hu[outside & (tn >= 0.85)] = p.fat
-    add_calcifications(hu, brain & (tn < 0.35), brain, spacing_kji, p)
     return hu
-
-
-#: Calcifications lie in CSF at least this far inside the brain mask (the ventricles, not the sulci).
-DEEP_CSF_MM = 15.0
-
-
-def add_calcifications(
-    hu: npt.NDArray[np.float32],
-    csf: npt.NDArray[np.bool_],
-    brain: npt.NDArray[np.bool_],
-    spacing_kji: tuple[float, float, float],
-    p: PseudoCtParams,
-) -> list[tuple[int, int, int]]:
-    """Put ``p.calcifications`` small dense balls into ``hu`` in place, centred on voxels of
-    ``csf`` at least :data:`DEEP_CSF_MM` inside ``brain``; returns their centres (``[k, j, i]``)."""
-    from scipy import ndimage
-
-    if p.calcifications <= 0:
-        return []
-    depth = ndimage.distance_transform_edt(brain, sampling=spacing_kji)
-    candidates = np.argwhere(csf & (depth >= DEEP_CSF_MM))
-    if len(candidates) == 0:
-        return []
-    rng = np.random.default_rng(p.calcification_seed)
-    centres = candidates[rng.choice(len(candidates), size=min(p.calcifications, len(candidates)), replace=False)]
-    sampling = np.asarray(spacing_kji, dtype=np.float64)
-    for centre in centres:
-        radius = float(rng.uniform(0.8, 2.5))
-        reach = np.ceil(radius / sampling).astype(int) + 1
-        lo = np.maximum(centre - reach, 0)
-        hi = np.minimum(centre + reach + 1, hu.shape)
-        grid = np.indices(tuple(hi - lo)).reshape(3, -1).T + lo
-        inside = (((grid - centre) * sampling) ** 2).sum(axis=1) <= radius**2
-        k, j, i = grid[inside].T
-        hu[k, j, i] = p.calcification_hu
-    return [(int(a), int(b), int(c)) for a, b, c in centres]
 
 
 def _rotation(angles_deg: tuple[float, float, float]) -> npt.NDArray[np.float64]:

@@ -11,11 +11,9 @@ import pytest
 from inference.training.build_dataset import build_dataset
 from inference.training.dataset_format import read_dataset
 from inference.training.pseudo_ct import (
-    DEEP_CSF_MM,
     MATRIX,
     PseudoCtParams,
     Strand,
-    add_calcifications,
     add_cradle,
     add_strands,
     make_pseudo_ct,
@@ -37,7 +35,7 @@ def colin() -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
 
 def test_tissues_get_ct_attenuation(colin) -> None:
     t1, brain, spacing = colin
-    p = dataclasses.replace(PseudoCtParams.draw(np.random.default_rng(0)), calcifications=0)
+    p = PseudoCtParams.draw(np.random.default_rng(0))
     hu = tissue_hu(t1, brain, spacing, p)
     inside = hu[brain]
     # Brain is soft tissue between CSF and grey matter; CT reverses T1's grey/white order.
@@ -92,35 +90,6 @@ def test_a_head_holder_is_a_thin_dense_arc_in_the_air_beside_the_head() -> None:
     assert gap_mm[footprint].min() > 10.0
     # It follows the head around: no part of the cradle is more than 20 mm from it.
     assert gap_mm[core].max() < 20.0
-
-
-def test_calcifications_are_small_dense_balls_in_the_ventricles(
-    colin: tuple[np.ndarray, np.ndarray, tuple[float, float, float]],
-) -> None:
-    from scipy import ndimage
-
-    t1, brain, spacing = colin
-    p = dataclasses.replace(
-        PseudoCtParams.draw(np.random.default_rng(4)), calcifications=3, calcification_hu=300.0, calcification_seed=9
-    )
-    bare = tissue_hu(t1, brain, spacing, dataclasses.replace(p, calcifications=0))
-    hu = bare.copy()
-    t = np.asarray(t1, np.float32) / np.percentile(t1[brain], 95)
-    csf = brain & (t < 0.35)
-    centres = add_calcifications(hu, csf, brain, spacing, p)
-    assert len(centres) == 3
-    depth = ndimage.distance_transform_edt(brain, sampling=spacing)
-    for c in centres:
-        assert csf[c] and depth[c] >= DEEP_CSF_MM and hu[c] == 300.0
-    changed = hu != bare
-    assert (hu[changed] == 300.0).all()
-    labels, n = ndimage.label(changed)
-    assert n == 3  # three separate balls, each 0.8-2.5 mm in radius
-    sizes = ndimage.sum(changed, labels, range(1, n + 1)) * float(np.prod(spacing))
-    assert all(4 / 3 * np.pi * 0.6**3 <= v <= 4 / 3 * np.pi * 2.6**3 * 1.5 for v in sizes), sizes
-    # Same parameters, same places: a dataset is reproducible.
-    again = bare.copy()
-    assert add_calcifications(again, csf, brain, spacing, p) == centres and np.array_equal(again, hu)
 
 
 def test_strands_are_short_thin_arcs_near_the_scalp_over_their_slab() -> None:
