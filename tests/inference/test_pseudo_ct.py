@@ -62,12 +62,17 @@ def test_variants_differ_and_are_reproducible(colin) -> None:
     assert mid[0, 0] < -900 and -50 < np.median(mid[112:144, 112:144]) < 80
 
 
+def _elliptic_head(centre_row: int, semi_rows: float, semi_cols: float, slices: int) -> tuple[np.ndarray, np.ndarray]:
+    """An elliptic soft-tissue head (40 HU) in air, centred on column 128: its footprint and HU volume."""
+    yy, xx = np.mgrid[:MATRIX, :MATRIX]
+    head = ((yy - centre_row) / semi_rows) ** 2 + ((xx - 128) / semi_cols) ** 2 <= 1
+    return head, np.where(head, 40.0, -1000.0).astype(np.float32)[None].repeat(slices, axis=0)
+
+
 def test_a_head_holder_is_a_thin_dense_arc_in_the_air_beside_the_head() -> None:
     from scipy import ndimage
 
-    yy, xx = np.mgrid[:MATRIX, :MATRIX]
-    head = ((yy - 120) / 80.0) ** 2 + ((xx - 128) / 65.0) ** 2 <= 1
-    before = np.where(head, 40.0, -1000.0).astype(np.float32)[None].repeat(6, axis=0)
+    head, before = _elliptic_head(120, 80.0, 65.0, slices=6)
     hu = before.copy()
     pixel_mm = 0.9
     p = dataclasses.replace(
@@ -95,9 +100,7 @@ def test_a_head_holder_is_a_thin_dense_arc_in_the_air_beside_the_head() -> None:
 def test_strands_are_short_thin_arcs_near_the_scalp_over_their_slab() -> None:
     from scipy import ndimage
 
-    yy, xx = np.mgrid[:MATRIX, :MATRIX]
-    head = ((yy - 128) / 70.0) ** 2 + ((xx - 128) / 60.0) ** 2 <= 1
-    before = np.where(head, 40.0, -1000.0).astype(np.float32)[None].repeat(20, axis=0)
+    head, before = _elliptic_head(128, 70.0, 60.0, slices=20)
     hu = before.copy()
     pixel_mm = 0.8
     strands = (
