@@ -356,13 +356,15 @@ class _Run:
         if maps is not None:
             # The volume's arrays lie in the loader's shared memory, the maps in this process's:
             # only what is left (small arrays) is copied.
-            parcel = pack((volume, result), loaded.opened, maps)
-            blocks = [*parcel.created, *maps.owned, *(loaded.parcel.created if loaded.parcel is not None else ())]
-            del result
-            maps.close()
+            blocks = [*maps.owned, *(loaded.parcel.created if loaded.parcel is not None else ())]
             try:
+                parcel = pack((volume, result), loaded.opened, maps)
+                blocks += parcel.created
+                del result
+                maps.close()
                 fut = self.writer.submit(write_shared, task, parcel, loaded.load_s, infer_s)
-            except BaseException:
+            except BaseException:  # no writer got them: free the maps' blocks (and any copy) now
+                maps.close()
                 unlink(blocks)
                 raise
             self.writing.append((job, fut, blocks))

@@ -125,6 +125,35 @@ def test_several_writers_write_what_one_writes_and_free_every_block(tmp_path: Pa
         )
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/dev/shm lists POSIX shared memory on Linux only")
+def test_a_result_that_cannot_be_handed_to_the_writer_fails_its_stack_and_frees_its_maps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inference.batch import pipeline
+
+    volume, _ = make_chest_phantom(shape=(16, 64, 64), spacing=(3.0, 3.0, 5.0))
+    for n in range(2):
+        write_dicom_series(
+            volume.voxels, tmp_path / "in" / f"s{n}", spacing=volume.spacing, origin=volume.origin,
+            modality="CT", uid_seed=f"pack-fails-{n}", series_number=n + 1,
+        )  # fmt: skip
+    real_pack = pipeline.pack
+    calls: list[int] = []
+
+    def failing_pack(obj: object, *opened: Opened | None) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("no room to pack")
+        return real_pack(obj, *opened)
+
+    monkeypatch.setattr(pipeline, "pack", failing_pack)
+    before = _blocks()
+    report = analyze([tmp_path / "in"], BatchOptions(out=tmp_path / "out", jobs=1, formats=("heatmap", "findings")))
+    statuses = sorted(r["status"] for r in report.rows)
+    assert statuses == ["failed", "ok"] and "no room to pack" in " ".join(str(r.get("error")) for r in report.rows)
+    assert _blocks() - before == set()  # the failed stack's heat map block too
+
+
 def test_arrays_made_in_shared_memory_are_referenced_not_copied() -> None:
     maps = Opened()
     heat = maps.empty((3, 4, 5), np.float32)
