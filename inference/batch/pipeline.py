@@ -425,8 +425,6 @@ class _Run:
                             release(loaded.parcel)
                         loaded.close()
                 self.done += 1
-            while self.writing:
-                self.wait_writer()
         finally:
             loader.close()
             while self.writing:

@@ -79,14 +79,19 @@ def test_a_loader_process_hands_over_the_volume_it_loaded(tmp_path: Path) -> Non
     release(parcel)
 
 
+def _write_phantoms(root: Path, count: int, seed: str, shift: int = 0) -> None:
+    """``count`` CT phantom series ``root/s0``, ``root/s1``…, each ``shift`` columns further rolled."""
+    volume, _ = make_chest_phantom(shape=(16, 64, 64), spacing=(3.0, 3.0, 5.0))
+    for n in range(count):
+        write_dicom_series(
+            np.roll(volume.voxels, shift * n, axis=2), root / f"s{n}", spacing=volume.spacing, origin=volume.origin,
+            modality="CT", uid_seed=f"{seed}-{n}", series_number=n + 1,
+        )  # fmt: skip
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/dev/shm lists POSIX shared memory on Linux only")
 def test_analyze_leaves_no_shared_memory_behind(tmp_path: Path) -> None:
-    volume, _ = make_chest_phantom(shape=(16, 64, 64), spacing=(3.0, 3.0, 5.0))
-    for n in range(3):
-        write_dicom_series(
-            volume.voxels, tmp_path / "in" / f"s{n}", spacing=volume.spacing, origin=volume.origin,
-            modality="CT", uid_seed=f"shm-{n}", series_number=n + 1,
-        )  # fmt: skip
+    _write_phantoms(tmp_path / "in", 3, "shm")
     (tmp_path / "in" / "s1" / "broken.dcm").write_bytes(b"DICM" * 10)
     before = _blocks()
     report = analyze([tmp_path / "in"], BatchOptions(out=tmp_path / "out", jobs=1, formats=("mask", "findings")))
@@ -100,12 +105,7 @@ def test_several_writers_write_what_one_writes_and_free_every_block(tmp_path: Pa
 
     import nibabel as nib
 
-    volume, _ = make_chest_phantom(shape=(16, 64, 64), spacing=(3.0, 3.0, 5.0))
-    for n in range(5):
-        write_dicom_series(
-            np.roll(volume.voxels, 3 * n, axis=2), tmp_path / "in" / f"s{n}", spacing=volume.spacing,
-            origin=volume.origin, modality="CT", uid_seed=f"writers-{n}", series_number=n + 1,
-        )  # fmt: skip
+    _write_phantoms(tmp_path / "in", 5, "writers", shift=3)
     before = _blocks()
     formats = ("mask", "findings")
     reports = {
@@ -131,12 +131,7 @@ def test_a_result_that_cannot_be_handed_to_the_writer_fails_its_stack_and_frees_
 ) -> None:
     from inference.batch import pipeline
 
-    volume, _ = make_chest_phantom(shape=(16, 64, 64), spacing=(3.0, 3.0, 5.0))
-    for n in range(2):
-        write_dicom_series(
-            volume.voxels, tmp_path / "in" / f"s{n}", spacing=volume.spacing, origin=volume.origin,
-            modality="CT", uid_seed=f"pack-fails-{n}", series_number=n + 1,
-        )  # fmt: skip
+    _write_phantoms(tmp_path / "in", 2, "pack-fails")
     real_pack = pipeline.pack
     calls: list[int] = []
 
