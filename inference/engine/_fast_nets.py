@@ -11,7 +11,14 @@ import torch  # noqa: TID253 (imported lazily, only from inference.engine.optimi
 import torch.nn.functional as F  # noqa: TID253
 from torch import nn  # noqa: TID253
 
-from inference.models._nets import ResidualBlock, SliceCNN, _check_slices
+from inference.models._nets import (
+    AttentionCNN,
+    AttentionPool2d,
+    ResidualBlock,
+    SelfAttention2d,
+    SliceCNN,
+    _check_slices,
+)
 
 
 class ConvReLU(nn.Module):
@@ -108,19 +115,6 @@ def _steps(module: nn.Module) -> list[nn.Module]:
     return [step for child in module.children() for step in _steps(child)]
 
 
-def _plain_shortcut(module: nn.Module) -> bool:
-    return (
-        type(module) is nn.Conv2d
-        and module.kernel_size == (1, 1)
-        and module.stride == (1, 1)
-        and module.padding == (0, 0)
-        and module.dilation == (1, 1)
-        and module.groups == 1
-        and module.bias is None
-        and module.padding_mode == "zeros"
-    )
-
-
 def pooled_shortcut(network: nn.Module) -> nn.Module | None:
     """:class:`PooledShortcutCNN` of ``network`` if it is a ``cnn`` whose last block has a plain 1×1
     shortcut, no hooks anywhere, and the rewrite gives its outputs on a random batch (a check that
@@ -128,16 +122,143 @@ def pooled_shortcut(network: nn.Module) -> nn.Module | None:
     if type(network) is not SliceCNN or type(network).forward is not SliceCNN.forward:
         return None
     blocks = network.backbone.blocks
-    if not len(blocks) or type(blocks[-1]) is not ResidualBlock or not _plain_shortcut(blocks[-1].shortcut):
+    if not len(blocks) or type(blocks[-1]) is not ResidualBlock or not _plain_conv1x1(blocks[-1].shortcut, bias=False):
         return None
     if any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in network.modules()):
         return None
+    candidate = PooledShortcutCNN(network)
+    return candidate if _same_outputs(network, candidate) else None
+
+
+def _same_outputs(network: nn.Module, candidate: nn.Module, with_attention: bool = False) -> bool:
+    """Whether ``candidate`` gives ``network``'s logits (and, ``with_attention``, its ``last_attention``)
+    on a random batch of 40 × 40 slices, within float rounding."""
     first = next(m for m in network.modules() if isinstance(m, nn.Conv2d))
     weight = first.weight
-    candidate = PooledShortcutCNN(network)
     g = torch.Generator().manual_seed(0)
     x = torch.rand((2, first.in_channels, 40, 40), generator=g).to(device=weight.device, dtype=weight.dtype)
     with torch.inference_mode():
-        want, got = network(x), candidate(x)
-    scale = float(want.abs().max()) + 1.0
-    return candidate if torch.allclose(got, want, rtol=1e-4, atol=1e-5 * scale) else None
+        pairs = [(network(x), candidate(x))]
+        if with_attention:
+            pairs.append((getattr(network, "last_attention", None), getattr(candidate, "last_attention", None)))
+    for want, got in pairs:
+        if not isinstance(want, torch.Tensor) or not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            return False
+        scale = float(want.abs().max()) + 1.0
+        if not torch.allclose(got, want, rtol=1e-4, atol=1e-5 * scale):
+            return False
+    return True
+
+
+class FusedAttentionCNN(nn.Module):
+    """The ``cnn-attention`` classifier with attention pooling, rewritten for forward passes.
+
+    :class:`AttentionCNN` computes ``pool(relu(W [skip; up(a)] + b))`` with ``a = f + γ·attend(f)``,
+    ``up`` the ×2 bilinear upsampling and ``W`` the 1×1 fusing convolution (BatchNorm folded in).
+    Here the self-attention's query, key and value convolutions are one convolution, its residual
+    add is part of the product (``baddbmm``), and ``W`` is split into its columns for ``skip`` and
+    for ``a``: ``W_a`` is applied *before* the upsampling, on a quarter of the positions (both are
+    linear and the upsampling's weights sum to one at every pixel, so they commute), and nothing
+    is concatenated. ``last_attention`` is the attention pooling's, as the loaded network's.
+    The backbone, the pooling and their parameters are the network's own (shared, not copied).
+    """
+
+    qkv_weight: torch.Tensor
+    qkv_bias: torch.Tensor
+    skip_weight: torch.Tensor
+    deep_weight: torch.Tensor
+    fuse_bias: torch.Tensor | None
+
+    def __init__(self, network: AttentionCNN, fuse: nn.Conv2d) -> None:
+        super().__init__()
+        blocks = list(network.backbone.blocks)
+        self.stem = nn.Sequential(*blocks[:2])  # its output is the skip (AttentionCNN's forward_with_skip)
+        self.deep = nn.Sequential(*blocks[2:])
+        self._stem_steps, self._deep_steps = _steps(self.stem), _steps(self.deep)
+        attention = network.attention
+        self.keys = attention.query.out_channels
+        projections = (attention.query, attention.key, attention.value)
+        with torch.no_grad():
+            self.register_buffer("qkv_weight", torch.cat([p.weight for p in projections]).detach().clone())
+            biases = [p.bias if p.bias is not None else torch.zeros(p.out_channels) for p in projections]
+            self.register_buffer("qkv_bias", torch.cat(biases).detach().clone())
+            skip_channels = fuse.in_channels - attention.value.out_channels
+            self.register_buffer("skip_weight", fuse.weight[:, :skip_channels].detach().clone())
+            self.register_buffer("deep_weight", fuse.weight[:, skip_channels:].detach().clone())
+            self.register_buffer("fuse_bias", fuse.bias.detach().clone() if fuse.bias is not None else None)
+        self.gamma = float(attention.gamma.detach())
+        self.scale = attention.scale
+        self.pool = network.pool
+
+    @property
+    def last_attention(self) -> torch.Tensor | None:
+        return self.pool.last_attention
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_slices(x, "cnn-attention")
+        for step in self._stem_steps:
+            x = step(x)
+        skip = x
+        for step in self._deep_steps:
+            x = step(x)
+        b, c, h, w = x.shape
+        qkv = F.conv2d(x, self.qkv_weight, self.qkv_bias).flatten(2)  # (B, 2d + C, N)
+        d = self.keys
+        q, k, v = qkv[:, :d].transpose(1, 2), qkv[:, d : 2 * d], qkv[:, 2 * d :]
+        weights = torch.softmax(torch.bmm(q, k).mul_(self.scale), dim=-1)  # (B, N queries, N keys)
+        attended = torch.baddbmm(x.flatten(2), v, weights.transpose(1, 2), alpha=self.gamma).view(b, c, h, w)
+        deep = F.interpolate(F.conv2d(attended, self.deep_weight), size=skip.shape[-2:], mode="bilinear")
+        fused = F.conv2d(skip, self.skip_weight, self.fuse_bias).add_(deep).relu_()
+        logit: torch.Tensor = self.pool(fused)
+        return logit
+
+
+def _plain_conv1x1(module: nn.Module, bias: bool | None = None) -> bool:
+    """A 1×1, stride-1, unpadded, ungrouped 2-D convolution (with a bias if ``bias``, without if False)."""
+    return (
+        type(module) is nn.Conv2d
+        and module.kernel_size == (1, 1)
+        and module.stride == (1, 1)
+        and module.padding == (0, 0)
+        and module.dilation == (1, 1)
+        and module.groups == 1
+        and module.padding_mode == "zeros"
+        and (bias is None or (module.bias is not None) == bias)
+    )
+
+
+def _fuse_conv(network: AttentionCNN) -> nn.Conv2d | None:
+    """The attention head's fusing convolution when BatchNorm is folded into it and a ReLU alone follows."""
+    steps = _steps(network.fuse)
+    conv: nn.Module
+    if len(steps) == 1 and type(steps[0]) is ConvReLU:
+        conv = steps[0].conv
+    elif len(steps) == 2 and type(steps[1]) is nn.ReLU:
+        conv = steps[0]
+    else:
+        return None  # BatchNorm not folded (a hook on it), or something else
+    return conv if isinstance(conv, nn.Conv2d) and _plain_conv1x1(conv) else None
+
+
+def fused_attention(network: nn.Module) -> nn.Module | None:
+    """:class:`FusedAttentionCNN` of ``network`` if it is a ``cnn-attention`` with attention pooling,
+    its BatchNorms folded (:func:`inference.engine.optimize.fold_batchnorm`), no hooks anywhere,
+    and the rewrite gives its outputs and attention on a random batch; otherwise None."""
+    if type(network) is not AttentionCNN or type(network).forward is not AttentionCNN.forward:
+        return None
+    if network.pooling != "attention" or len(network.backbone.blocks) < 3:
+        return None
+    attention, pool = network.attention, network.pool
+    if type(attention) is not SelfAttention2d or type(attention).forward is not SelfAttention2d.forward:
+        return None
+    if type(pool) is not AttentionPool2d or type(pool).forward is not AttentionPool2d.forward:
+        return None
+    if not all(_plain_conv1x1(p) for p in (attention.query, attention.key, attention.value)):
+        return None
+    if any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in network.modules()):
+        return None
+    fuse = _fuse_conv(network)
+    if fuse is None:
+        return None
+    candidate = FusedAttentionCNN(network, fuse)
+    return candidate if _same_outputs(network, candidate, with_attention=True) else None

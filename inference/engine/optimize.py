@@ -4,9 +4,11 @@
 float rounding: BatchNorm folded into the convolution before it; on the CPU, each convolution
 and the ReLU after it one oneDNN call (:class:`inference.engine._fast_nets.ConvReLU`), folded
 2-D weights in channels-last order; for the ``cnn`` architecture, the last block's 1×1 shortcut
-applied after the average pooling. It is for forward passes without gradients only:
-explanations (Grad-CAM hooks on ``gradcam_layer`` or the last convolution, ``last_attention``)
-keep using the network as loaded, whose modules are never changed.
+applied after the average pooling; for ``cnn-attention`` with attention pooling, its head
+rewritten (:class:`inference.engine._fast_nets.FusedAttentionCNN`: one projection convolution,
+the fusing convolution's deep half before the upsampling, no concatenation). It is for forward
+passes without gradients only: explanations (Grad-CAM hooks on ``gradcam_layer`` or the last
+convolution, ``last_attention``) keep using the network as loaded, whose modules are never changed.
 
 Nothing is deep-copied: only the modules on the path to a changed one are shallow copies with
 their own ``_modules`` (so a wrapper's own attributes, and every parameter that is not folded,
@@ -124,11 +126,12 @@ def fold_batchnorm(network: torch.nn.Module, *, channels_last: bool = False, rel
 def inference_network(network: torch.nn.Module, *, cpu: bool = False) -> torch.nn.Module:
     """:func:`fold_batchnorm` (on the ``cpu``: channels-last folded weights, conv + ReLU fused), then,
     for the ``cnn`` architecture, its last 1×1 shortcut applied after the average pooling
-    (:func:`inference.engine._fast_nets.pooled_shortcut`). ``network`` is not modified; the result
-    shares every parameter that is not folded."""
+    (:func:`inference.engine._fast_nets.pooled_shortcut`); for ``cnn-attention`` with attention
+    pooling, its head rewritten (:func:`inference.engine._fast_nets.fused_attention`). ``network``
+    is not modified; the result shares every parameter that is not folded."""
     fast = fold_batchnorm(network, channels_last=cpu, relu=cpu)
     if fast.training:
         return fast
-    from inference.engine._fast_nets import pooled_shortcut
+    from inference.engine._fast_nets import fused_attention, pooled_shortcut
 
-    return pooled_shortcut(fast) or fast
+    return pooled_shortcut(fast) or fused_attention(fast) or fast

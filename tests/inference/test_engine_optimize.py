@@ -21,7 +21,8 @@ from inference.volume import Volume
 
 from .oracle_models import card, loaded
 
-SLICE_ARCHS = ["cnn", "cnn-attention", "keras-baseline"]
+#: "cnn-attention-pooled": cnn-attention with attention pooling, the shipped demo model's head.
+SLICE_ARCHS = ["cnn", "cnn-attention", "cnn-attention-pooled", "keras-baseline"]
 
 
 def _randomise_batchnorm(net: nn.Module, seed: int = 0) -> nn.Module:
@@ -40,8 +41,23 @@ def _randomise_batchnorm(net: nn.Module, seed: int = 0) -> nn.Module:
 
 def _net(arch: str, channels: int = 3, size: int = 48) -> nn.Module:
     torch.manual_seed(0)
-    kwargs = {"in_channels": channels, **({"input_size": size} if arch == "keras-baseline" else {})}
-    return _randomise_batchnorm(build_model(arch, **kwargs))
+    kwargs: dict[str, object] = {"in_channels": channels}
+    if arch == "keras-baseline":
+        kwargs["input_size"] = size
+    if arch == "cnn-attention-pooled":
+        arch, kwargs["pooling"], kwargs["fused_channels"] = "cnn-attention", "attention", 24
+    net = build_model(arch, **kwargs)
+    if kwargs.get("pooling") == "attention":
+        with torch.no_grad():
+            net.attention.gamma.fill_(0.6)  # not 1: a rewrite that drops γ would show
+    return _randomise_batchnorm(net)
+
+
+def _last_layer(net: nn.Module, arch: str) -> nn.Module:
+    """The layer whose output is the logit (its bias shifts the logit one for one)."""
+    return {"keras-baseline": lambda: net.head[-1], "cnn-attention-pooled": lambda: net.pool.query}.get(
+        arch, lambda: net.fc
+    )()
 
 
 def _reference_input(voxels: np.ndarray, spec: InputSpec, size: tuple[int, int]) -> torch.Tensor:
@@ -50,16 +66,21 @@ def _reference_input(voxels: np.ndarray, spec: InputSpec, size: tuple[int, int])
     return resize(torch.from_numpy(_slice_stack(vox, 0, vox.shape[0], spec.context_slices)), size)
 
 
-def _assert_same_outputs(net: nn.Module, fast: nn.Module, arch: str) -> None:
-    """The optimised network gives the loaded one's outputs on a random batch (channels-last for slices)."""
-    x = torch.rand(5, 3, 48, 48) if arch != "cnn-rnn" else torch.rand(2, 3, 3, 48, 48)
+def _assert_same_outputs(net: nn.Module, fast: nn.Module, arch: str, size: tuple[int, int] = (48, 48)) -> None:
+    """The optimised network gives the loaded one's outputs (and attention) on a random batch
+    (channels-last for slices)."""
+    x = torch.rand(5, 3, *size) if arch != "cnn-rnn" else torch.rand(2, 3, 3, *size)
     with torch.inference_mode():
         want = net(x)
+        want_attention = getattr(net, "last_attention", None)
         got = fast(x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x)
+        got_attention = getattr(fast, "last_attention", None)
     for w, g in zip(
         want if isinstance(want, tuple) else (want,), got if isinstance(got, tuple) else (got,), strict=True
     ):
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+    if arch.startswith("cnn-attention"):
+        torch.testing.assert_close(got_attention, want_attention, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("arch", [*SLICE_ARCHS, "cnn-rnn"])
@@ -118,10 +139,15 @@ def test_inference_network_gives_the_plain_outputs(arch: str) -> None:
         fast = inference_network(net, cpu=True)
     assert not any(p.is_inference() for p in fast.parameters())
     assert isinstance(fast, _fast_nets.PooledShortcutCNN) == (arch == "cnn")
+    assert isinstance(fast, _fast_nets.FusedAttentionCNN) == (arch == "cnn-attention-pooled")
     fused = [m for m in fast.modules() if isinstance(m, _fast_nets.ConvReLU)]
-    assert len(fused) == (3 if arch == "keras-baseline" else 4)  # every conv + ReLU, BatchNorm folded or not
+    # Every conv + ReLU, BatchNorm folded or not (the pooled head's fusing conv is rewritten: not one).
+    want = {"keras-baseline": 3, "cnn-attention": 4, "cnn-attention-pooled": 4, "cnn": 4, "cnn-rnn": 4}
+    assert len(fused) == want[arch]
     assert arch == "keras-baseline" or not any(isinstance(m, nn.ReLU) for m in fast.modules())
     _assert_same_outputs(net, fast, arch)
+    if arch != "keras-baseline":  # (built for one input size)
+        _assert_same_outputs(net, fast, arch, size=(56, 40))  # neither square nor the random check's size
 
 
 def test_the_pooled_shortcut_is_checked_before_use(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,6 +161,22 @@ def test_the_pooled_shortcut_is_checked_before_use(monkeypatch: pytest.MonkeyPat
     assert _fast_nets.pooled_shortcut(with_bias.eval()) is None
     handle = net.backbone.blocks[-1].register_forward_hook(lambda *_: None)  # Grad-CAM's hook
     assert _fast_nets.pooled_shortcut(net) is None
+    handle.remove()
+
+
+def test_the_fused_attention_is_checked_before_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    net = fold_batchnorm(_net("cnn-attention-pooled"))
+    assert _fast_nets.fused_attention(net) is not None
+    monkeypatch.setattr(_fast_nets.FusedAttentionCNN, "forward", lambda self, x: torch.zeros(x.shape[0], 1))
+    assert _fast_nets.fused_attention(net) is None  # a rewrite that no longer matches AttentionCNN is not used
+    monkeypatch.undo()
+    monkeypatch.setattr(_fast_nets.FusedAttentionCNN, "last_attention", None)
+    assert _fast_nets.fused_attention(net) is None  # nor one that loses the attention map
+    monkeypatch.undo()
+    assert _fast_nets.fused_attention(_net("cnn-attention-pooled")) is None  # BatchNorm not folded
+    assert _fast_nets.fused_attention(fold_batchnorm(_net("cnn-attention"))) is None  # mean pooling
+    handle = net.pool.register_forward_hook(lambda *_: None)
+    assert _fast_nets.fused_attention(net) is None
     handle.remove()
 
 
@@ -170,7 +212,7 @@ def test_slice_planes_without_resize_and_a_float_volume_left_as_it_was() -> None
     np.testing.assert_array_equal(voxels, before)
 
 
-def _centre_logits(net: nn.Module, last: nn.Linear, x: torch.Tensor, probability: float) -> None:
+def _centre_logits(net: nn.Module, last: nn.Module, x: torch.Tensor, probability: float) -> None:
     """Scale the output weights ×10 (random weights give logits ~1e-3 apart from slice to slice) and shift
     its bias so that ``probability`` lies halfway between two slices' probabilities on ``x``."""
     with torch.no_grad():
@@ -199,7 +241,7 @@ def test_engine_probabilities_equal_the_plain_model(arch: str) -> None:
     )
     volume = _volume()
     x = _reference_input(volume.voxels, model_card.input, (48, 48))
-    _centre_logits(net, net.fc if arch != "keras-baseline" else net.head[-1], x, 0.5)
+    _centre_logits(net, _last_layer(net, arch), x, 0.5)
     result = run(loaded(net, model_card), volume)
     with torch.no_grad():
         want = torch.sigmoid(net(x)[:, 0]).numpy()
