@@ -27,7 +27,7 @@ import pydicom
 
 from inference.batch.dicom_file import producer_attributes, save_atomically
 from inference.batch.errors import OutputNotSupported
-from inference.batch.source_headers import SourceHeaders
+from inference.batch.source_headers import SourceHeaders, in_frame_order
 from inference.engine.findings import label_values
 from inference.io.stacks import Stack
 from inference.models.card import ModelCard
@@ -64,18 +64,6 @@ def segmented_property(name: str) -> tuple[Any, Any]:
         if any(w in lowered for w in words):
             return getattr(codes.SCT, category), getattr(codes.SCT, kind)
     return codes.SCT.Tissue, codes.SCT.Tissue
-
-
-def _source_datasets(sources: SourceHeaders) -> tuple[list[pydicom.Dataset], list[int] | None]:
-    """The source headers in volume ``k`` order, or one multi-frame header with each ``k``'s frame."""
-    sources.check(OUTPUT)
-    stack = sources.stack
-    if any(h.is_multiframe for h in stack.headers):
-        frames = [ref.frame_index for ref in stack.slices]
-        if len(stack.headers) != 1 or sorted(frames) != list(range(stack.headers[0].number_of_frames)):
-            raise OutputNotSupported(OUTPUT, "the stack is only part of a multi-frame object")
-        return [sources.header(stack.headers[0].path)], frames
-    return sources.per_slice(), None
 
 
 def _segment_numbers(present: list[int], labels: dict[int, tuple[str, tuple[int, int, int]]]) -> dict[int, int]:
@@ -144,7 +132,7 @@ def write_dicom_seg(
         raise ValueError(
             f"label map {label_map.shape}, volume {volume.shape} and stack of {stack.n_slices} slices disagree"
         )
-    datasets, frame_of_k = _source_datasets(sources or SourceHeaders(stack, dataset_transform))
+    datasets, frame_of_k = (sources or SourceHeaders(stack, dataset_transform)).frames(OUTPUT)
     present = label_values(label_map)
     numbers = _segment_numbers(present, labels)
     if all(value == number for value, number in numbers.items()):
@@ -154,10 +142,7 @@ def write_dicom_seg(
         for value, number in numbers.items():
             lut[value] = number
         pixels = lut[label_map]
-    if frame_of_k is not None:  # a multi-frame source: highdicom wants the frames in file order
-        in_frame_order = np.empty_like(pixels)
-        in_frame_order[frame_of_k] = pixels
-        pixels = in_frame_order
+    pixels = in_frame_order(pixels, frame_of_k)
 
     descriptions = _segment_descriptions(numbers, labels, card)
     if not descriptions:

@@ -9,7 +9,10 @@ re-reading 96 headers with pydicom took longer than building the SEG from them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pydicom
 from pydicom.errors import InvalidDicomError
 
@@ -79,6 +82,21 @@ class SourceHeaders:
         order = dict.fromkeys(ref.header_index for ref in self.stack.slices)
         return [self._instance(i, firsts[i].geometry) for i in order]
 
+    def frames(self, what: str) -> tuple[list[pydicom.Dataset], list[int] | None]:
+        """The source of each slice for a multi-frame output ``what`` (SEG, parametric map):
+        ``(one header per slice k, None)``, or ``([the multi-frame header], frame index of each k)``.
+
+        Raises :class:`OutputNotSupported` for non-DICOM input, or a stack that is only part of
+        a multi-frame object (a derived object must cover all of its frames)."""
+        self.check(what)
+        stack = self.stack
+        if any(h.is_multiframe for h in stack.headers):
+            frames = [ref.frame_index for ref in stack.slices]
+            if len(stack.headers) != 1 or sorted(frames) != list(range(stack.headers[0].number_of_frames)):
+                raise OutputNotSupported(what, "the stack is only part of a multi-frame object")
+            return [self.header(stack.headers[0].path)], frames
+        return self.per_slice(), None
+
     def per_slice(self) -> list[pydicom.Dataset]:
         """One header per slice ``k`` (a multi-frame object's header once per frame)."""
         return [self._instance(ref.header_index, ref.geometry) for ref in self.stack.slices]
@@ -126,6 +144,16 @@ class SourceHeaders:
                 made.file_meta.add(element)
         self._read[h.path] = made
         return made
+
+
+def in_frame_order(pixels: npt.NDArray[Any], frame_of_k: list[int] | None) -> npt.NDArray[Any]:
+    """``pixels`` (one plane per slice ``k``) in the order of :meth:`SourceHeaders.frames`' sources:
+    as they are for single-frame sources, in file frame order for a multi-frame one (highdicom's)."""
+    if frame_of_k is None:
+        return pixels
+    out = np.empty_like(pixels)
+    out[frame_of_k] = pixels
+    return out
 
 
 def _ds(value: float) -> str:

@@ -2,7 +2,8 @@
 
 File names say what they hold: ``seg.dcm`` (DICOM SEG), ``findings-sr.dcm`` (the findings as a
 DICOM SR, TID 1500, referencing the SEG when it was written), ``mask.nii.gz`` (label map),
-``heatmap.nii.gz`` (explanation or probability map, [0, 1] in steps of 1/255), ``findings.json``,
+``heatmap.nii.gz`` (explanation or probability map, [0, 1] in steps of 1/255), ``heatmap-pm.dcm``
+(the same map as a DICOM Parametric Map on the source instances), ``findings.json``,
 ``key_NN_sliceKKKK.png`` and ``report.pdf``. Every file is written under a temporary name and
 renamed into place.
 """
@@ -10,6 +11,7 @@ renamed into place.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +28,10 @@ from inference.io.stacks import Stack
 from inference.models.card import ModelCard
 from inference.volume import Volume
 
-FORMATS = ("seg", "sr", "mask", "heatmap", "findings", "key-images", "pdf")
-OWN_NAMES = ("seg.dcm", "findings-sr.dcm", "mask.nii.gz", "heatmap.nii.gz", "findings.json", "report.pdf")
+FORMATS = ("seg", "sr", "pm", "mask", "heatmap", "findings", "key-images", "pdf")
+OWN_NAMES = (
+    "seg.dcm", "findings-sr.dcm", "heatmap-pm.dcm", "mask.nii.gz", "heatmap.nii.gz", "findings.json", "report.pdf",
+)  # fmt: skip
 DEFAULT_COLOUR = (230, 25, 75)
 
 
@@ -57,6 +61,11 @@ def output_heatmap(result: Result) -> npt.NDArray[np.float32] | None:
     if result.heatmaps:
         return next(iter(result.heatmaps.values()))
     return result.probability_map
+
+
+def heatmap_name(result: Result) -> str:
+    """What :func:`output_heatmap` is: the explanation's name, or ``"probability"``."""
+    return next(iter(result.heatmaps)) if result.heatmaps else "probability"
 
 
 #: heatmap.nii.gz holds uint8 steps of 1/255 with scl_slope 1/255: readers see values in [0, 1].
@@ -155,14 +164,17 @@ def write_stack_outputs(
             out.notes.append("mask: the model gives no label map or explanation map")
         else:
             _nifti(volume, labels, stack_dir / "mask.nii.gz", out)
+    stored = quantised_heatmap(heat) if heat is not None and ("heatmap" in formats or "pm" in formats) else None
     if "heatmap" in formats:
-        if heat is None:
+        if stored is None:
             out.notes.append("heatmap: the model gives no map")
         else:
-            _nifti(volume, quantised_heatmap(heat), stack_dir / "heatmap.nii.gz", out, scale=HEATMAP_SCALE)
-    sources = SourceHeaders(stack, identity.dataset)  # read once for the SEG and the SR
+            _nifti(volume, stored, stack_dir / "heatmap.nii.gz", out, scale=HEATMAP_SCALE)
+    sources = SourceHeaders(stack, identity.dataset)  # read once for the SEG, the SR and the map
     if "seg" in formats:
         _seg(stack, volume, labels, card, sources, stack_dir / "seg.dcm", out)
+    if "pm" in formats:
+        _pm(stack, volume, stored, heatmap_name(result), card, sources, stack_dir / "heatmap-pm.dcm", out)
     if "sr" in formats:  # after the SEG, so that its findings can reference their segments
         seg_path = stack_dir / "seg.dcm" if "seg.dcm" in out.files else None
         _sr(stack, volume, result, card, sources, stack_dir / "findings-sr.dcm", out, seg_path=seg_path, labels=labels)
@@ -204,6 +216,27 @@ def _nifti(
     out.files.append(path.name)
 
 
+#: Format → what its DICOM object is called in a note ("… no instances for a SEG to reference").
+_DICOM_OBJECTS = {"seg": "a SEG", "pm": "a parametric map", "sr": "an SR"}
+
+
+def _dicom_object(fmt: str, stack: Stack, path: Path, out: StackOutputs, write: Callable[[], object]) -> None:
+    """``write()`` the DICOM object of format ``fmt`` to ``path``; a note instead when the input is
+    not DICOM or the writer says it cannot be made (:class:`OutputNotSupported`)."""
+    from inference.batch.errors import OutputNotSupported
+
+    if stack.kind != "dicom":
+        what = _DICOM_OBJECTS[fmt]
+        out.notes.append(f"{fmt}: the input is not DICOM, so there are no instances for {what} to reference")
+        return
+    try:
+        write()
+    except OutputNotSupported as exc:
+        out.notes.append(f"{fmt}: {exc}")
+        return
+    out.files.append(path.name)
+
+
 def _seg(
     stack: Stack,
     volume: Volume,
@@ -216,18 +249,33 @@ def _seg(
     if labels is None:
         out.notes.append("seg: the model gives no label map")
         return
-    if stack.kind != "dicom":
-        out.notes.append("seg: the input is not DICOM, so there are no instances for a SEG to reference")
-        return
-    from inference.batch.errors import OutputNotSupported
     from inference.batch.seg_writer import write_dicom_seg
 
-    try:
-        write_dicom_seg(stack, volume, labels, label_table(card), card, path, sources=sources)
-    except OutputNotSupported as exc:
-        out.notes.append(f"seg: {exc}")
+    def write() -> object:
+        return write_dicom_seg(stack, volume, labels, label_table(card), card, path, sources=sources)
+
+    _dicom_object("seg", stack, path, out, write)
+
+
+def _pm(
+    stack: Stack,
+    volume: Volume,
+    stored: npt.NDArray[np.uint8] | None,
+    what: str,
+    card: ModelCard,
+    sources: SourceHeaders,
+    path: Path,
+    out: StackOutputs,
+) -> None:
+    if stored is None:
+        out.notes.append("pm: the model gives no map")
         return
-    out.files.append(path.name)
+    from inference.batch.pm_writer import write_parametric_map
+
+    def write() -> object:
+        return write_parametric_map(stack, volume, stored, card, path, what=what, sources=sources)
+
+    _dicom_object("pm", stack, path, out, write)
 
 
 def _sr(
@@ -242,15 +290,11 @@ def _sr(
     seg_path: Path | None,
     labels: npt.NDArray[np.uint8] | None,
 ) -> None:
-    if stack.kind != "dicom":
-        out.notes.append("sr: the input is not DICOM, so there are no instances for an SR to reference")
-        return
-    from inference.batch.errors import OutputNotSupported
     from inference.batch.sr_writer import write_findings_sr
 
-    try:
-        write_findings_sr(stack, volume, result, card, path, seg_path=seg_path, label_map=labels, sources=sources)
-    except OutputNotSupported as exc:
-        out.notes.append(f"sr: {exc}")
-        return
-    out.files.append(path.name)
+    def write() -> object:
+        return write_findings_sr(
+            stack, volume, result, card, path, seg_path=seg_path, label_map=labels, sources=sources
+        )
+
+    _dicom_object("sr", stack, path, out, write)
