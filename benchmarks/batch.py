@@ -40,7 +40,7 @@ from _timing import REPO_ROOT, child_env, median
 
 from inference.batch.identity import Identity
 from inference.batch.pipeline import BatchOptions, analyze, default_jobs, default_writers, load_for_batch
-from inference.batch.stack_outputs import FORMATS, write_stack_outputs
+from inference.batch.stack_outputs import DEFAULT_FORMATS, FORMATS, write_stack_outputs
 from inference.engine.run import load_model, run
 from inference.io.dicom_writer import write_dicom_series
 from inference.io.scan import scan
@@ -105,12 +105,15 @@ def main() -> None:
     ap.add_argument("--stacks", type=int, default=20)
     ap.add_argument("--slices", type=int, default=96)
     ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--formats", default="all", help=f"comma-separated from {','.join(FORMATS)}, or all")
+    ap.add_argument(
+        "--formats", default="default", help=f"comma-separated from {','.join(FORMATS)}, or all, or default"
+    )
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args()
-    formats = FORMATS if args.formats == "all" else tuple(args.formats.split(","))
+    named = {"all": FORMATS, "default": DEFAULT_FORMATS}
+    formats = named.get(args.formats) or tuple(args.formats.split(","))
     work = Path(tempfile.mkdtemp(prefix="radlens-bench-batch-", dir=args.workdir))
     try:
         data = work / "in"

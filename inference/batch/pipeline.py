@@ -33,7 +33,7 @@ from inference.batch.resume import (
     remove_stale_temporaries,
 )
 from inference.batch.shared_arrays import Opened, Parcel, pack, release, unlink, unpack
-from inference.batch.stack_outputs import FORMATS, clear_outputs, write_stack_outputs
+from inference.batch.stack_outputs import DEFAULT_FORMATS, FORMATS, clear_outputs, write_stack_outputs
 from inference.batch.summary import FAILED, OK, SKIPPED, base_row, problem_rows, result_row, write_summary
 from inference.errors import LoadError, OperationCancelled, RadLensError
 from inference.io.atomic import atomic_write
@@ -55,7 +55,7 @@ class BatchOptions:
     device: str = "auto"
     jobs: int = 1  # loader processes; 0 loads in this process
     writers: int = 0  # writer processes, 0: default_writers() (with jobs 0: one writer thread)
-    formats: tuple[str, ...] = FORMATS
+    formats: tuple[str, ...] = DEFAULT_FORMATS
     identity: IdentityPolicy = IdentityPolicy.DEFAULT
     overwrite: bool = False
     file_modality: str = ""  # modality of NIfTI/NRRD/MHA inputs, which do not record one

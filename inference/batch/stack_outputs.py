@@ -29,6 +29,10 @@ from inference.models.card import ModelCard
 from inference.volume import Volume
 
 FORMATS = ("seg", "sr", "pm", "mask", "heatmap", "findings", "key-images", "pdf")
+#: What ``radlens analyze`` writes unless told: all but the parametric map, which costs a third of the
+#: writing time of all the others together for a second copy of heatmap.nii.gz (the viewer's export
+#: writes every format).
+DEFAULT_FORMATS = tuple(f for f in FORMATS if f != "pm")
 OWN_NAMES = (
     "seg.dcm", "findings-sr.dcm", "heatmap-pm.dcm", "mask.nii.gz", "heatmap.nii.gz", "findings.json", "report.pdf",
 )  # fmt: skip

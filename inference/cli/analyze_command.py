@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from inference.batch.identity import IdentityPolicy
-from inference.batch.stack_outputs import FORMATS
+from inference.batch.stack_outputs import DEFAULT_FORMATS, FORMATS
 from inference.cli.progress_bar import TerminalProgress
 from inference.engine.device import DEVICE_CHOICES
 
@@ -36,8 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format",
         type=_formats,
-        default=FORMATS,
-        help=f"comma-separated outputs: {','.join(FORMATS)} (default: all; summary.csv/json always)",
+        default=DEFAULT_FORMATS,
+        help=(
+            f"comma-separated outputs from {','.join(FORMATS)}, or all "
+            f"(default: {','.join(DEFAULT_FORMATS)}; summary.csv/json always)"
+        ),
     )
     who = parser.add_mutually_exclusive_group()
     who.add_argument(

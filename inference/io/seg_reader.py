@@ -29,6 +29,22 @@ class SegmentationLabels:
     colours: dict[int, tuple[int, int, int]]
 
 
+def matching_slices(volume: Volume, path: Path, for_uid: str, referenced: set[str]) -> tuple[list[str], list[str]]:
+    """``(the volume's SOP instance UID per slice k, those of them in referenced, in k order)`` for a
+    derived object (SEG, parametric map) at ``path`` in frame of reference ``for_uid`` that references
+    the instances ``referenced``; :class:`SegmentationMismatchError` when it belongs elsewhere."""
+    mine = volume.metadata.frame_of_reference_uid
+    if mine and for_uid and for_uid != mine:
+        raise SegmentationMismatchError(path, "it is in another frame of reference than the open series")
+    uids = [str(u) for u in volume.metadata.extra.get("sop_instance_uids", [])]
+    if len(uids) != volume.shape[0] or len(set(uids)) != len(uids):
+        raise SegmentationMismatchError(path, "the open volume has no single-frame DICOM instances to match it to")
+    present = [u for u in uids if u in referenced]
+    if not present:
+        raise SegmentationMismatchError(path, "it references none of the open series' slices")
+    return uids, present
+
+
 def read_dicom_seg_onto(volume: Volume, path: str | Path) -> SegmentationLabels:
     """Labels ``[k, j, i]`` for ``volume`` from a DICOM SEG that references its slices."""
     import highdicom as hd
@@ -40,17 +56,8 @@ def read_dicom_seg_onto(volume: Volume, path: str | Path) -> SegmentationLabels:
             seg = hd.seg.segread(str(p))
     except Exception as exc:
         raise LoadError(p, f"not a readable DICOM SEG ({type(exc).__name__}: {str(exc)[:200]})") from exc
-    for_uid = str(getattr(seg, "FrameOfReferenceUID", "") or "")
-    mine = volume.metadata.frame_of_reference_uid
-    if mine and for_uid and for_uid != mine:
-        raise SegmentationMismatchError(p, "the segmentation is in another frame of reference than the open series")
-    uids = list(volume.metadata.extra.get("sop_instance_uids", []))
-    if len(uids) != volume.shape[0]:
-        raise SegmentationMismatchError(p, "the open volume has no DICOM instances to match the segmentation to")
     referenced = {str(u) for _study, _series, u in seg.get_source_image_uids()}
-    present = [u for u in uids if u in referenced]
-    if not present:
-        raise SegmentationMismatchError(p, "the segmentation references none of the open series' slices")
+    uids, present = matching_slices(volume, p, str(getattr(seg, "FrameOfReferenceUID", "") or ""), referenced)
     pixels = seg.get_pixels_by_source_instance(
         source_sop_instance_uids=present, combine_segments=True, skip_overlap_checks=True
     )

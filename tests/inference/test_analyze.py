@@ -22,11 +22,12 @@ import SimpleITK as sitk
 from inference.batch.identity import IdentityPolicy
 from inference.batch.pipeline import BatchOptions, analyze
 from inference.batch.resume import MANIFEST
-from inference.batch.stack_outputs import FORMATS, output_label_map
+from inference.batch.stack_outputs import DEFAULT_FORMATS, FORMATS, output_label_map
 from inference.cli.main import main
 from inference.engine.run import run
 from inference.io.dicom_loader import load_stack
 from inference.io.dicom_writer import write_dicom_series
+from inference.io.map_reader import PARAMETRIC_MAP_STORAGE
 from inference.io.scan import scan
 from inference.io.seg_reader import read_dicom_seg_onto
 from inference.models.registry import discover
@@ -70,7 +71,7 @@ def _stack_dirs(out: Path) -> list[Path]:
     return sorted(p for p in out.iterdir() if p.is_dir())
 
 
-def _check_complete(stack_dir: Path, formats: tuple[str, ...] = FORMATS) -> None:
+def _check_complete(stack_dir: Path, formats: tuple[str, ...] = DEFAULT_FORMATS) -> None:
     """Every output of a finished stack is present and readable by an independent reader."""
     manifest = json.loads((stack_dir / MANIFEST).read_text())
     names = set(manifest["files"])
@@ -86,6 +87,10 @@ def _check_complete(stack_dir: Path, formats: tuple[str, ...] = FORMATS) -> None
         assert "study_score" in json.loads((stack_dir / "findings.json").read_text())
     if "seg" in formats and "seg.dcm" in names:
         assert pydicom.dcmread(stack_dir / "seg.dcm").Modality == "SEG"
+    assert ("heatmap-pm.dcm" in names) == ("pm" in formats)  # a DICOM input: written exactly when asked for
+    if "pm" in formats:
+        pm = pydicom.dcmread(stack_dir / "heatmap-pm.dcm")
+        assert pm.SOPClassUID == PARAMETRIC_MAP_STORAGE and pm.pixel_array.max() <= 255
     if "pdf" in formats:
         pdf = (stack_dir / "report.pdf").read_bytes()
         assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
@@ -149,7 +154,10 @@ def test_resume_after_sigkill_at_any_moment_ends_complete_and_without_duplicates
     four_stacks: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "inference.cli.main", "analyze", os.fspath(four_stacks), "--out", os.fspath(out)]
+    cmd = [
+        sys.executable, "-m", "inference.cli.main", "analyze", os.fspath(four_stacks), "--out", os.fspath(out),
+        "--format", "all",
+    ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     killed_with_partial_work = 0
     for delay in (1.0, 2.5, 4.0, 5.5, 7.0):
@@ -165,7 +173,7 @@ def test_resume_after_sigkill_at_any_moment_ends_complete_and_without_duplicates
     dirs = _stack_dirs(out)
     assert len(dirs) == 4, [d.name for d in dirs]
     for d in dirs:
-        _check_complete(d)
+        _check_complete(d, FORMATS)
     rows = _rows(out)
     assert sorted(r["folder"] for r in rows) == sorted(d.name for d in dirs)
     assert all(r["status"] == "ok" for r in rows)

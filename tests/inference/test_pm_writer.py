@@ -19,8 +19,11 @@ from inference.batch.identity import Identity, IdentityPolicy
 from inference.batch.pm_writer import SLOPE, write_parametric_map
 from inference.batch.stack_outputs import quantised_heatmap, write_stack_outputs
 from inference.engine.result import Result
+from inference.errors import LoadError
 from inference.io.dicom_writer import write_dicom_series
+from inference.io.map_reader import is_parametric_map, read_parametric_map_onto
 from inference.io.nifti_writer import write_nifti
+from inference.io.seg_reader import SegmentationMismatchError
 from inference.models.card import ModelCard, load_card
 from inference.sample_study import make_chest_phantom, write_sample_study
 from tests.inference.test_batch_writers import CARD_PATH, DIRECTIONS, REAL_ID, REAL_NAME, Series, _dciodvfy, _load
@@ -183,3 +186,21 @@ def test_no_map_no_parametric_map(series: dict[str, Series], card: ModelCard, tm
         formats=("pm",),
     )
     assert out.files == [] and out.notes == ["pm: the model gives no map"]
+
+
+@pytest.mark.parametrize("name", ["head", "oblique", "feet-first"])
+def test_parametric_map_reads_back_onto_its_series_and_nowhere_else(
+    series: dict[str, Series], card: ModelCard, tmp_path: Path, name: str
+) -> None:
+    s = series[name]
+    stored = quantised_heatmap(_map(s.volume.shape))
+    path = write_parametric_map(s.stack, s.volume, stored, card, tmp_path / "pm.dcm", what="attention")
+    assert is_parametric_map(path) and not is_parametric_map(s.stack.headers[0].path)
+    back = read_parametric_map_onto(s.volume, path)
+    assert back.label == "attention" and back.units == ""
+    np.testing.assert_allclose(back.values, stored.astype(np.float32) / 255.0, rtol=0, atol=1e-6)
+    other = series["sample"]
+    with pytest.raises(SegmentationMismatchError, match=r"frame of reference|references none"):
+        read_parametric_map_onto(other.volume, path)
+    with pytest.raises(LoadError, match="not a readable DICOM parametric map"):
+        read_parametric_map_onto(s.volume, s.stack.headers[0].path)  # a CT image, not a map

@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from inference.batch.stack_outputs import output_label_map
+from inference.batch.stack_outputs import output_heatmap, output_label_map, quantised_heatmap
 from inference.io.seg_reader import read_dicom_seg_onto
+from viewer.models.layers import HeatmapLayer, LabelLayer
 
 from .conftest import open_and_wait
 
@@ -31,7 +32,9 @@ def test_export_writes_the_batch_outputs_for_the_open_stack(
         assert controller.export_results(tmp_path / "exports")
     exported = blocker.args[0]
     assert exported.folder.parent == tmp_path / "exports"
-    assert {"seg.dcm", "mask.nii.gz", "heatmap.nii.gz", "findings.json", "report.pdf"} <= set(exported.files)
+    assert {"seg.dcm", "heatmap-pm.dcm", "mask.nii.gz", "heatmap.nii.gz", "findings.json", "report.pdf"} <= set(
+        exported.files
+    )
     assert any(name.startswith("key_") for name in exported.files)
     assert "Exported" in controller.window.statusBar().currentMessage()
 
@@ -42,3 +45,16 @@ def test_export_writes_the_batch_outputs_for_the_open_stack(
     np.testing.assert_array_equal(seg.labels, labels)
     findings = json.loads((exported.folder / "findings.json").read_text())
     assert findings["model"]["name"] == card.name and len(findings["findings"]) == len(result.findings)
+
+    # File → Open segmentation takes the outputs back: the SEG and the mask as labels, both maps as heatmaps.
+    heat = quantised_heatmap(output_heatmap(result)).astype(np.float32) / 255.0
+    assert heat.max() > 0.5
+    for name in ("heatmap-pm.dcm", "heatmap.nii.gz"):
+        layer = controller.open_mask(exported.folder / name)
+        assert isinstance(layer, HeatmapLayer), controller.last_error
+        assert layer.levels == (0.0, 1.0)
+        np.testing.assert_allclose(layer.values, heat, rtol=0, atol=1e-6)
+    for name in ("seg.dcm", "mask.nii.gz"):
+        layer = controller.open_mask(exported.folder / name)
+        assert isinstance(layer, LabelLayer), controller.last_error
+        np.testing.assert_array_equal(layer.labels != 0, labels != 0)

@@ -193,27 +193,39 @@ class ViewerController(QtCore.QObject):
         if self.interactive and self.window.isVisible():
             QtWidgets.QMessageBox.warning(self.window, "RadLens", message)
 
-    def open_mask(self, path: str | Path) -> LabelLayer | None:
-        """Open a label file (NIfTI/NRRD/MHA, or a DICOM SEG) as a layer; refuse a foreign grid or series."""
+    def open_mask(self, path: str | Path) -> LabelLayer | HeatmapLayer | None:
+        """Open an overlay file as a layer; refuse a foreign grid or series. Labels: a DICOM SEG, or
+        a NIfTI/NRRD/MHA of whole numbers. A map, drawn as a heatmap: a DICOM Parametric Map, or an
+        image file with fractional values (RadLens's ``heatmap.nii.gz`` and ``heatmap-pm.dcm``)."""
         from inference.io.image_file import is_image_file, read_image_file
+        from inference.io.map_reader import is_parametric_map, read_parametric_map_onto
         from inference.io.seg_reader import read_dicom_seg_onto
 
         cur = self.model.current
         if cur is None:
             self._error("Open an image before opening a mask")
             return None
+        name = Path(path).name
+        layer: LabelLayer | HeatmapLayer
         try:
             if is_image_file(path):
-                mask = read_image_file(path)
-                check_same_grid(mask, cur.volume)
-                layer = LabelLayer(name=Path(path).name, labels=np.asarray(mask.voxels))
+                image = read_image_file(path)
+                check_same_grid(image, cur.volume)
+                voxels = np.asarray(image.voxels)
+                if _fractional(voxels):
+                    layer = HeatmapLayer(name=name, values=voxels, levels=_map_levels(voxels))
+                else:
+                    layer = LabelLayer(name=name, labels=voxels)
+            elif is_parametric_map(path):  # matched to the open series by the instances it references
+                pm = read_parametric_map_onto(cur.volume, path)
+                values = np.nan_to_num(pm.values, nan=0.0)
+                levels = _map_levels(values)
+                layer = HeatmapLayer(name=f"{name} ({pm.label})", values=values, levels=levels, units=pm.units)
             else:  # a DICOM SEG, matched to the open series by the instances it references
                 seg = read_dicom_seg_onto(cur.volume, path)
-                layer = LabelLayer(
-                    name=Path(path).name, labels=seg.labels, names=dict(seg.names), colours=dict(seg.colours)
-                )
+                layer = LabelLayer(name=name, labels=seg.labels, names=dict(seg.names), colours=dict(seg.colours))
         except Exception as exc:
-            self._error(f"Cannot open {Path(path).name} as a mask: {exc}")
+            self._error(f"Cannot open {name} as an overlay: {exc}")
             return None
         self.model.layers.add(layer)
         return layer
@@ -580,3 +592,19 @@ class ViewerController(QtCore.QObject):
             assert app is not None
             app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
         return not (self.loader.busy or self.analysis.running or self.exporter.busy)
+
+
+def _fractional(voxels: np.ndarray) -> bool:
+    """Whether an overlay file holds a map rather than labels: floating-point values, some not whole."""
+    return bool(np.issubdtype(voxels.dtype, np.floating) and np.any(np.isfinite(voxels) & (voxels != np.round(voxels))))
+
+
+def _map_levels(values: np.ndarray) -> tuple[float, float]:
+    """[0, 1] for a map within it (probabilities, explanations), else its own finite range."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return (0.0, 1.0)
+    lo, hi = float(finite.min()), float(finite.max())
+    if lo >= 0.0 and hi <= 1.0:
+        return (0.0, 1.0)
+    return (lo, hi if hi > lo else lo + 1.0)
