@@ -120,6 +120,26 @@ def _selftest() -> int:
         nibabel.Nifti1Image(np.zeros((2, 2, 2), np.int16), np.eye(4)).to_bytes()
         return f"nibabel {nibabel.__version__}"
 
+    def isal_gzip() -> str:
+        import gzip
+        import tempfile
+
+        from isal import igzip
+
+        from inference.io import nifti_writer
+        from inference.volume import Volume
+
+        with tempfile.TemporaryDirectory() as tmp, open(os.path.join(tmp, "probe"), "wb") as fh:
+            if type(nifti_writer.gzip_writer(fh)) is not igzip.GzipFile:
+                raise RuntimeError("ISA-L's gzip is not the one .nii.gz outputs use")
+            voxels = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
+            path = nifti_writer.write_nifti(
+                Volume(voxels, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3)), os.path.join(tmp, "x.nii.gz")
+            )
+            if gzip.decompress(path.read_bytes())[352:] != voxels.tobytes():
+                raise RuntimeError("the .nii.gz written through ISA-L reads back wrong")
+        return "ISA-L gzip for .nii.gz"
+
     def highdicom_data() -> str:
         import highdicom
 
@@ -212,6 +232,7 @@ def _selftest() -> int:
         "SciPy": scipy_labels,
         "image files": image_files,
         "nibabel": nibabel_io,
+        "gzip": isal_gzip,
         "highdicom": highdicom_data,
         "matplotlib": matplotlib_agg,
         "pdf": reportlab_pdf,

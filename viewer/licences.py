@@ -29,6 +29,7 @@ THIRD_PARTY: tuple[tuple[str, str, str, str], ...] = (
     ("SimpleITK / ITK", "Apache-2.0", "installed app only; not in the packaged bundle", "simpleitk"),
     ("pynrrd", "MIT", "NRRD reading", "pynrrd"),
     ("nibabel", "MIT", "", "nibabel"),
+    ("python-isal (ISA-L)", "PSF-2.0 (ISA-L: BSD-3-Clause)", "gzip for .nii.gz", "isal"),
     ("PyTorch", "BSD-3-Clause", "", "torch"),
     ("MONAI", "Apache-2.0", "", "monai"),
     ("safetensors", "Apache-2.0", "", "safetensors"),

@@ -403,6 +403,8 @@ def test_direct_nifti_writer_matches_nibabel(
     from inference.io import nifti_writer
     from inference.volume import Volume
 
+    from .nifti_oracle import write_with_nibabel
+
     rng = np.random.default_rng(7)
     shape = (5, 6, 7)
     direction = {
@@ -418,9 +420,7 @@ def test_direct_nifti_writer_matches_nibabel(
         "bool": rng.integers(0, 2, size=shape).astype(bool),
     }.get(case, rng.integers(-1024, 3000, size=shape).astype(np.int16))
     vol = Volume(voxels, (0.7, 0.8, 1.5), (1.0, -2.0, 3.0), direction)
-    monkeypatch.setattr(nifti_writer, "_use_nibabel", lambda: True)
-    ref_path = nifti_writer.write_nifti(vol, tmp_path / f"nib{suffix}")
-    monkeypatch.setattr(nifti_writer, "_use_nibabel", lambda: False)
+    ref_path = write_with_nibabel(vol, tmp_path / f"nib{suffix}")
     own_path = nifti_writer.write_nifti(vol, tmp_path / f"own{suffix}")
     ref, own = nib.load(ref_path), nib.load(own_path)
     for key in ref.header:

@@ -15,6 +15,8 @@ from inference.io.image_file import read_image_file
 from inference.io.nifti_writer import NiftiWriteError, write_nifti
 from inference.volume import Volume
 
+from .nifti_oracle import write_with_nibabel
+
 COLIN27 = Path("/usr/share/mricron/templates/ch2.nii.gz")
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -158,11 +160,13 @@ def test_failure_leaves_destination_and_no_temp(tmp_path: Path, monkeypatch: pyt
     dest = tmp_path / "keep.nii.gz"
     dest.write_bytes(b"previous contents")
 
-    def boom(img: object, filename: str) -> None:
+    from inference.io import nifti_writer
+
+    def boom(volume: object, filename: str, *args: object) -> None:
         Path(filename).write_bytes(b"half a file")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(nib, "save", boom)
+    monkeypatch.setattr(nifti_writer, "_write_direct", boom)
     with pytest.raises(NiftiWriteError, match="No space left"):
         write_nifti(make_volume(np.eye(3)), dest)
     assert dest.read_bytes() == b"previous contents"
@@ -170,10 +174,12 @@ def test_failure_leaves_destination_and_no_temp(tmp_path: Path, monkeypatch: pyt
 
 
 def test_interrupt_cleans_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def interrupted(img: object, filename: str) -> None:
+    from inference.io import nifti_writer
+
+    def interrupted(volume: object, filename: str, *args: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(nib, "save", interrupted)
+    monkeypatch.setattr(nifti_writer, "_write_direct", interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_nifti(make_volume(np.eye(3)), tmp_path / "x.nii")
     assert list(tmp_path.iterdir()) == []
@@ -195,17 +201,38 @@ def test_new_file_not_private(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("through_nibabel", [True, False])
-def test_scaled_storage_reads_back_as_values(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, through_nibabel: bool
-) -> None:
-    from inference.io import nifti_writer
-
-    monkeypatch.setattr(nifti_writer, "_use_nibabel", lambda: through_nibabel)
+def test_scaled_storage_reads_back_as_values(tmp_path: Path, through_nibabel: bool) -> None:
+    """RadLens's writer and nibabel's (the oracle) store the same scaled values."""
     vol = make_volume(oblique(3), dtype=np.uint8)
     stored = (np.arange(vol.voxels.size) % 256).astype(np.uint8).reshape(vol.shape)
-    path = write_nifti(vol.with_voxels(stored), tmp_path / "scaled.nii.gz", scale=(1 / 255, 0.5))
+    write = write_with_nibabel if through_nibabel else write_nifti
+    path = write(vol.with_voxels(stored), tmp_path / "scaled.nii.gz", scale=(1 / 255, 0.5))
     img = nib.load(path)
     assert img.get_data_dtype() == np.uint8
     expected = stored.transpose(2, 1, 0) / 255 + 0.5
     np.testing.assert_allclose(img.get_fdata(), expected, atol=1e-6)
     np.testing.assert_allclose(sitk.GetArrayFromImage(sitk.ReadImage(str(path))), stored / 255 + 0.5, atol=1e-6)
+
+
+def test_gzip_through_isal_or_the_standard_library_holds_the_same_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """.nii.gz goes through ISA-L when python-isal is installed (it is a dependency), else zlib:
+    the same NIfTI bytes inside either gzip stream, each one a plain gzip file."""
+    import sys
+
+    from isal import igzip
+
+    from inference.io import nifti_writer
+
+    vol = make_volume(oblique(2))
+    with open(tmp_path / "probe", "wb") as fh:
+        assert type(nifti_writer.gzip_writer(fh)) is igzip.GzipFile
+    fast = write_nifti(vol, tmp_path / "isal.nii.gz")
+    monkeypatch.setitem(sys.modules, "isal", None)  # as if it were not installed: import fails
+    with open(tmp_path / "probe", "wb") as fh:
+        assert type(nifti_writer.gzip_writer(fh)) is gzip.GzipFile
+    plain = write_nifti(vol, tmp_path / "zlib.nii.gz")
+    inside = [gzip.decompress(p.read_bytes()) for p in (fast, plain)]
+    assert inside[0] == inside[1] and len(inside[0]) == 352 + vol.voxels.nbytes
+    np.testing.assert_array_equal(np.asarray(nib.load(fast).dataobj), vol.voxels.transpose(2, 1, 0))

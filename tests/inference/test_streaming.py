@@ -64,8 +64,7 @@ def _stream(stack: Stack, out: Path) -> object:
     return volume, [str(w.message) for w in caught]
 
 
-def _check_same(stack: Stack, tmp_path: Path, suffix: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(nifti_writer, "_use_nibabel", lambda: False)
+def _check_same(stack: Stack, tmp_path: Path, suffix: str) -> None:
     ref, ref_warnings = _load(stack)
     write_nifti(ref, tmp_path / f"ref{suffix}")  # type: ignore[arg-type]
     got, got_warnings = _stream(stack, tmp_path / f"got{suffix}")
@@ -79,11 +78,11 @@ def _check_same(stack: Stack, tmp_path: Path, suffix: str, monkeypatch: pytest.M
 
 
 @pytest.mark.parametrize("name", PYDICOM_FILES)
-def test_streamed_file_is_what_load_and_write_give(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_streamed_file_is_what_load_and_write_give(name: str, tmp_path: Path) -> None:
     path = get_testdata_file(name)
     assert path is not None, "install pydicom-data"
     (stack,) = _stacks(path)
-    _check_same(stack, tmp_path, ".nii", monkeypatch)
+    _check_same(stack, tmp_path, ".nii")
 
 
 @pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
@@ -97,7 +96,7 @@ def test_streamed_file_is_what_load_and_write_give(name: str, tmp_path: Path, mo
     ],
 )
 def test_streamed_series_is_what_load_and_write_give(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str, stored: tuple[int, int], intercept: int
+    tmp_path: Path, suffix: str, stored: tuple[int, int], intercept: int
 ) -> None:
     rng = np.random.default_rng(4)
     values = rng.integers(stored[0], stored[1] + 1, size=(7, 12, 10), dtype=np.int64)
@@ -112,7 +111,7 @@ def test_streamed_series_is_what_load_and_write_give(
     (stack,) = _stacks(tmp_path / "series")
     out = tmp_path / "out"
     out.mkdir()
-    _check_same(stack, out, suffix, monkeypatch)
+    _check_same(stack, out, suffix)
 
 
 def test_overflow_restart_aborts_the_first_file(tmp_path: Path) -> None:
@@ -173,7 +172,6 @@ def test_stream_writer_chunks_and_threads(
     write_dicom_series(values, tmp_path / "series", spacing=(1, 1, 1))
     (stack,) = _stacks(tmp_path / "series")
     monkeypatch.setattr(NiftiStream, "CHUNK", 9 * 7 * 2 * 3)  # three slices a chunk
-    monkeypatch.setattr(nifti_writer, "_use_nibabel", lambda: False)
     write_nifti(load_stack(stack), tmp_path / f"ref{suffix}")
     stream_stack(stack, lambda geometry: NiftiStream(geometry, tmp_path / f"got{suffix}", threaded=threaded))
     assert _nifti_bytes(tmp_path / f"got{suffix}") == _nifti_bytes(tmp_path / f"ref{suffix}")
