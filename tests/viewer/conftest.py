@@ -91,6 +91,17 @@ def open_and_wait(qtbot: Any, controller: Any, path: str | Path, stack_id: str |
     return controller.model.current
 
 
+def open_overlay_and_wait(qtbot: Any, controller: Any, path: str | Path) -> Any:
+    """File → Open mask through the controller (read on a worker thread); the layer it added, or
+    None with ``controller.last_error`` saying why."""
+    controller.last_error = ""
+    before = len(controller.model.layers)
+    assert controller.open_mask(path)
+    qtbot.waitUntil(lambda: not controller.busy, timeout=LOAD_TIMEOUT_MS)
+    layers = list(controller.model.layers)
+    return layers[-1] if len(layers) > before else None
+
+
 def settle(qtbot: Any) -> None:
     """Let queued signals, layout changes and repaints run."""
     qtbot.wait(30)

@@ -12,7 +12,7 @@ from inference.batch.stack_outputs import output_heatmap, output_label_map, quan
 from inference.io.seg_reader import read_dicom_seg_onto
 from viewer.models.layers import HeatmapLayer, LabelLayer
 
-from .conftest import open_and_wait
+from .conftest import open_and_wait, open_overlay_and_wait
 
 
 def test_export_writes_the_batch_outputs_for_the_open_stack(
@@ -50,11 +50,11 @@ def test_export_writes_the_batch_outputs_for_the_open_stack(
     heat = quantised_heatmap(output_heatmap(result)).astype(np.float32) / 255.0
     assert heat.max() > 0.5
     for name in ("heatmap-pm.dcm", "heatmap.nii.gz"):
-        layer = controller.open_mask(exported.folder / name)
+        layer = open_overlay_and_wait(qtbot, controller, exported.folder / name)
         assert isinstance(layer, HeatmapLayer), controller.last_error
         assert layer.levels == (0.0, 1.0)
         np.testing.assert_allclose(layer.values, heat, rtol=0, atol=1e-6)
     for name in ("seg.dcm", "mask.nii.gz"):
-        layer = controller.open_mask(exported.folder / name)
+        layer = open_overlay_and_wait(qtbot, controller, exported.folder / name)
         assert isinstance(layer, LabelLayer), controller.last_error
         np.testing.assert_array_equal(layer.labels != 0, labels != 0)

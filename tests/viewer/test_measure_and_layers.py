@@ -13,7 +13,7 @@ from inference.io.dicom_writer import write_dicom_series
 from inference.sample_study import sample_nodules
 from viewer.models.measurements import Plane, Shape
 
-from .conftest import grab_rgb, open_and_wait, settle, widget_point
+from .conftest import grab_rgb, open_and_wait, open_overlay_and_wait, settle, widget_point
 
 SPACING = (0.7, 0.7, 2.0)
 ROI_VALUE = 100
@@ -221,7 +221,7 @@ def test_mask_files_on_and_off_the_grid(qtbot: Any, controller: Any, sample_stud
     labels = _sphere_labels(cur, nodule.center_lps, nodule.radius_mm + 1.5) * 3
 
     wrong = _write_nifti(tmp_path / "wrong.nii.gz", labels[:, :100, :], cur)
-    assert controller.open_mask(wrong) is None
+    assert open_overlay_and_wait(qtbot, controller, wrong) is None
     assert "wrong.nii.gz" in controller.last_error
     assert "voxels" in controller.last_error and "(192, 192, 80)" in controller.last_error, controller.last_error
     assert "Cannot open wrong.nii.gz" in window.statusBar().currentMessage()
@@ -235,12 +235,12 @@ def test_mask_files_on_and_off_the_grid(qtbot: Any, controller: Any, sample_stud
     shifted.SetOrigin(tuple(o + 5.0 for o in cur.volume.origin))
     sitk.WriteImage(shifted, str(tmp_path / "shifted.nii.gz"))
     controller.last_error = ""
-    assert controller.open_mask(tmp_path / "shifted.nii.gz") is None
+    assert open_overlay_and_wait(qtbot, controller, tmp_path / "shifted.nii.gz") is None
     assert "placed differently" in controller.last_error
     assert len(controller.model.layers) == 0
 
     good = _write_nifti(tmp_path / "good.nii.gz", labels, cur)
-    layer = controller.open_mask(good)
+    layer = open_overlay_and_wait(qtbot, controller, good)
     assert layer is not None
     assert len(controller.model.layers) == 1
     assert window.layer_panel.list.item(0).text() == "good.nii.gz"

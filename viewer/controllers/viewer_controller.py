@@ -20,7 +20,7 @@ from viewer.controllers.export_controller import ExportController
 from viewer.controllers.loading import LoadController
 from viewer.controllers.settings import Settings
 from viewer.controllers.worker import create_worker
-from viewer.models.layers import HeatmapLayer, LabelLayer, check_same_grid
+from viewer.models.layers import HeatmapLayer, LabelLayer
 from viewer.models.measurements import Measurement, Plane, Shape
 from viewer.models.plane_cache import PlaneCache
 from viewer.models.viewer_model import ViewerModel
@@ -42,6 +42,7 @@ class ViewerController(QtCore.QObject):
 
     volume_shown = QtCore.Signal(object)  # Volume
     error_shown = QtCore.Signal(str)
+    overlay_opened = QtCore.Signal(object)  # the LabelLayer or HeatmapLayer open_mask added
 
     def __init__(
         self,
@@ -71,6 +72,7 @@ class ViewerController(QtCore.QObject):
         self._wl_start: WindowLevel | None = None
         self._shown_index: dict[Plane, int | None] = {p: None for p in Plane}
         self.last_error = ""
+        self._overlay_workers: set[Any] = set()
         self.render_count = 0
         self.auto_model: str | None = None  # "default" or a model name, run on every volume shown
         self._building: set[int] = set()
@@ -193,42 +195,33 @@ class ViewerController(QtCore.QObject):
         if self.interactive and self.window.isVisible():
             QtWidgets.QMessageBox.warning(self.window, "RadLens", message)
 
-    def open_mask(self, path: str | Path) -> LabelLayer | HeatmapLayer | None:
-        """Open an overlay file as a layer; refuse a foreign grid or series. Labels: a DICOM SEG, or
-        a NIfTI/NRRD/MHA of whole numbers. A map, drawn as a heatmap: a DICOM Parametric Map, or an
-        image file with fractional values (RadLens's ``heatmap.nii.gz`` and ``heatmap-pm.dcm``)."""
-        from inference.io.image_file import is_image_file, read_image_file
-        from inference.io.map_reader import is_parametric_map, read_parametric_map_onto
-        from inference.io.seg_reader import read_dicom_seg_onto
-
+    def open_mask(self, path: str | Path) -> bool:
+        """Read an overlay file (:func:`viewer.models.overlay_files.read_overlay`: labels or a map)
+        on a worker thread; on the GUI thread the layer is added and ``overlay_opened`` emitted, or
+        the reason shown. False when no image is open."""
         cur = self.model.current
         if cur is None:
             self._error("Open an image before opening a mask")
-            return None
+            return False
+        from viewer.models.overlay_files import read_overlay
+
         name = Path(path).name
-        layer: LabelLayer | HeatmapLayer
-        try:
-            if is_image_file(path):
-                image = read_image_file(path)
-                check_same_grid(image, cur.volume)
-                voxels = np.asarray(image.voxels)
-                if _fractional(voxels):
-                    layer = HeatmapLayer(name=name, values=voxels, levels=_map_levels(voxels))
-                else:
-                    layer = LabelLayer(name=name, labels=voxels)
-            elif is_parametric_map(path):  # matched to the open series by the instances it references
-                pm = read_parametric_map_onto(cur.volume, path)
-                values = np.nan_to_num(pm.values, nan=0.0)
-                levels = _map_levels(values)
-                layer = HeatmapLayer(name=f"{name} ({pm.label})", values=values, levels=levels, units=pm.units)
-            else:  # a DICOM SEG, matched to the open series by the instances it references
-                seg = read_dicom_seg_onto(cur.volume, path)
-                layer = LabelLayer(name=name, labels=seg.labels, names=dict(seg.names), colours=dict(seg.colours))
-        except Exception as exc:
-            self._error(f"Cannot open {name} as an overlay: {exc}")
-            return None
+        volume = cur.volume
+        worker = create_worker(lambda: read_overlay(volume, path))
+        worker.returned.connect(lambda layer: self._add_overlay(layer, volume))
+        worker.errored.connect(lambda exc: self._error(f"Cannot open {name} as an overlay: {exc}"))
+        self._overlay_workers.add(worker)
+        worker.finished.connect(lambda: self._overlay_workers.discard(worker))
+        worker.start()
+        return True
+
+    def _add_overlay(self, layer: LabelLayer | HeatmapLayer, volume: Volume) -> None:
+        cur = self.model.current
+        if cur is None or cur.volume is not volume:
+            self._error(f"{layer.name} was read for an image that is no longer open")
+            return
         self.model.layers.add(layer)
-        return layer
+        self.overlay_opened.emit(layer)
 
     def add_heatmap(self, name: str, values: np.ndarray, **kw: Any) -> HeatmapLayer:
         layer = HeatmapLayer(name=name, values=values, **kw)
@@ -585,26 +578,15 @@ class ViewerController(QtCore.QObject):
         self.loader.shutdown()
 
     def wait_idle(self, timeout_s: float = 60.0) -> bool:
-        """Process events until no load is running (for headless screenshots and tests)."""
+        """Process events until no load, analysis, export or overlay read is running (for headless
+        screenshots and tests)."""
         end = time.monotonic() + timeout_s
         app = QtWidgets.QApplication.instance()
-        while (self.loader.busy or self.analysis.running or self.exporter.busy) and time.monotonic() < end:
+        while self.busy and time.monotonic() < end:
             assert app is not None
             app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
-        return not (self.loader.busy or self.analysis.running or self.exporter.busy)
+        return not self.busy
 
-
-def _fractional(voxels: np.ndarray) -> bool:
-    """Whether an overlay file holds a map rather than labels: floating-point values, some not whole."""
-    return bool(np.issubdtype(voxels.dtype, np.floating) and np.any(np.isfinite(voxels) & (voxels != np.round(voxels))))
-
-
-def _map_levels(values: np.ndarray) -> tuple[float, float]:
-    """[0, 1] for a map within it (probabilities, explanations), else its own finite range."""
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return (0.0, 1.0)
-    lo, hi = float(finite.min()), float(finite.max())
-    if lo >= 0.0 and hi <= 1.0:
-        return (0.0, 1.0)
-    return (lo, hi if hi > lo else lo + 1.0)
+    @property
+    def busy(self) -> bool:
+        return bool(self.loader.busy or self.analysis.running or self.exporter.busy or self._overlay_workers)
