@@ -22,7 +22,7 @@ from inference.models.card import Explanation, ModelCard, Task
 from inference.progress import CancelToken, ProgressCallback, no_progress
 from inference.volume import Volume
 
-#: ``allocate(shape, dtype)`` → an array the result may keep (see :func:`run`).
+#: ``allocate(shape, dtype)`` → a zero-filled array the result may keep (see :func:`run`).
 ArrayAllocator = Callable[[tuple[int, ...], Any], npt.NDArray[Any]]
 
 if TYPE_CHECKING:
@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 #: Models with their own multi-stage logic: card ``pipeline`` → "module:function".
 PIPELINES = {"deepbet": "inference.engine.deepbet_pipeline:run_deepbet"}
 
-#: Slices whose probability is below this get no explanation map (it would explain nothing).
+#: Slices whose probability is below this get no explanation map (it would explain nothing): their
+#: part of the heatmap stays zero, and neither Grad-CAM nor the attention's upsampling runs for them.
 EXPLAIN_MIN_PROBABILITY = 0.05
 
 #: Largest slice batch on the CPU; with explanations (Grad-CAM keeps every activation of a batch
@@ -192,27 +193,31 @@ def _classify_slices(
         probs[start:stop] = p
         if heat is None:
             return
+        # Only slices the model finds something on get a map; the others keep the zeros they were
+        # allocated with (below 5%, a map scaled by the probability would be a faint haze).
+        keep = np.flatnonzero(p >= EXPLAIN_MIN_PROBABILITY)
+        if not keep.size:
+            return
+        kept = torch.from_numpy(keep).to(lm.device)
         if card.explanation == Explanation.ATTENTION:
             from inference.models.explain import attention_map, last_attention_map
 
             # The attention of the forward pass just run, when the network keeps it (one pass, not two).
             found = last_attention_map(lm.forward_network(), x.shape)
-            maps = found if found is not None else attention_map(lm.network, x)
+            maps = found[keep] if found is not None else attention_map(lm.network, x[kept])
         else:
-            keep = np.flatnonzero(p >= EXPLAIN_MIN_PROBABILITY)
-            maps = np.zeros((stop - start, *size), dtype=np.float32)
-            if keep.size:
-                from inference.models.explain import grad_cam
+            from inference.models.explain import grad_cam
 
-                maps[keep] = grad_cam(lm.network, x[torch.from_numpy(keep).to(lm.device)])
+            maps = grad_cam(lm.network, x[kept])
         back = resize(torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[:, None], (rows, cols))[:, 0]
-        # Scaled by the slice's probability: a map on a slice the model calls normal stays faint.
+        # Scaled by the slice's probability: a map on a slice the model calls doubtful stays faint.
         # Clipped and thresholded batch by batch, while these slices are still in the cache.
-        part = heat[start:stop]
-        np.multiply(back.numpy(), p[:, None, None], out=part)
-        np.clip(part, 0.0, 1.0, out=part)
         assert above is not None
-        np.greater_equal(part, card.threshold, out=above[start:stop].view(np.bool_))
+        for j, k in enumerate(keep.tolist()):
+            part = heat[start + k]
+            np.multiply(back[j].numpy(), p[k], out=part)
+            np.clip(part, 0.0, 1.0, out=part)
+            np.greater_equal(part, card.threshold, out=above[start + k].view(np.bool_))
 
     t1 = time.perf_counter()
     # Inference mode around the whole loop (planes too) unless Grad-CAM needs gradients in it.
@@ -301,8 +306,8 @@ def run(
 ) -> Result:
     """Run a model on a volume; every output is mapped back onto ``volume``'s voxel grid.
 
-    ``allocate(shape, dtype)``, when given, makes the arrays of volume size the result keeps
-    (a slice classifier's explanation map), e.g. in shared memory for another process."""
+    ``allocate(shape, dtype)``, when given, makes the zero-filled arrays of volume size the result
+    keeps (a slice classifier's explanation map), e.g. in shared memory for another process."""
     cancel = cancel or CancelToken()
     t_start = time.perf_counter()
     lm = model if isinstance(model, LoadedModel) else None

@@ -270,17 +270,16 @@ def test_explanations_come_from_the_loaded_network(explanation: str) -> None:
     assert lm.forward_network() is not net and lm.network is net
     with torch.no_grad():
         p = torch.sigmoid(net(x)[:, 0]).numpy()
-    if explanation == "gradcam":
-        keep = p >= EXPLAIN_MIN_PROBABILITY
-        assert keep.any() and not keep.all()
-        maps = np.zeros((len(p), 48, 48), np.float32)
-        maps[keep] = grad_cam(net, x[torch.from_numpy(keep)])
-    else:
-        maps = attention_map(net, x)
+    keep = p >= EXPLAIN_MIN_PROBABILITY  # only these slices get a map, whichever the explanation
+    assert keep.any() and not keep.all()
+    maps = np.zeros((len(p), 48, 48), np.float32)
+    explain = grad_cam if explanation == "gradcam" else attention_map
+    maps[keep] = explain(net, x[torch.from_numpy(keep)])
     back = resize(torch.from_numpy(maps)[:, None], volume.shape[1:])[:, 0].numpy()
     want = np.clip(back * p[:, None, None], 0.0, 1.0)
     heat = result.heatmaps[explanation]
     assert float(heat.max()) > 0.02
+    assert not heat[~keep].any()  # exactly zero where no map was made
     np.testing.assert_allclose(heat, want, rtol=1e-5, atol=1e-6)
 
 
