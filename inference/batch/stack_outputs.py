@@ -87,6 +87,9 @@ def quantised_heatmap(heat: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.uin
     step = max(1, (1 << 20) // max(1, heat[0].size))
     scratch = np.empty((step, *heat.shape[1:]), dtype=np.float32)
     for k in range(0, heat.shape[0], step):
+        if not heat[k : k + step].any():  # slices without a map (most of a stack): one read, no arithmetic
+            out[k : k + step] = 0
+            continue
         part = scratch[: min(step, heat.shape[0] - k)]
         np.clip(heat[k : k + step], 0.0, 1.0, out=part)
         part *= 255.0

@@ -465,6 +465,8 @@ def test_heatmap_quantisation_and_label_map_match_their_formulas(card: ModelCard
     # 600 slices of 64²: several of the quantiser's chunks, values outside [0, 1] and on the half steps.
     heat = (rng.random((600, 64, 64), dtype=np.float32) * 1.4 - 0.2).astype(np.float32)
     heat[0, 0, :4] = [0.5 / 255, 1.5 / 255, 254.5 / 255, np.float32(card.threshold)]
+    heat[100:400] = 0.0  # whole chunks without a map (skipped), and chunks half zero, half map
+    heat[400:405] = -0.25  # negative only: clipped to 0 like the rest
     want = np.rint(np.clip(heat, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
     assert np.array_equal(quantised_heatmap(heat), want)
 
