@@ -168,7 +168,7 @@ def main() -> None:
         sequential = n / (sl + si)
         wall = median(walls)
         rate = n / wall
-        stages = f"{default_jobs()} loader, {default_writers()} writer process(es)"
+        stages = f"{default_jobs()} loader, {default_writers(lm.device, default_jobs())} writer process(es)"
         print(f"\nanalyze ({stages}): {wall:.2f} s = {rate:.3f} stacks/s "
               f"(runs: {', '.join(f'{w:.1f}' for w in walls)} s)")  # fmt: skip
         print(f"  bound (slower stage)   {bound:.3f} stacks/s   ratio {rate / bound:.2f}")

@@ -54,7 +54,7 @@ class BatchOptions:
     model: str | None = None
     device: str = "auto"
     jobs: int = 1  # loader processes; 0 loads in this process
-    writers: int = 0  # writer processes, 0: default_writers() (with jobs 0: one writer thread)
+    writers: int = 0  # writer processes, 0: default_writers(device, jobs) (with jobs 0: one writer thread)
     formats: tuple[str, ...] = DEFAULT_FORMATS
     identity: IdentityPolicy = IdentityPolicy.DEFAULT
     overwrite: bool = False
@@ -277,7 +277,7 @@ class _Run:
         self.models: dict[str, Any] = {}
         # The writer is a process: PDF, SEG and PNG writing is Python-heavy, and in a thread it
         # held the GIL between the model's operations (measured: analyze 2-5x slower).
-        self.writers = (options.writers or default_writers()) if options.jobs > 0 else 1
+        self.writers = (options.writers or self._default_writers()) if options.jobs > 0 else 1
         self.writer: Executor = (
             ProcessPoolExecutor(max_workers=self.writers, mp_context=multiprocessing.get_context("spawn"))
             if options.jobs > 0
@@ -288,6 +288,11 @@ class _Run:
         self.started = time.perf_counter()
         self.done = 0
         self.total = 1
+
+    def _default_writers(self) -> int:
+        from inference.engine.device import select_device
+
+        return default_writers(select_device(self.options.device), self.options.jobs)
 
     def expected(self, job: Job) -> dict[str, str]:
         assert job.card is not None
@@ -510,7 +515,13 @@ def default_jobs() -> int:
     return 1 if (os.cpu_count() or 1) <= 4 else 2
 
 
-def default_writers() -> int:
-    """Writer processes: writing every format takes ~2.5× a CPU inference of the same stack (and
-    far more than a GPU one), so machines with cores to spare get one writer per 4 cores, up to 4."""
-    return max(1, min(4, (os.cpu_count() or 1) // 4))
+def default_writers(device: str = "cpu", jobs: int = 1) -> int:
+    """Writer processes for a run on ``device`` with ``jobs`` loaders. Writing the default formats
+    costs ~3.5 times a CPU inference of the same stack (96x512^2: 285 against 78 ms with two threads,
+    ``benchmarks/batch.py``) and far more than a GPU one, so the writers get most of the cores the
+    loaders leave: on a GPU all but one (the main process feeds the GPU), on the CPU half (the
+    model's threads take the rest, one per core left); at least 1, at most 8, as each holds one
+    stack's volume and maps in shared memory (~0.2 GB at 96x512^2). On 2 cores: 1."""
+    spare = max(1, (os.cpu_count() or 1) - max(jobs, 0))
+    wanted = spare - 1 if device != "cpu" else spare // 2
+    return max(1, min(8, wanted))

@@ -31,7 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where the model runs")
     parser.add_argument("--jobs", type=int, default=None, help="loader worker processes (0: load in this process)")
     parser.add_argument(
-        "--writers", type=int, default=0, help="writer processes (default: one per 4 CPU cores, 1 to 4)"
+        "--writers",
+        type=int,
+        default=0,
+        help="writer processes (default: of the cores the loaders leave, all but one on a GPU, half on the CPU; 1-8)",
     )
     parser.add_argument(
         "--format",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.batch.pipeline import BatchOptions, analyze, load_shared
+from inference.batch.pipeline import BatchOptions, analyze, default_writers, load_shared
 from inference.batch.shared_arrays import Opened, pack, release, unlink, unpack
 from inference.engine.result import Result
 from inference.io.dicom_loader import load_stack
@@ -182,3 +183,23 @@ def test_without_shared_memory_parcels_carry_their_arrays(monkeypatch: pytest.Mo
     got = unpack(parcel, Opened())
     assert np.array_equal(got["heat"], heat)
     release(parcel)
+
+
+@pytest.mark.parametrize(
+    ("cores", "device", "jobs", "want"),
+    [
+        (2, "cpu", 1, 1),  # this development machine: one writer, one torch thread
+        (4, "cpu", 1, 1),
+        (8, "cpu", 2, 3),
+        (16, "cpu", 2, 7),
+        (16, "cuda", 2, 8),  # capped: each writer holds a stack in shared memory
+        (8, "cuda", 2, 5),
+        (2, "cuda", 1, 1),
+        (1, "cpu", 0, 1),
+    ],
+)
+def test_default_writers_share_the_cores_the_loaders_leave(
+    monkeypatch: pytest.MonkeyPatch, cores: int, device: str, jobs: int, want: int
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    assert default_writers(device, jobs) == want
