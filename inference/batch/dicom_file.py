@@ -1,14 +1,17 @@
-"""Writing an output so that it appears whole or not at all, and the attributes every RadLens DICOM
-object (SEG, SR) carries about who made it."""
+"""Writing an output so that it appears whole or not at all, the attributes every RadLens DICOM
+object (SEG, SR, parametric map) carries about who made it, and building one with highdicom."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from inference import __version__
-from inference.batch.errors import OutputWriteError
+from inference.batch.errors import OutputNotSupported, OutputWriteError
 from inference.io.atomic import atomic_write
 from inference.models.card import ModelCard
 
@@ -45,3 +48,15 @@ def producer_attributes(series_number: int, card: ModelCard) -> dict[str, Any]:
         "software_versions": f"RadLens {__version__}",
         "device_serial_number": card.sha256[:16],
     }
+
+
+@contextlib.contextmanager
+def highdicom_building(what: str) -> Iterator[None]:
+    """Around highdicom's constructors: its notes on codes and value lengths silenced, and what it
+    refuses (ValueError, TypeError, AttributeError) raised as :class:`OutputNotSupported` for ``what``."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise OutputNotSupported(what, f"highdicom cannot build it from these sources: {exc}") from exc

@@ -13,7 +13,6 @@ about 50 times.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,8 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import pydicom
 
-from inference.batch.dicom_file import producer_attributes, save_atomically
-from inference.batch.errors import OutputNotSupported
+from inference.batch.dicom_file import highdicom_building, producer_attributes, save_atomically
 from inference.batch.source_headers import SourceHeaders, in_frame_order
 from inference.io.stacks import Stack
 from inference.models.card import ModelCard
@@ -73,24 +71,20 @@ def write_parametric_map(
         slope=SLOPE,
         intercept=0.0,
     )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # highdicom's notes on codes and value lengths
-            pm = hd.pm.ParametricMap(
-                source_images=datasets,
-                pixel_array=pixels,
-                **producer_attributes(SERIES_NUMBER_OFFSET + max(stack.series_number, 0), card),
-                contains_recognizable_visual_features=False,
-                real_world_value_mappings=[mapping],
-                window_center=127.5,  # stored values: the whole range 0…255
-                window_width=256.0,
-                transfer_syntax_uid=RLELossless,
-                series_description=f"RadLens {card.name} {what} map"[:64],
-                content_label="RADLENS",
-                content_description=f"{card.name} {card.version}"[:64],
-            )
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise OutputNotSupported(OUTPUT, f"highdicom cannot build it from these sources: {exc}") from exc
+    with highdicom_building(OUTPUT):
+        pm = hd.pm.ParametricMap(
+            source_images=datasets,
+            pixel_array=pixels,
+            **producer_attributes(SERIES_NUMBER_OFFSET + max(stack.series_number, 0), card),
+            contains_recognizable_visual_features=False,
+            real_world_value_mappings=[mapping],
+            window_center=127.5,  # stored values: the whole range 0…255
+            window_width=256.0,
+            transfer_syntax_uid=RLELossless,
+            series_description=f"RadLens {card.name} {what} map"[:64],
+            content_label="RADLENS",
+            content_description=f"{card.name} {card.version}"[:64],
+        )
     _add_laterality(pm, datasets[0])
     return save_atomically(pm, out_path, "parametric map")
 

@@ -16,7 +16,6 @@ named organs under "Anatomical structure", anything else as "Tissue"/"Tissue".
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import pydicom
 
-from inference.batch.dicom_file import producer_attributes, save_atomically
+from inference.batch.dicom_file import highdicom_building, producer_attributes, save_atomically
 from inference.batch.errors import OutputNotSupported
 from inference.batch.source_headers import SourceHeaders, in_frame_order
 from inference.engine.findings import label_values
@@ -147,21 +146,17 @@ def write_dicom_seg(
     descriptions = _segment_descriptions(numbers, labels, card)
     if not descriptions:
         raise OutputNotSupported(OUTPUT, "no label is named and the label map is empty: there is no segment to write")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # highdicom's notes on codes and value lengths
-            seg = hd.seg.Segmentation(
-                source_images=datasets,
-                pixel_array=pixels,
-                segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-                segment_descriptions=descriptions,
-                **producer_attributes(SERIES_NUMBER_OFFSET + max(stack.series_number, 0), card),
-                series_description=f"RadLens {card.name} segmentation"[:64],
-                content_label="RADLENS",
-                content_description=f"{card.name} {card.version}"[:64],
-                # An all-empty map is still a valid SEG: every frame is written, empty.
-                omit_empty_frames=bool(present),
-            )
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise OutputNotSupported(OUTPUT, f"highdicom cannot build it from these sources: {exc}") from exc
+    with highdicom_building(OUTPUT):
+        seg = hd.seg.Segmentation(
+            source_images=datasets,
+            pixel_array=pixels,
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=descriptions,
+            **producer_attributes(SERIES_NUMBER_OFFSET + max(stack.series_number, 0), card),
+            series_description=f"RadLens {card.name} segmentation"[:64],
+            content_label="RADLENS",
+            content_description=f"{card.name} {card.version}"[:64],
+            # An all-empty map is still a valid SEG: every frame is written, empty.
+            omit_empty_frames=bool(present),
+        )
     return save_atomically(seg, out_path, "SEG")

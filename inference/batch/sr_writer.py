@@ -33,7 +33,6 @@ coding scheme ``99RADLENS`` (declared in the Coding Scheme Identification Sequen
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -46,7 +45,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
-from inference.batch.dicom_file import producer_attributes, save_atomically
+from inference.batch.dicom_file import highdicom_building, producer_attributes, save_atomically
 from inference.batch.errors import OutputNotSupported
 from inference.batch.seg_writer import segmented_property
 from inference.batch.source_headers import SourceHeaders
@@ -239,45 +238,41 @@ def write_findings_sr(
         serial_number=card.sha256[:16],
     )
     modality = str(volume.metadata.modality or stack.modality or first.get("Modality", ""))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # highdicom's notes on codes and value lengths
-            groups: list[Any] = [
-                _finding_group(
-                    n,
-                    f,
-                    algorithm=algorithm,
-                    series_uid=str(first.SeriesInstanceUID),
-                    frame_of_reference_uid=frame_of_reference_uid,
-                    seg=seg,
-                    segment_number=segments.get(n),
+    with highdicom_building(OUTPUT):
+        groups: list[Any] = [
+            _finding_group(
+                n,
+                f,
+                algorithm=algorithm,
+                series_uid=str(first.SeriesInstanceUID),
+                frame_of_reference_uid=frame_of_reference_uid,
+                seg=seg,
+                segment_number=segments.get(n),
+            )
+            for n, f in enumerate(result.findings, start=1)
+        ]
+        groups.append(_study_group(result, algorithm))
+        report = hd.sr.MeasurementReport(
+            observation_context=hd.sr.ObservationContext(
+                observer_device_context=hd.sr.ObserverContext(
+                    observer_type=codes.DCM.Device, observer_identifying_attributes=device
                 )
-                for n, f in enumerate(result.findings, start=1)
-            ]
-            groups.append(_study_group(result, algorithm))
-            report = hd.sr.MeasurementReport(
-                observation_context=hd.sr.ObservationContext(
-                    observer_device_context=hd.sr.ObserverContext(
-                        observer_type=codes.DCM.Device, observer_identifying_attributes=device
-                    )
-                ),
-                procedure_reported=procedure_reported(modality),
-                imaging_measurements=groups,
-            )
-            sr = hd.sr.Comprehensive3DSR(
-                evidence=[*instances, *([seg] if seg is not None else [])],
-                content=report,
-                **producer_attributes(SERIES_NUMBER_OFFSET + max(stack.series_number, 0), card),
-                is_complete=True,
-                series_description=f"RadLens {card.name} findings"[:64],
-                coding_schemes=[
-                    CodingSchemeIdentificationItem(
-                        designator=PRIVATE_SCHEME,
-                        name="RadLens private codes",
-                        responsible_organization="RadLens",
-                    )
-                ],
-            )
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise OutputNotSupported(OUTPUT, f"highdicom cannot build it from these sources: {exc}") from exc
+            ),
+            procedure_reported=procedure_reported(modality),
+            imaging_measurements=groups,
+        )
+        sr = hd.sr.Comprehensive3DSR(
+            evidence=[*instances, *([seg] if seg is not None else [])],
+            content=report,
+            **producer_attributes(SERIES_NUMBER_OFFSET + max(stack.series_number, 0), card),
+            is_complete=True,
+            series_description=f"RadLens {card.name} findings"[:64],
+            coding_schemes=[
+                CodingSchemeIdentificationItem(
+                    designator=PRIVATE_SCHEME,
+                    name="RadLens private codes",
+                    responsible_organization="RadLens",
+                )
+            ],
+        )
     return save_atomically(sr, out_path, "SR")

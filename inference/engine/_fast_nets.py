@@ -94,15 +94,18 @@ class PooledShortcutCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_slices(x, "cnn")
-        for step in self._stem_steps:
-            x = step(x)
-        f = x
-        for step in self._body_steps:
-            x = step(x)
+        f = _through(self._stem_steps, x)
+        x = _through(self._body_steps, f)
         w = self.shortcut.weight
         pooled = x.mean(dim=(2, 3)) + F.linear(f.mean(dim=(2, 3)), w.reshape(w.shape[0], w.shape[1]))
         out: torch.Tensor = self.fc(self.dropout(pooled))
         return out
+
+
+def _through(steps: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    for step in steps:
+        x = step(x)
+    return x
 
 
 def _steps(module: nn.Module) -> list[nn.Module]:
@@ -196,11 +199,8 @@ class FusedAttentionCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_slices(x, "cnn-attention")
-        for step in self._stem_steps:
-            x = step(x)
-        skip = x
-        for step in self._deep_steps:
-            x = step(x)
+        skip = _through(self._stem_steps, x)
+        x = _through(self._deep_steps, skip)
         b, c, h, w = x.shape
         qkv = F.conv2d(x, self.qkv_weight, self.qkv_bias).flatten(2)  # (B, 2d + C, N)
         d = self.keys

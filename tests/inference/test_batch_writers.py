@@ -77,26 +77,40 @@ def _load(folder: Path) -> Series:
         return Series(stacks[0], load_stack(stacks[0]))
 
 
+def write_series(
+    root: Path,
+    ct_head: tuple[np.ndarray, tuple[float, float, float]],
+    *,
+    head_slices: slice = slice(40, 60),
+    phantom_shape: tuple[int, int, int] = (12, 64, 64),
+    directions: tuple[str, ...] = tuple(DIRECTIONS),
+    uid_prefix: str = "",
+) -> dict[str, Series]:
+    """The sample study, a slab of the real CT head, and phantoms in the named ``directions``
+    (oblique, feet-first, coronal), written as DICOM series under ``root`` and loaded."""
+    out = {"sample": _load(write_sample_study(root / "sample"))}
+    voxels, spacing = ct_head
+    write_dicom_series(
+        voxels[head_slices], root / "head", spacing=spacing, patient_name=REAL_NAME, patient_id=REAL_ID,
+        uid_seed=f"{uid_prefix}head",
+    )  # fmt: skip
+    out["head"] = _load(root / "head")
+    phantom, _ = make_chest_phantom(shape=phantom_shape)
+    for name in directions:
+        write_dicom_series(
+            phantom.voxels, root / name, spacing=phantom.spacing, origin=(5.0, -20.0, 40.0),
+            direction=DIRECTIONS[name], patient_name=REAL_NAME, patient_id=REAL_ID, uid_seed=f"{uid_prefix}{name}",
+        )  # fmt: skip
+        out[name] = _load(root / name)
+    return out
+
+
 @pytest.fixture(scope="module")
 def series(
     tmp_path_factory: pytest.TempPathFactory, ct_head: tuple[np.ndarray, tuple[float, float, float]]
 ) -> dict[str, Series]:
     """The sample study, a slab of the real CT head, and phantoms in oblique, feet-first, coronal geometry."""
-    root = tmp_path_factory.mktemp("series")
-    out = {"sample": _load(write_sample_study(root / "sample"))}
-    voxels, spacing = ct_head
-    write_dicom_series(
-        voxels[40:60], root / "head", spacing=spacing, patient_name=REAL_NAME, patient_id=REAL_ID, uid_seed="head"
-    )
-    out["head"] = _load(root / "head")
-    phantom, _ = make_chest_phantom(shape=(12, 64, 64))
-    for name, direction in DIRECTIONS.items():
-        write_dicom_series(
-            phantom.voxels, root / name, spacing=phantom.spacing, origin=(5.0, -20.0, 40.0), direction=direction,
-            patient_name=REAL_NAME, patient_id=REAL_ID, uid_seed=name,
-        )  # fmt: skip
-        out[name] = _load(root / name)
-    return out
+    return write_series(tmp_path_factory.mktemp("series"), ct_head)
 
 
 @pytest.fixture(scope="module")

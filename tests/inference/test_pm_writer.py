@@ -20,13 +20,11 @@ from inference.batch.pm_writer import SLOPE, write_parametric_map
 from inference.batch.stack_outputs import quantised_heatmap, write_stack_outputs
 from inference.engine.result import Result
 from inference.errors import LoadError
-from inference.io.dicom_writer import write_dicom_series
 from inference.io.map_reader import is_parametric_map, read_parametric_map_onto
 from inference.io.nifti_writer import write_nifti
 from inference.io.seg_reader import SegmentationMismatchError
 from inference.models.card import ModelCard, load_card
-from inference.sample_study import make_chest_phantom, write_sample_study
-from tests.inference.test_batch_writers import CARD_PATH, DIRECTIONS, REAL_ID, REAL_NAME, Series, _dciodvfy, _load
+from tests.inference.test_batch_writers import CARD_PATH, REAL_ID, REAL_NAME, Series, _dciodvfy, _load, write_series
 
 
 @pytest.fixture(scope="module")
@@ -40,20 +38,10 @@ def series(
 ) -> dict[str, Series]:
     """The sample study, a slab of the real CT head, and an oblique and a feet-first phantom."""
     root = tmp_path_factory.mktemp("pm")
-    out = {"sample": _load(write_sample_study(root / "sample"))}
-    voxels, spacing = ct_head
-    write_dicom_series(
-        voxels[50:58], root / "head", spacing=spacing, patient_name=REAL_NAME, patient_id=REAL_ID, uid_seed="pm-head"
+    directions = ("oblique", "feet-first")
+    return write_series(
+        root, ct_head, head_slices=slice(50, 58), phantom_shape=(9, 48, 40), directions=directions, uid_prefix="pm-"
     )
-    out["head"] = _load(root / "head")
-    phantom, _ = make_chest_phantom(shape=(9, 48, 40))
-    for name in ("oblique", "feet-first"):
-        write_dicom_series(
-            phantom.voxels, root / name, spacing=phantom.spacing, origin=(5.0, -20.0, 40.0),
-            direction=DIRECTIONS[name], patient_name=REAL_NAME, patient_id=REAL_ID, uid_seed=f"pm-{name}",
-        )  # fmt: skip
-        out[name] = _load(root / name)
-    return out
 
 
 def _map(shape: tuple[int, int, int]) -> np.ndarray:
