@@ -192,3 +192,20 @@ def test_parametric_map_reads_back_onto_its_series_and_nowhere_else(
         read_parametric_map_onto(other.volume, path)
     with pytest.raises(LoadError, match="not a readable DICOM parametric map"):
         read_parametric_map_onto(s.volume, s.stack.headers[0].path)  # a CT image, not a map
+
+
+def test_a_segmentation_models_probability_map_is_labelled_as_one(
+    series: dict[str, Series], card: ModelCard, tmp_path: Path
+) -> None:
+    """A model without an explanation map writes its foreground probability, and says so."""
+    s = series["oblique"]
+    result = Result(card.name, card.version, "cpu", probability_map=_map(s.volume.shape))
+    out = write_stack_outputs(
+        tmp_path, stack=s.stack, volume=s.volume, result=result, card=card, identity=Identity(), formats=("pm",)
+    )
+    assert out.files == ["heatmap-pm.dcm"], out.notes
+    back = read_parametric_map_onto(s.volume, tmp_path / "heatmap-pm.dcm")
+    assert back.label == "probability"
+    mapping = pydicom.dcmread(tmp_path / "heatmap-pm.dcm").SharedFunctionalGroupsSequence[0]
+    assert "foreground probability" in mapping.RealWorldValueMappingSequence[0].LUTExplanation
+    np.testing.assert_allclose(back.values, quantised_heatmap(_map(s.volume.shape)) / 255.0, rtol=0, atol=1e-6)
