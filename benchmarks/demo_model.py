@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/demo_model.py [--slices 300] [--repeats 5] [--device cpu]
+    .venv/bin/python benchmarks/demo_model.py [--slices 300] [--repeats 5] [--device cpu] [--card CARD.toml]
 
 The demo model (``resources/models/ct-nodule-demo``, its shipped weights and card) and the classic
 Keras-style baseline (conv 32/64/128 + 2×2 max-pooling, dense 512; seeded random weights: speed
@@ -99,11 +99,12 @@ def main() -> int:
     ap.add_argument("--slices", type=int, default=300)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
+    ap.add_argument("--card", type=Path, default=DEMO_CARD, help="the demo model's card (default: the shipped one)")
     args = ap.parse_args()
 
     import torch
 
-    demo = load_card(DEMO_CARD)
+    demo = load_card(args.card)
     size = (demo.input.size or (128, 128))[0]
     vox = phantom(args.slices, 512, 512, seed=0)
     volume = Volume(vox, (0.7, 0.7, 1.0), (0.0, 0.0, 0.0), np.eye(3), VolumeMetadata(modality="CT"))
