@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -179,12 +180,52 @@ def write_stack_outputs(
             _nifti(volume, stored, stack_dir / "heatmap.nii.gz", out, scale=HEATMAP_SCALE)
     sources = SourceHeaders(stack, identity.dataset)  # read once for the SEG, the SR and the map
     if "seg" in formats:
-        _seg(stack, volume, labels, card, sources, stack_dir / "seg.dcm", out)
+        if labels is None:
+            out.notes.append("seg: the model gives no label map")
+        else:
+            from inference.batch.seg_writer import write_dicom_seg
+
+            table = label_table(card)
+            _dicom_object(
+                "seg",
+                stack,
+                out,
+                partial(write_dicom_seg, stack, volume, labels, table, card, stack_dir / "seg.dcm", sources=sources),
+            )
     if "pm" in formats:
-        _pm(stack, volume, stored, heatmap_name(result), card, sources, stack_dir / "heatmap-pm.dcm", out)
+        if stored is None:
+            out.notes.append("pm: the model gives no map")
+        else:
+            from inference.batch.pm_writer import write_parametric_map
+
+            path, what = stack_dir / "heatmap-pm.dcm", heatmap_name(result)
+            _dicom_object(
+                "pm",
+                stack,
+                out,
+                partial(write_parametric_map, stack, volume, stored, card, path, what=what, sources=sources),
+            )
     if "sr" in formats:  # after the SEG, so that its findings can reference their segments
+        from inference.batch.sr_writer import write_findings_sr
+
         seg_path = stack_dir / "seg.dcm" if "seg.dcm" in out.files else None
-        _sr(stack, volume, result, card, sources, stack_dir / "findings-sr.dcm", out, seg_path=seg_path, labels=labels)
+        path = stack_dir / "findings-sr.dcm"
+        _dicom_object(
+            "sr",
+            stack,
+            out,
+            partial(
+                write_findings_sr,
+                stack,
+                volume,
+                result,
+                card,
+                path,
+                seg_path=seg_path,
+                label_map=labels,
+                sources=sources,
+            ),
+        )
     if "findings" in formats:
         doc = findings_document(stack, volume, result, card, identity, labels)
         atomic_write(stack_dir / "findings.json", json.dumps(doc, indent=1, allow_nan=False) + "\n")
@@ -227,9 +268,9 @@ def _nifti(
 _DICOM_OBJECTS = {"seg": "a SEG", "pm": "a parametric map", "sr": "an SR"}
 
 
-def _dicom_object(fmt: str, stack: Stack, path: Path, out: StackOutputs, write: Callable[[], object]) -> None:
-    """``write()`` the DICOM object of format ``fmt`` to ``path``; a note instead when the input is
-    not DICOM or the writer says it cannot be made (:class:`OutputNotSupported`)."""
+def _dicom_object(fmt: str, stack: Stack, out: StackOutputs, write: Callable[[], Path]) -> None:
+    """``write()`` the DICOM object of format ``fmt`` (it returns the file's path); a note instead
+    when the input is not DICOM or the writer says it cannot be made (:class:`OutputNotSupported`)."""
     from inference.batch.errors import OutputNotSupported
 
     if stack.kind != "dicom":
@@ -237,71 +278,8 @@ def _dicom_object(fmt: str, stack: Stack, path: Path, out: StackOutputs, write: 
         out.notes.append(f"{fmt}: the input is not DICOM, so there are no instances for {what} to reference")
         return
     try:
-        write()
+        path = write()
     except OutputNotSupported as exc:
         out.notes.append(f"{fmt}: {exc}")
         return
     out.files.append(path.name)
-
-
-def _seg(
-    stack: Stack,
-    volume: Volume,
-    labels: npt.NDArray[np.uint8] | None,
-    card: ModelCard,
-    sources: SourceHeaders,
-    path: Path,
-    out: StackOutputs,
-) -> None:
-    if labels is None:
-        out.notes.append("seg: the model gives no label map")
-        return
-    from inference.batch.seg_writer import write_dicom_seg
-
-    def write() -> object:
-        return write_dicom_seg(stack, volume, labels, label_table(card), card, path, sources=sources)
-
-    _dicom_object("seg", stack, path, out, write)
-
-
-def _pm(
-    stack: Stack,
-    volume: Volume,
-    stored: npt.NDArray[np.uint8] | None,
-    what: str,
-    card: ModelCard,
-    sources: SourceHeaders,
-    path: Path,
-    out: StackOutputs,
-) -> None:
-    if stored is None:
-        out.notes.append("pm: the model gives no map")
-        return
-    from inference.batch.pm_writer import write_parametric_map
-
-    def write() -> object:
-        return write_parametric_map(stack, volume, stored, card, path, what=what, sources=sources)
-
-    _dicom_object("pm", stack, path, out, write)
-
-
-def _sr(
-    stack: Stack,
-    volume: Volume,
-    result: Result,
-    card: ModelCard,
-    sources: SourceHeaders,
-    path: Path,
-    out: StackOutputs,
-    *,
-    seg_path: Path | None,
-    labels: npt.NDArray[np.uint8] | None,
-) -> None:
-    from inference.batch.sr_writer import write_findings_sr
-
-    def write() -> object:
-        return write_findings_sr(
-            stack, volume, result, card, path, seg_path=seg_path, label_map=labels, sources=sources
-        )
-
-    _dicom_object("sr", stack, path, out, write)

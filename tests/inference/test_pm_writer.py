@@ -24,7 +24,16 @@ from inference.io.map_reader import is_parametric_map, read_parametric_map_onto
 from inference.io.nifti_writer import write_nifti
 from inference.io.seg_reader import SegmentationMismatchError
 from inference.models.card import ModelCard, load_card
-from tests.inference.test_batch_writers import CARD_PATH, REAL_ID, REAL_NAME, Series, _dciodvfy, _load, write_series
+from tests.inference.test_batch_writers import (
+    CARD_PATH,
+    REAL_ID,
+    REAL_NAME,
+    Series,
+    _dciodvfy,
+    _frames,
+    _load,
+    write_series,
+)
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +65,8 @@ def _frames_by_slice(pm: pydicom.Dataset, uids: list[str]) -> dict[int, tuple[np
     mapping = pm.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0]
     slope, intercept = float(mapping.RealWorldValueSlope), float(mapping.RealWorldValueIntercept)
     pixels = pm.pixel_array.reshape(-1, pm.Rows, pm.Columns)
-    out = {}
-    for frame, plane in zip(pm.PerFrameFunctionalGroupsSequence, pixels, strict=True):
-        uid = str(frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID)
-        position = np.array([float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient])
-        out[uids.index(uid)] = (position, plane * slope + intercept)
-    return out
+    frames = zip(_frames(pm), pixels, strict=True)
+    return {uids.index(uid): (position, plane * slope + intercept) for (uid, position), plane in frames}
 
 
 @pytest.mark.parametrize("name", ["sample", "head", "oblique", "feet-first"])
@@ -149,14 +154,7 @@ def test_anonymised_parametric_map_carries_no_identity_and_remapped_uids(
     pm, seg = pydicom.dcmread(tmp_path / "heatmap-pm.dcm"), pydicom.dcmread(tmp_path / "seg.dcm")
     assert pm.StudyInstanceUID == seg.StudyInstanceUID != s.stack.study_uid
     assert pm.FrameOfReferenceUID == seg.FrameOfReferenceUID
-    pm_refs = {
-        str(f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID)
-        for f in pm.PerFrameFunctionalGroupsSequence
-    }
-    seg_refs = {
-        str(f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID)
-        for f in seg.PerFrameFunctionalGroupsSequence
-    }
+    pm_refs, seg_refs = ({uid for uid, _ in _frames(ds)} for ds in (pm, seg))
     assert seg_refs <= pm_refs and len(pm_refs) == s.volume.shape[0]
     values = pm.pixel_array.reshape(-1, pm.Rows, pm.Columns).astype(np.float64) * SLOPE
     assert values.max() == pytest.approx(1.0) and values.min() == 0.0
