@@ -12,7 +12,8 @@ Sources (volumes) come from
 With ``lesion_insertion={"kind": ..., "per_volume": n}`` simulated lesions
 (:mod:`inference.training.lesions`) are inserted into every host volume: positives are the
 slices crossing a lesion (with its mask), negatives the same number of slices of that volume
-away from any lesion. Volumes a CSV labels 1 are not used as hosts.
+away from any lesion. Volumes a CSV labels 1 are hosts only when it gives their lesion mask
+(the simulated lesions keep out of it, and its lesions are positives too).
 
 Every volume is turned to axial slices along the patient axes closest to its own (no
 resampling), windowed to ``window`` (centre, width) and scaled to 0–255, resized to ``size``
@@ -275,7 +276,7 @@ def sources_from_csv(
                     path=display_path(_stack_folder(st)),
                     series_uid=st.series_uid,
                     mask_path=row.mask,
-                    host=row.label == 0,
+                    host=row.label == 0 or bool(row.mask),  # a mask says where its lesions are
                     info={"csv_line": row.line},
                 )
             )
@@ -839,6 +840,17 @@ def build_dataset(
     return written
 
 
+#: How many input problems a failed build's message lists (it writes no quality report).
+_PROBLEMS_SHOWN = 5
+
+
 def _problem_hint(quality: QualityReport) -> str:
-    n = len(quality.unreadable) + len(quality.skipped_sources) + len(quality.label_conflicts)
-    return f" ({n} input problem(s) in the quality report)" if n else ""
+    """The input problems behind a failed build, each with its path and reason."""
+    problems = [f"{u['path']}: {u['reason']}" for u in quality.unreadable]
+    problems += [f"{s['source']}: {s['reason']}" for s in quality.skipped_sources]
+    problems += [f"label conflict between {', '.join(c['sources'])}" for c in quality.label_conflicts]
+    if not problems:
+        return ""
+    more = len(problems) - _PROBLEMS_SHOWN
+    shown = problems[:_PROBLEMS_SHOWN] + ([f"and {more} more"] if more > 0 else [])
+    return f" ({len(problems)} input problem(s): " + "; ".join(shown) + ")"

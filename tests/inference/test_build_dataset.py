@@ -153,6 +153,39 @@ def test_labels_csv_with_mask(tmp_path: Path) -> None:
     assert ds.masks[positives[0]][20:26, 12:18].all() and ds.masks[positives[0]].sum() == 36
 
 
+def test_csv_lesion_mask_hosts_simulated_lesions(tmp_path: Path) -> None:
+    """A scan with a real lesion hosts simulated ones when the CSV gives its mask: they keep out
+    of the real lesion, whose slices are positives too. Without a mask it cannot host, and a
+    build left with nothing says which inputs failed and why."""
+    shape, spacing = (20, 96, 96), (3.0, 3.0, 3.0)
+    volume, _ = make_chest_phantom(shape, spacing)
+    write_dicom_series(volume.voxels, tmp_path / "real", spacing=spacing, origin=volume.origin, uid_seed="real")
+    write_phantom(tmp_path / "unmasked", 1)
+    mask = np.zeros(shape, dtype=np.uint8)
+    mask[2:4, 40:52, 24:36] = 1
+    write_nifti(Volume(mask, volume.spacing, volume.origin, np.eye(3)), tmp_path / "real_mask.nii.gz")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label,mask\nreal,1,real_mask.nii.gz\nunmasked,1,\n")
+    insertion = {"kind": "solid", "per_volume": 2}
+    out = build_dataset([], tmp_path / "ds", labels=labels, size=(48, 48), lesion_insertion=insertion, seed=3)
+    ds = read_dataset(out)
+    (src,) = ds.manifest["sources"]
+    assert Path(src["name"]).name == "real"
+    assert len(src["lesions"]) == 2 and all(lesion["voxels"] > 0 for lesion in src["lesions"])
+    skipped = ds.manifest["quality"]["skipped_sources"]
+    assert [Path(s["source"]).name for s in skipped] == ["unmasked"] and "host" in skipped[0]["reason"]
+    positives = set(ds.slice_index[ds.labels == 1].tolist())
+    simulated = {round(lesion["centre_ijk"][2]) for lesion in src["lesions"]}
+    assert {2, 3} | simulated <= positives  # the real lesion's slices and the simulated ones'
+    for lesion in src["lesions"]:  # kept out of the real lesion
+        i, j, k = (round(c) for c in lesion["centre_ijk"])
+        assert not mask[max(k - 1, 0) : k + 2, max(j - 2, 0) : j + 3, max(i - 2, 0) : i + 3].any()
+    labels.write_text("path,label\nunmasked,1\n")
+    with pytest.raises(DatasetError, match=r"unmasked: labelled abnormal: not used as a host"):
+        build_dataset([], tmp_path / "ds2", labels=labels, lesion_insertion=insertion)
+    assert not (tmp_path / "ds2").exists()
+
+
 def test_csv_naming_missing_files_is_an_error(tmp_path: Path) -> None:
     write_phantom(tmp_path / "s0", 0)
     labels = tmp_path / "labels.csv"
