@@ -47,6 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     build.add_argument("--phantoms", type=int, default=0, help="add N generated chest phantoms")
     build.add_argument(
+        "--phantom-vessels",
+        action="store_true",
+        help="draw pulmonary vessel trees in the phantoms' lungs (hard negatives for a nodule model)",
+    )
+    build.add_argument(
         "--pseudo-ct",
         nargs=3,
         metavar=("T1", "BRAIN_MASK", "N"),
@@ -90,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         lesion_insertion=insertion,
         phantoms=args.phantoms,
+        phantom_vessels=args.phantom_vessels,
         pseudo_ct=None if not args.pseudo_ct else (args.pseudo_ct[0], args.pseudo_ct[1], int(args.pseudo_ct[2])),
         positives_per_source=args.positives_per_source,
         negatives_per_source=args.negatives_per_source,

@@ -311,8 +311,10 @@ def _phantom_region(volume: Volume) -> npt.NDArray[np.bool_]:
     return np.asarray(lung_mask(volume) & ~nodules, dtype=bool)
 
 
-def add_phantoms(n: int, seed: int = 0) -> list[SourceVolume]:
-    """``n`` chest phantoms, each a source of its own, varied in size, field of view and noise.
+def add_phantoms(n: int, seed: int = 0, *, vessels: bool = False) -> list[SourceVolume]:
+    """``n`` chest phantoms, each a source of its own, varied in size, field of view and noise;
+    with ``vessels``, each lung gets its own pulmonary vessel trees
+    (:mod:`inference.training.lung_vessels`), the hard negatives of real lungs.
 
     :func:`inference.sample_study.make_chest_phantom` fixes the anatomy in millimetres, so the
     variation comes from the grid: the pixel size (1.9–3.0 mm) changes how large the body is
@@ -332,15 +334,27 @@ def add_phantoms(n: int, seed: int = 0) -> list[SourceVolume]:
         sk = float(rng.uniform(4.0, 6.5))
         extra_sd = float(rng.uniform(0.0, 12.0))
         noise_seed = int(rng.integers(2**31))
+        vessel_seed = int(rng.integers(2**31)) if vessels else None
         params = {"shape": [nk, nj, ni], "spacing": [s_inplane, s_inplane, sk], "extra_noise_sd": extra_sd}
+        if vessel_seed is not None:
+            params["vessel_seed"] = vessel_seed
 
         def load(
             shape: tuple[int, int, int] = (nk, nj, ni),
             spacing: tuple[float, float, float] = (s_inplane, s_inplane, sk),
             sd: float = extra_sd,
             nseed: int = noise_seed,
+            vseed: int | None = vessel_seed,
         ) -> Volume:
             volume, _ = make_chest_phantom(shape, spacing)
+            if vseed is not None:
+                from scipy import ndimage
+
+                from inference.sample_study import lung_mask
+                from inference.training.lung_vessels import add_lung_vessels
+
+                nodules = ndimage.binary_dilation(_phantom_nodule_mask(volume) > 0, iterations=2)
+                volume = add_lung_vessels(volume, lung_mask(volume), np.random.default_rng(vseed), keep_out=nodules)
             vox = volume.voxels.astype(np.float32)
             inside = vox > -950
             vox[inside] += np.random.default_rng(nseed).normal(0.0, sd, size=int(inside.sum())).astype(np.float32)
@@ -575,6 +589,7 @@ def build_dataset(
     seed: int = 0,
     lesion_insertion: dict[str, Any] | None = None,
     phantoms: int = 0,
+    phantom_vessels: bool = False,
     pseudo_ct: tuple[str, str, int] | None = None,
     positives_per_source: int | None = None,
     negatives_per_source: int | None = None,
@@ -582,7 +597,8 @@ def build_dataset(
     cancel: CancelToken | None = None,
 ) -> Path:
     """Build a slice dataset in ``out`` from ``inputs`` (folders or files; a ``.csv`` among them is
-    taken as ``labels``) and/or ``phantoms`` generated chest phantoms. Returns ``out``.
+    taken as ``labels``) and/or ``phantoms`` generated chest phantoms (with pulmonary vessel trees
+    when ``phantom_vessels``). Returns ``out``.
 
     Raises :class:`DatasetError` for missing inputs, a CSV naming missing files, an output inside
     an input folder, no usable volume, or a training split without positives or negatives.
@@ -626,7 +642,7 @@ def build_dataset(
         if src.path and folder.is_dir() and is_within(out_path, folder):
             raise DatasetError(f"the output {display_path(out_path)} lies inside the input {src.path}")
     if phantoms > 0:
-        sources += add_phantoms(phantoms, seed)
+        sources += add_phantoms(phantoms, seed, vessels=phantom_vessels)
     if pseudo_ct is not None and pseudo_ct[2] > 0:
         from inference.training.pseudo_ct import add_pseudo_ct
 
