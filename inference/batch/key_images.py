@@ -110,6 +110,8 @@ def _square_pixels(rgb: npt.NDArray[np.uint8], pixel_mm: tuple[float, float]) ->
     height, width = rows * pixel_mm[1] / unit, cols * pixel_mm[0] / unit
     factor = max(1, math.ceil(MIN_SIDE_PX / max(height, width)))
     out_rows, out_cols = max(1, round(height * factor)), max(1, round(width * factor))
+    if (out_rows, out_cols) == (rows, cols):
+        return rgb
     r = np.minimum((np.arange(out_rows) + 0.5) * rows / out_rows, rows - 1).astype(np.intp)
     c = np.minimum((np.arange(out_cols) + 0.5) * cols / out_cols, cols - 1).astype(np.intp)
     return np.ascontiguousarray(rgb[r[:, None], c[None, :]])
@@ -123,7 +125,8 @@ def _png_bytes(rgb: npt.NDArray[np.uint8], description: str) -> bytes:
     info.add_text("Software", f"RadLens {__version__}")
     info.add_text("Description", description)
     buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="PNG", pnginfo=info)
+    # zlib level 3: half the time of the default 6, files ~8% larger.
+    Image.fromarray(rgb).save(buffer, format="PNG", pnginfo=info, compress_level=3)
     return buffer.getvalue()
 
 

@@ -86,11 +86,27 @@ def heatmap_levels(threshold: float, levels: tuple[float, float] = (0.0, 1.0)) -
     return (lo - span / 255, hi)
 
 
-def _blend(base: npt.NDArray[np.float32], rgba: npt.NDArray[np.uint8], opacity: float) -> None:
-    """Source-over, in place: ``base = base·(1 − a) + colour·a`` with ``a = alpha·opacity``."""
-    alpha = rgba[..., 3:4].astype(np.float32) * np.float32(opacity / 255.0)
-    base *= 1.0 - alpha
-    base += rgba[..., :3].astype(np.float32) * alpha
+def _blend(
+    base: npt.NDArray[np.float32], index: npt.NDArray[np.uint8], table: npt.NDArray[np.uint8], opacity: float
+) -> None:
+    """Source-over of the overlay ``table[index]`` (RGBA), in place:
+    ``base = base·(1 − a) + colour·a`` with ``a = alpha·opacity``.
+
+    Only the pixels the overlay covers are computed: where alpha is 0 the formula leaves ``base``
+    as it is, and an overlay (a thresholded heatmap, label outlines) covers little of a slice.
+    A table whose first entry is transparent (the heatmap's and the labels') covers the pixels
+    of non-zero index."""
+    flat_index = index.reshape(-1)
+    covered = np.flatnonzero(flat_index) if table[0, 3] == 0 else np.arange(flat_index.size)
+    if covered.size == 0:
+        return
+    rgba = table[flat_index[covered]]
+    alpha = rgba[:, 3:4].astype(np.float32) * np.float32(opacity / 255.0)
+    flat_base = base.reshape(-1, 3)
+    part = flat_base[covered]
+    part *= 1.0 - alpha
+    part += rgba[:, :3].astype(np.float32) * alpha
+    flat_base[covered] = part
 
 
 def _grey(volume: Volume, k: int, window: WindowLevel) -> npt.NDArray[np.float32]:
@@ -137,14 +153,13 @@ def render_slice_rgb(
         values = np.asarray(heatmap, dtype=np.float32)
         # NaN becomes -inf: index 0, the transparent entry (pyqtgraph leaves NaN transparent too).
         index = lut_index(np.nan_to_num(values, nan=-np.inf), heatmap_levels(heatmap_threshold))
-        rgba = heatmap_lut(colormap)[index]
-        _blend(out, rgba, heatmap_opacity)
+        _blend(out, index, heatmap_lut(colormap), heatmap_opacity)
     if labels is not None and label_colours:
         table = np.zeros((256, 4), dtype=np.uint8)
         for value, (r, g, b) in label_colours.items():
             if 0 < value < 256:
                 table[value] = (r, g, b, 255)
         shown = np.asarray(labels, dtype=np.uint8)
-        _blend(out, table[outline(shown) if label_outline else shown], label_opacity)
+        _blend(out, outline(shown) if label_outline else shown, table, label_opacity)
     rgb = np.clip(np.rint(out), 0, 255).astype(np.uint8)
     return slice_orientation(volume).orient(rgb)

@@ -459,6 +459,16 @@ def test_pdf_report_holds_header_model_result_findings_images_and_warnings(
         assert expected in text, expected
     assert re.search(r"^\s*30\s+nodule\s+\(", text, re.MULTILINE)  # the last finding made it, on page 2
     assert "PHANTOM" not in text and b"PHANTOM" not in data
+    # The key images are in the PDF pixel for pixel (lossless), read back by poppler's pdfimages.
+    tool = shutil.which("pdfimages")
+    if tool is None:
+        pytest.fail("pdfimages is missing: run scripts/system-deps.sh (poppler-utils)")
+    subprocess.run([tool, "-png", str(path), str(tmp_path / "embedded")], check=True)
+    embedded = sorted(tmp_path.glob("embedded-*.png"))
+    assert len(embedded) == len(keys) == 3
+    for key, image in zip(keys, embedded, strict=True):
+        with Image.open(key) as a, Image.open(image) as b:
+            assert np.array_equal(np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB")))
 
 
 def test_pdf_report_of_a_clinical_card_without_score_or_findings(card: ModelCard, tmp_path: Path) -> None:
