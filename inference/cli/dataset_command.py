@@ -57,6 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("T1", "BRAIN_MASK", "N"),
         help="add N CT-like heads made from an MRI T1 head and its brain mask (e.g. Colin27 from mricron-data)",
     )
+    build.add_argument(
+        "--pseudo-ct-deform",
+        type=float,
+        default=0.0,
+        metavar="MM",
+        help="bend each pseudo-CT head's brain by a smooth random displacement of up to MM (ventricles and sulci "
+        "take other shapes; default 0: Colin27's own anatomy)",
+    )
     build.add_argument("--positives-per-source", type=int, default=None, help="at most N positive slices per source")
     build.add_argument("--negatives-per-source", type=int, default=None, help="at most N negative slices per source")
     build.add_argument("--seed", type=int, default=0, help="seed of the split, sampling and simulated lesions")
@@ -97,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         phantoms=args.phantoms,
         phantom_vessels=args.phantom_vessels,
         pseudo_ct=None if not args.pseudo_ct else (args.pseudo_ct[0], args.pseudo_ct[1], int(args.pseudo_ct[2])),
+        pseudo_ct_deform_mm=args.pseudo_ct_deform,
         positives_per_source=args.positives_per_source,
         negatives_per_source=args.negatives_per_source,
         on_progress=TerminalProgress(),

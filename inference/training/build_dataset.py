@@ -591,6 +591,7 @@ def build_dataset(
     phantoms: int = 0,
     phantom_vessels: bool = False,
     pseudo_ct: tuple[str, str, int] | None = None,
+    pseudo_ct_deform_mm: float = 0.0,
     positives_per_source: int | None = None,
     negatives_per_source: int | None = None,
     on_progress: ProgressCallback = no_progress,
@@ -598,7 +599,8 @@ def build_dataset(
 ) -> Path:
     """Build a slice dataset in ``out`` from ``inputs`` (folders or files; a ``.csv`` among them is
     taken as ``labels``) and/or ``phantoms`` generated chest phantoms (with pulmonary vessel trees
-    when ``phantom_vessels``). Returns ``out``.
+    when ``phantom_vessels``) and/or ``pseudo_ct`` heads ``(T1, brain mask, N)``, their brains bent by up to
+    ``pseudo_ct_deform_mm``. Returns ``out``.
 
     Raises :class:`DatasetError` for missing inputs, a CSV naming missing files, an output inside
     an input folder, no usable volume, or a training split without positives or negatives.
@@ -649,7 +651,9 @@ def build_dataset(
         for head_file in pseudo_ct[:2]:
             if not Path(head_file).is_file():
                 raise DatasetError(f"pseudo-CT input not found: {display_path(head_file)}")
-        sources += add_pseudo_ct(pseudo_ct[0], pseudo_ct[1], int(pseudo_ct[2]), seed)
+        if not 0.0 <= pseudo_ct_deform_mm <= 10.0:
+            raise DatasetError(f"--pseudo-ct-deform must lie in 0…10 mm, got {pseudo_ct_deform_mm}")
+        sources += add_pseudo_ct(pseudo_ct[0], pseudo_ct[1], int(pseudo_ct[2]), seed, pseudo_ct_deform_mm)
     if insertion is not None:
         label_source = "lesion-insertion"
         for s in sources:
@@ -822,7 +826,10 @@ def build_dataset(
         + ([f"labels CSV: {display_path(labels)}"] if labels is not None else [])
         + ([f"{phantoms} generated chest phantom(s), seed {seed}"] if phantoms > 0 else [])
         + (
-            [f"{pseudo_ct[2]} pseudo-CT head(s) from {display_path(pseudo_ct[0])}, seed {seed}"]
+            [
+                f"{pseudo_ct[2]} pseudo-CT head(s) from {display_path(pseudo_ct[0])}, seed {seed}"
+                + (f", brains bent by up to {pseudo_ct_deform_mm:g} mm" if pseudo_ct_deform_mm > 0 else "")
+            ]
             if pseudo_ct is not None and pseudo_ct[2] > 0
             else []
         ),

@@ -20,6 +20,9 @@ Example::
     class_weighting = true               # pos_weight = negatives / positives of the train split
     early_stopping_patience = 5          # epochs without a better validation AUC; 0 = never stop
     attention_loss = 0.0                 # cnn-attention: weight of the mask-guided attention loss
+    attention_target = "touch"           # touch: all attention on cells the lesion touches;
+                                         # coverage: attention in proportion to the lesion's share of each cell
+    ema_decay = 0.0                      # > 0: validate and keep an exponential moving average of the weights
     seed = 0
     amp = true                           # mixed precision, CUDA only
     num_threads = 0                      # CPU threads; 0 = torch's default
@@ -60,6 +63,8 @@ from typing import Any
 from inference.errors import RadLensError
 
 SCHEDULES = ("cosine", "step", "none")
+#: What the mask-guided attention loss asks for (see ``train.attention_guidance_loss``).
+ATTENTION_TARGETS = ("touch", "coverage")
 DEVICES = ("auto", "cpu", "cuda")
 EXPLANATIONS = ("gradcam", "attention", "none")
 #: Architectures ``train`` can fit: (B, C, H, W) slice classifiers with one logit.
@@ -99,6 +104,8 @@ class TrainConfig:
     seed: int = 0
     amp: bool = True
     attention_loss: float = 0.0
+    attention_target: str = "touch"
+    ema_decay: float = 0.0
     num_threads: int = 0
     device: str = "auto"
 
@@ -310,6 +317,10 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> TrainingConf
         seed=_int(t.get("seed", dt.seed), "train.seed", path, 0),
         amp=_bool(t.get("amp", dt.amp), "train.amp", path),
         attention_loss=_float(t.get("attention_loss", dt.attention_loss), "train.attention_loss", path, 0.0, 100.0),
+        attention_target=_choice(
+            t.get("attention_target", dt.attention_target), ATTENTION_TARGETS, "train.attention_target", path
+        ),
+        ema_decay=_float(t.get("ema_decay", dt.ema_decay), "train.ema_decay", path, 0.0, 0.9999),
         num_threads=_int(t.get("num_threads", dt.num_threads), "train.num_threads", path, 0),
         device=_choice(t.get("device", dt.device), DEVICES, "train.device", path),
     )

@@ -11,6 +11,11 @@ Hounsfield units tissue by tissue and re-samples it the way a scanner would see 
   intensities (muscle, skin) → 30–55 HU, dark T1 within a few mm of the brain → CSF then skull
   (700–1400 HU, with a marrow-like texture), dark T1 farther away → air where very dark
   (sinuses) or water-like (orbits) otherwise; outside the head −1000 HU;
+* **anatomy** (``deform_mm`` > 0): a smooth random deformation of the brain's interior (displacements
+  of about ``deform_mm`` that vary over a few centimetres and fade out towards the brain's surface),
+  so that ventricles, deep sulci and grey nuclei take other shapes and sizes in every variant.
+  Without it every variant has Colin27's one brain, and a model can learn that brain as "normal"
+  and call any other brain's folds a lesion;
 * **scanner**: a Gaussian point-spread (0.4–0.9 mm), a random rotation (±12° about each axis)
   and head size (×0.88–1.12), a field of view of 200–270 mm on a 256² matrix, a slice thickness
   of 1–3 mm, slices along a random one of the three axes (axial, coronal or sagittal images:
@@ -30,7 +35,7 @@ not a CT simulator: beam hardening, streaks and the scanner table are not modell
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +50,10 @@ MATRIX = 256
 MAX_SLICES = 120
 #: Fraction of variants lying in a head holder (:func:`add_cradle`).
 CRADLE_FRACTION = 0.7
+#: Spacing of the control points of the anatomy's random deformation: gyri and ventricles bend.
+CONTROL_MM = 30.0
+#: Depth into the brain over which the deformation fades in (none at the brain's surface).
+TAPER_MM = 15.0
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,7 @@ class PseudoCtParams:
     cradle_mm: float = 0.0
     cradle_hu: float = 0.0
     strands: tuple[Strand, ...] = ()
+    deform_mm: float = 0.0  # standard deviation of the anatomy's displacement (0: Colin27 as it is)
 
     @staticmethod
     def draw(rng: np.random.Generator) -> PseudoCtParams:
@@ -160,6 +170,56 @@ def tissue_hu(
     return hu
 
 
+def smooth_displacement(
+    shape: tuple[int, ...], spacing: tuple[float, float, float], sd_mm: float, rng: np.random.Generator,
+    control_mm: float = CONTROL_MM,
+) -> npt.NDArray[np.float32]:  # fmt: skip
+    """A random displacement field ``(3, *shape)`` in voxels of ``spacing``: each component is smooth
+    Gaussian noise (control points ``control_mm`` apart, a cubic B-spline between them, evaluated on a
+    grid of a quarter of the resolution and interpolated linearly from there) scaled so that its
+    standard deviation over the grid is ``sd_mm``."""
+    from scipy import ndimage
+
+    coarse = tuple(max(2, int(np.ceil(n * s / control_mm)) + 1) for n, s in zip(shape, spacing, strict=True))
+    middle = tuple(max(2, -(-n // 4)) for n in shape)
+    out = np.empty((3, *shape), dtype=np.float32)
+    for axis in range(3):
+        field = ndimage.zoom(
+            rng.standard_normal(coarse), [m / c for m, c in zip(middle, coarse, strict=True)], order=3,
+            grid_mode=True, mode="reflect",
+        )  # fmt: skip
+        full = ndimage.zoom(
+            field.astype(np.float32), [n / m for n, m in zip(shape, middle, strict=True)], order=1, grid_mode=True,
+            mode="nearest",
+        )[tuple(slice(0, n) for n in shape)]  # fmt: skip
+        out[axis] = (full - float(full.mean())) * (sd_mm / max(float(full.std()), 1e-9) / spacing[axis])
+    return out
+
+
+def brain_displacement(
+    brain: npt.NDArray[np.bool_], spacing: tuple[float, float, float], sd_mm: float, rng: np.random.Generator
+) -> npt.NDArray[np.float32]:
+    """A :func:`smooth_displacement` that fades to nothing over the outer ``TAPER_MM`` of the brain
+    and outside it: ventricles, deep sulci and grey nuclei move, the skull and the scalp keep their shape."""
+    from scipy import ndimage
+
+    depth = ndimage.distance_transform_edt(brain, sampling=spacing)
+    weight = np.clip(depth / TAPER_MM, 0.0, 1.0).astype(np.float32)
+    out: npt.NDArray[np.float32] = smooth_displacement(brain.shape, spacing, sd_mm, rng) * weight[None]
+    return out
+
+
+def deform(
+    values: npt.NDArray[np.float32], displacement: npt.NDArray[np.float32], background: float
+) -> npt.NDArray[np.float32]:
+    """``values`` resampled at every voxel's position plus ``displacement`` (voxels; linear interpolation)."""
+    from scipy import ndimage
+
+    grid = np.indices(values.shape, dtype=np.float32)
+    grid += displacement
+    return np.asarray(ndimage.map_coordinates(values, grid, order=1, cval=background), dtype=np.float32)
+
+
 def _rotation(angles_deg: tuple[float, float, float]) -> npt.NDArray[np.float64]:
     a, b, c = np.radians(angles_deg)
     rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
@@ -174,11 +234,13 @@ def make_pseudo_ct(
     spacing_kji: tuple[float, float, float],
     rng: np.random.Generator,
     name: str = "pseudo-ct",
+    deform_mm: float = 0.0,
 ) -> tuple[Volume, PseudoCtParams]:
     """One CT-like variant of the head ``t1`` (``[k, j, i]``, voxel size ``spacing_kji`` mm).
 
-    Returns an int16 HU volume (slices along the variant's axis, identity direction) and the
-    parameters drawn.
+    With ``deform_mm`` > 0 the anatomy is bent by a smooth random displacement whose standard
+    deviation is drawn from ``deform_mm × [0.5, 1]`` (:func:`smooth_displacement`). Returns an int16
+    HU volume (slices along the variant's axis, identity direction) and the parameters drawn.
     """
     from scipy import ndimage
 
@@ -187,6 +249,11 @@ def make_pseudo_ct(
     p = PseudoCtParams.draw(rng)
     sampling = np.asarray(spacing_kji, dtype=np.float64)
     hu = tissue_hu(t1, brain, spacing_kji, p)
+    if deform_mm > 0:  # its own stream (spawned: rng's draws stay as they were), so only the anatomy changes
+        drng = rng.spawn(1)[0]
+        sd = float(drng.uniform(0.5, 1.0) * deform_mm)
+        p = replace(p, deform_mm=sd)
+        hu = deform(hu, brain_displacement(brain, spacing_kji, sd, drng), -1000.0)
     hu = ndimage.gaussian_filter(hu, [p.psf_mm / s for s in sampling]).astype(np.float32)
 
     # Output axes (slice, row, column) in the input's (k, j, i) mm frame, then rotated and scaled.
@@ -321,8 +388,11 @@ def read_head(t1_path: str | Path, brain_path: str | Path) -> tuple[npt.NDArray[
     return np.asarray(t1.voxels), np.asarray(brain.voxels) > 0, t1
 
 
-def add_pseudo_ct(t1_path: str | Path, brain_path: str | Path, n: int, seed: int = 0) -> list[Any]:
-    """``n`` pseudo-CT heads from one T1 head, each a source of its own (:class:`SourceVolume`).
+def add_pseudo_ct(
+    t1_path: str | Path, brain_path: str | Path, n: int, seed: int = 0, deform_mm: float = 0.0
+) -> list[Any]:
+    """``n`` pseudo-CT heads from one T1 head, each a source of its own (:class:`SourceVolume`);
+    ``deform_mm`` > 0 bends each one's anatomy (:func:`make_pseudo_ct`).
 
     The T1 is read once, when the first variant is loaded; variants differ in every parameter of
     :class:`PseudoCtParams`. They share one anatomy, so validation scores on them are optimistic:
@@ -340,7 +410,7 @@ def add_pseudo_ct(t1_path: str | Path, brain_path: str | Path, n: int, seed: int
                 cache["head"] = (t1, brain, (float(vol.spacing[2]), float(vol.spacing[1]), float(vol.spacing[0])))
             t1, brain, spacing = cache["head"]
             volume, params = make_pseudo_ct(
-                t1, brain, spacing, np.random.default_rng(int(seeds[m])), f"pseudo-ct-{m:03d}"
+                t1, brain, spacing, np.random.default_rng(int(seeds[m])), f"pseudo-ct-{m:03d}", deform_mm
             )
             volume.metadata.extra["pseudo_ct"] = params.to_dict()
             return volume
@@ -353,7 +423,10 @@ def add_pseudo_ct(t1_path: str | Path, brain_path: str | Path, n: int, seed: int
             load=loader(m),
             label=None,
             path=f"(pseudo-CT from {Path(t1_path).name})",
-            info={"pseudo_ct": {"t1": str(t1_path), "brain_mask": str(brain_path), "seed": int(seeds[m])}},
+            info={
+                "pseudo_ct": {"t1": str(t1_path), "brain_mask": str(brain_path), "seed": int(seeds[m])}
+                | ({"deform_mm": deform_mm} if deform_mm > 0 else {})
+            },
         )
         for m in range(n)
     ]

@@ -4,9 +4,11 @@ The run folder (``[output] run_dir``) holds::
 
     config.toml           the complete config this run used (defaults filled in)
     checkpoint_last.pt    after every epoch: model, optimizer, scheduler, epoch, best so far,
-                          history (plain tensors and numbers; read with weights_only=True)
+                          the weights' moving average (``train.ema_decay``), history (plain
+                          tensors and numbers; read with weights_only=True)
     metrics.jsonl         one JSON line per finished epoch
-    best.safetensors      the weights with the best validation AUC so far
+    best.safetensors      the weights with the best validation AUC so far (with ``train.ema_decay``
+                          > 0 the moving average of the weights is what is validated and kept)
     card.toml             written when training ends: a model card for the registry
 
 Everything is written atomically (temporary file, then rename), so an interrupted run leaves
@@ -42,7 +44,7 @@ import numpy.typing as npt
 from inference.errors import DeviceError, RadLensError
 from inference.io.atomic import atomic_write
 from inference.progress import CancelToken, ProgressCallback, no_progress
-from inference.training.config import TrainingConfig, TrainingConfigError, dumps_toml
+from inference.training.config import DataConfig, OutputConfig, TrainingConfig, TrainingConfigError, dumps_toml
 from inference.training.dataset_format import DatasetError, SliceDataset, read_dataset
 from inference.training.metrics import classification_metrics, finite_or_none
 
@@ -161,14 +163,23 @@ def _batch_masks(ds: SliceDataset, indices: torch.Tensor, device: str) -> torch.
     return torch.from_numpy(masks).to(device)
 
 
-def attention_guidance_loss(model: torch.nn.Module, masks: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mask-guided attention: ``−log`` of the attention inside the lesion, mean over positive slices.
+def attention_guidance_loss(
+    model: torch.nn.Module, masks: torch.Tensor, labels: torch.Tensor, target: str = "touch"
+) -> torch.Tensor:
+    """Mask-guided attention, mean over the positive slices that have a lesion in their mask.
 
-    ``model.last_attention`` (B, h, w; each map sums to 1, from the forward just run, with its
-    graph) is compared with the slices' lesion masks (B, H, W), reduced to the attention's grid by
-    max-pooling (a cell counts if the lesion touches it). Slices without a lesion in their mask
-    (negatives, or a lesion moved off the image by augmentation) add nothing. The simulated
-    lesions' masks come free with the dataset: this teaches the attention to point at them.
+    ``model.attention_weights`` (B, h, w; each map sums to 1, from the forward just run, with its
+    graph) is compared with the slices' lesion masks (B, H, W) on the attention's grid:
+
+    * ``target="touch"``: ``−log`` of the attention on the cells the lesion touches (max-pooled
+      masks). Any spread over those cells costs nothing, so the peak may sit on a cell the lesion
+      barely touches, whose centre lies outside it.
+    * ``target="coverage"``: the cross-entropy from the lesion's share of each cell (average-pooled
+      masks, normalised to sum to 1) to the attention: the attention is drawn to the cells the
+      lesion fills, so its peak lands inside the lesion.
+
+    Negatives, and positives whose lesion augmentation moved off the image, add nothing. The
+    simulated lesions' masks come free with the dataset: this teaches the attention to point at them.
     """
     import torch
     import torch.nn.functional as F
@@ -179,12 +190,36 @@ def attention_guidance_loss(model: torch.nn.Module, masks: torch.Tensor, labels:
             f"train.attention_loss needs a model with attention pooling (cnn-attention with pooling = "
             f'"attention"); {type(model).__name__} has none'
         )
-    grid = F.adaptive_max_pool2d(masks[:, None].float(), attn.shape[-2:])[:, 0] > 0
+    m = masks[:, None].float()
+    if target == "coverage":
+        h, w = attn.shape[-2:]
+        share = F.adaptive_avg_pool2d(m, (h, w))[:, 0].flatten(1)
+        total = share.sum(dim=1)
+        keep = (labels > 0.5) & (total > 0)
+        if not bool(keep.any()):
+            return attn.sum() * 0.0
+        wanted = share[keep] / total[keep, None]
+        log_attn = torch.log(attn.float().flatten(1)[keep].clamp_min(1e-6))
+        return -(wanted * log_attn).sum(dim=1).mean()
+    grid = F.adaptive_max_pool2d(m, attn.shape[-2:])[:, 0] > 0
     keep = (labels > 0.5) & grid.flatten(1).any(dim=1)
     if not bool(keep.any()):
         return attn.sum() * 0.0
     inside = (attn.float() * grid).flatten(1).sum(dim=1)[keep]
     return -torch.log(inside.clamp_min(1e-6)).mean()
+
+
+def weight_average(model: torch.nn.Module, decay: float) -> Any:
+    """An exponential moving average of ``model``'s weights and buffers (BatchNorm statistics too),
+    updated after every optimiser step; ``None`` when ``decay`` is 0. Averaged weights generalise
+    better and vary less from epoch to epoch than the last step's, which matters when a model is
+    chosen by its validation AUC."""
+    if decay <= 0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    average = get_ema_multi_avg_fn(decay)  # type: ignore[no-untyped-call]
+    return AveragedModel(model, multi_avg_fn=average, use_buffers=True)
 
 
 def to_input(images: torch.Tensor, device: str) -> torch.Tensor:
@@ -320,9 +355,12 @@ def _fingerprint(config: TrainingConfig) -> dict[str, Any]:
 
 def _fingerprint_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     diffs = []
+    defaults = TrainingConfig(DataConfig(Path()), OutputConfig(Path())).to_dict()
     for section in _FINGERPRINT_SECTIONS:
         a, b = old.get(section, {}), new.get(section, {})
         for key in sorted(set(a) | set(b)):
+            if key in b and key not in a and b[key] == defaults[section].get(key):
+                continue  # a setting added since that run, at its default: the run is the same
             if a.get(key) != b.get(key):
                 diffs.append(f"{section}.{key}: {a.get(key)!r} → {b.get(key)!r}")
     return diffs
@@ -538,6 +576,8 @@ def train(
         torch.manual_seed(cfg.seed)
         model = build_network(config, args).to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        ema = weight_average(model, cfg.ema_decay)
+        judged = model if ema is None else ema.module  # the weights that are validated and kept
         steps_per_epoch = math.ceil(train_idx.size / cfg.batch_size)
 
         def factor(step: int) -> float:
@@ -562,6 +602,8 @@ def train(
             scheduler.load_state_dict(state["scheduler"])
             if state.get("scaler"):
                 scaler.load_state_dict(state["scaler"])
+            if ema is not None:
+                ema.load_state_dict(state["ema"])
             history = list(state["history"])
             best_auc, best_epoch = float(state["best_auc"]), int(state["best_epoch"])
             since_best, start_epoch = int(state["since_best"]), int(state["epoch"])
@@ -606,7 +648,7 @@ def train(
                     logits = model(x)
                 loss = criterion(logits.float().reshape(x.shape[0], -1)[:, 0], y)
                 if guide and masks is not None:
-                    loss = loss + cfg.attention_loss * attention_guidance_loss(model, masks, y)
+                    loss = loss + cfg.attention_loss * attention_guidance_loss(model, masks, y, cfg.attention_target)
                 loss_value = float(loss.detach())
                 if not math.isfinite(loss_value):
                     raise TrainingError(
@@ -617,6 +659,8 @@ def train(
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
+                if ema is not None:
+                    ema.update_parameters(model)
                 lr = optimizer.param_groups[0]["lr"]
                 scheduler.step()
                 loss_sum += loss_value * x.shape[0]
@@ -626,7 +670,7 @@ def train(
                     f"epoch {epoch + 1}/{cfg.epochs} step {step + 1}/{steps_per_epoch} loss {loss_value:.4f}",
                 )
             train_loss = loss_sum / max(1, seen)
-            val_loss, probs = _validate(model, loop, criterion, amp, epoch)
+            val_loss, probs = _validate(judged, loop, criterion, amp, epoch)
             m = classification_metrics(val_labels, probs, config.card.threshold or 0.5)
             record = {
                 "epoch": epoch + 1,
@@ -643,7 +687,7 @@ def train(
             improved = math.isfinite(m["auc"]) and m["auc"] > best_auc
             if improved:
                 best_auc, best_epoch, since_best = float(m["auc"]), epoch + 1, 0
-                best_state = _cpu_state(model)
+                best_state = _cpu_state(judged)
             else:
                 since_best += 1
             record["best"] = improved
@@ -663,6 +707,7 @@ def train(
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict() if scaler.is_enabled() else {},
+                    "ema": {} if ema is None else ema.state_dict(),
                     "best_auc": best_auc,
                     "best_epoch": best_epoch,
                     "best_model": best_state,

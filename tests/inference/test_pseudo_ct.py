@@ -9,15 +9,18 @@ import numpy as np
 import pytest
 
 from inference.training.build_dataset import build_dataset
-from inference.training.dataset_format import read_dataset
+from inference.training.dataset_format import DatasetError, read_dataset
 from inference.training.pseudo_ct import (
     MATRIX,
     PseudoCtParams,
     Strand,
     add_cradle,
     add_strands,
+    brain_displacement,
+    deform,
     make_pseudo_ct,
     read_head,
+    smooth_displacement,
     tissue_hu,
 )
 
@@ -60,6 +63,53 @@ def test_variants_differ_and_are_reproducible(colin) -> None:
     # The head sits in the field of view: soft tissue in the middle slice's centre, air in its corners.
     mid = a.voxels[a.voxels.shape[0] // 2].astype(np.float32)
     assert mid[0, 0] < -900 and -50 < np.median(mid[112:144, 112:144]) < 80
+
+
+def test_a_smooth_displacement_has_the_size_asked_for_and_bends_gently() -> None:
+    spacing = (2.0, 1.0, 1.0)
+    field = smooth_displacement((40, 90, 80), spacing, 3.0, np.random.default_rng(4))
+    again = smooth_displacement((40, 90, 80), spacing, 3.0, np.random.default_rng(4))
+    assert field.shape == (3, 40, 90, 80) and field.dtype == np.float32 and np.array_equal(field, again)
+    mm = field * np.asarray(spacing, np.float32)[:, None, None, None]  # voxels → mm, per component
+    assert np.allclose(mm.std(axis=(1, 2, 3)), 3.0, rtol=1e-3) and np.abs(mm.mean(axis=(1, 2, 3))).max() < 1e-3
+    # Smooth: from one voxel to the next it changes by a fraction of a millimetre, so nothing tears or folds.
+    steps = [np.abs(np.diff(mm[a], axis=a)) / spacing[a] for a in range(3)]
+    assert max(float(np.percentile(s, 99)) for s in steps) < 0.8
+    # Not a constant shift: it varies over the head.
+    assert float(np.abs(mm[1, :, :45].mean() - mm[1, :, 45:].mean())) + float(mm[1].std()) > 1.0
+
+
+def test_a_bent_brain_keeps_skull_and_scalp_and_its_tissues(colin) -> None:
+    t1, brain, spacing = colin
+    p = PseudoCtParams.draw(np.random.default_rng(3))
+    hu = tissue_hu(t1, brain, spacing, p)
+    assert np.array_equal(deform(hu, np.zeros((3, *hu.shape), np.float32), -1000.0), hu)
+    shift = brain_displacement(brain, spacing, 4.0, np.random.default_rng(5))
+    assert not shift[:, ~brain].any()  # nothing moves outside the brain ...
+    bent = deform(hu, shift, -1000.0)
+    assert np.array_equal(bent[~brain], hu[~brain])  # ... so skull, scalp and air are untouched
+    csf = brain & (hu < (p.csf + p.white) / 2)
+    moved = brain & (bent < (p.csf + p.white) / 2)
+    dice = 2 * (csf & moved).sum() / (csf.sum() + moved.sum())
+    assert dice < 0.8  # the ventricles and sulci moved ...
+    assert 0.8 < moved.sum() / csf.sum() < 1.25  # ... and still hold about as much CSF
+    brain_hu = bent[brain]
+    foreign = (brain_hu < p.csf - 1) | (brain_hu > p.grey + 1)
+    assert foreign.mean() < 1e-3  # brain stays brain: hardly a voxel draws on the skull or the scalp
+
+
+def test_bending_the_anatomy_changes_nothing_else(colin) -> None:
+    t1, brain, spacing = colin
+    plain, p0 = make_pseudo_ct(t1, brain, spacing, np.random.default_rng(8))
+    bent, p1 = make_pseudo_ct(t1, brain, spacing, np.random.default_rng(8), deform_mm=4.0)
+    again, _ = make_pseudo_ct(t1, brain, spacing, np.random.default_rng(8), deform_mm=4.0)
+    assert p0.deform_mm == 0.0 and 2.0 <= p1.deform_mm <= 4.0
+    assert dataclasses.replace(p1, deform_mm=0.0) == p0  # the scanner, the holder and the noise are the same
+    assert np.array_equal(bent.voxels, again.voxels) and bent.shape == plain.shape
+    differ = np.abs(bent.voxels.astype(np.int32) - plain.voxels) > 0
+    assert 0.005 < differ.mean() < 0.3  # the brain's interior changed, the rest of the head did not
+    outside = plain.voxels < -500
+    assert differ[outside].mean() < 0.001
 
 
 def _elliptic_head(centre_row: int, semi_rows: float, semi_cols: float, slices: int) -> tuple[np.ndarray, np.ndarray]:
@@ -155,3 +205,5 @@ def test_pseudo_ct_sources_build_a_dataset_with_lesions(tmp_path: Path) -> None:
     assert {les["kind"] for s in ds.manifest["sources"] for les in s["lesions"]} == {"hyperdense"}
     assert ds.labels.sum() > 0 and (ds.labels == 0).sum() > 0
     assert "pseudo-CT head" in " ".join(ds.manifest["inputs"])
+    with pytest.raises(DatasetError, match="pseudo-ct-deform"):
+        build_dataset([], tmp_path / "bad", pseudo_ct=(str(T1), str(BRAIN), 1), pseudo_ct_deform_mm=-1.0)

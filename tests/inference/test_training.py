@@ -251,6 +251,55 @@ def test_crash_mid_epoch_keeps_the_finished_epochs(
 # bad data
 
 
+def test_a_moving_average_of_the_weights_is_what_is_validated_kept_and_resumed(dataset: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    plain = train(make_config(dataset, tmp_path / "plain", epochs=3))
+    averaged = train(make_config(dataset, tmp_path / "ema", epochs=3, ema_decay=0.9))
+    state = load_checkpoint(averaged / CHECKPOINT)
+    assert int(state["ema"]["n_averaged"]) == 3 * 3  # one update per step: 3 batches an epoch
+    kept = load_file(averaged / "best.safetensors")
+    best = int(state["best_epoch"])
+    # What was kept is the average (the last epoch's), not the weights of the last step.
+    if best == 3:
+        for key, value in kept.items():
+            torch.testing.assert_close(value, state["ema"][f"module.{key}"])
+    assert any(not torch.equal(v, state["model"][k]) for k, v in kept.items() if v.is_floating_point())
+    assert read_metrics(plain)[0]["val_loss"] != read_metrics(averaged)[0]["val_loss"]
+    assert "ema_decay = 0.9" in (averaged / "config.toml").read_text()
+
+    # Stopped after epoch 1 and resumed: the same numbers as the uninterrupted run.
+    token = CancelToken()
+    resumed = tmp_path / "ema-resumed"
+
+    def stop(record: dict[str, Any]) -> None:
+        token.cancel()
+
+    with pytest.raises(OperationCancelled):
+        train(make_config(dataset, resumed, epochs=3, ema_decay=0.9), cancel=token, on_epoch=stop)
+    train(make_config(dataset, resumed, epochs=3, ema_decay=0.9))
+    for a, b in zip(read_metrics(resumed), read_metrics(averaged), strict=True):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5), a["epoch"]
+    with pytest.raises(TrainingConfigError, match="ema_decay"):
+        make_config(dataset, tmp_path / "bad", ema_decay=1.0)
+
+
+def test_a_run_from_before_a_setting_existed_resumes_at_its_default(dataset: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "old"
+    token = CancelToken()
+    with pytest.raises(OperationCancelled):
+        train(make_config(dataset, run_dir, epochs=2), cancel=token, on_epoch=lambda r: token.cancel())
+    state = load_checkpoint(run_dir / CHECKPOINT)
+    for key in ("ema_decay", "attention_target"):  # what a checkpoint written before them holds
+        del state["fingerprint"]["train"][key]
+    torch.save(state, run_dir / CHECKPOINT)
+    with pytest.raises(TrainingError, match=r"train\.ema_decay: None → 0\.5"):
+        train(make_config(dataset, run_dir, epochs=2, ema_decay=0.5))
+    epochs: list[int] = []
+    train(make_config(dataset, run_dir, epochs=2), on_epoch=lambda r: epochs.append(r["epoch"]))
+    assert epochs == [2]
+
+
 def test_nan_inputs_are_refused_naming_the_samples(tmp_path: Path) -> None:
     ds = make_dataset(tmp_path / "nan", per_source=8, dtype=np.float32)
     images = np.load(ds / "images.npy")
@@ -442,6 +491,61 @@ def test_attention_guidance_loss_values_and_gradient() -> None:
     assert float(zero.detach()) == 0.0
     with pytest.raises(TrainingError, match="attention pooling"):
         attention_guidance_loss(build_model("cnn-attention"), masks, labels)
+
+
+def test_the_coverage_target_asks_for_the_attention_where_the_lesion_fills_the_cells() -> None:
+    from inference.models.architectures import build_model
+    from inference.training.train import attention_guidance_loss
+
+    torch.manual_seed(0)
+    model = build_model("cnn-attention", channels=[8, 16, 32], pooling="attention", fused_channels=16)
+    x = torch.rand(2, 1, 32, 32)
+    masks = torch.zeros(2, 32, 32, dtype=torch.uint8)
+    masks[0, 4:8, 4:8] = 1  # fills cell (1, 1)
+    masks[0, 8:9, 4:8] = 1  # and a quarter of cell (2, 1): shares 4/5 and 1/5
+    labels = torch.tensor([1.0, 1.0])  # slice 1 has no lesion left in its mask
+    model(x)
+    weights = model.attention_weights
+    assert weights is not None
+    loss = attention_guidance_loss(model, masks, labels, "coverage")
+    want = -(0.8 * torch.log(weights[0, 1, 1]) + 0.2 * torch.log(weights[0, 2, 1]))
+    torch.testing.assert_close(loss, want)
+    # "touch" is content with any split between the two cells; "coverage" is not.
+    touch = attention_guidance_loss(model, masks, labels, "touch")
+    torch.testing.assert_close(touch, -torch.log(weights[0, 1, 1] + weights[0, 2, 1]))
+    loss.backward()
+    assert model.pool.key.weight.grad is not None and float(model.pool.key.weight.grad.abs().sum()) > 0
+    model(x)
+    assert float(attention_guidance_loss(model, masks, torch.zeros(2), "coverage").detach()) == 0.0
+
+
+def test_the_coverage_target_puts_the_peak_inside_small_lesions() -> None:
+    """Lesions that spill a pixel into the next cell: trained on "coverage", the attention's peak
+    ends in the cell the lesion fills, not in the one it grazes."""
+    from inference.models.architectures import build_model
+    from inference.training.train import attention_guidance_loss
+
+    torch.manual_seed(2)
+    model = build_model("cnn-attention", channels=[8, 16, 32], pooling="attention", fused_channels=16).eval()
+    x = torch.rand(4, 1, 32, 32)
+    masks = torch.zeros(4, 32, 32, dtype=torch.uint8)
+    for n, (r, c) in enumerate([(4, 4), (20, 8), (8, 24), (24, 24)]):
+        masks[n, r : r + 5, c : c + 4] = 1  # cell (r/4, c/4), and its edge one row into the cell below,
+        x[n, :, r : r + 4, c : c + 4] += 1.0
+        x[n, :, r + 4, c : c + 4] += 3.0  # where it shows most
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(40):
+        model(x)
+        loss = attention_guidance_loss(model, masks, torch.ones(4), "coverage")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        model(x)
+    attention = model.last_attention
+    assert attention is not None
+    peaks = [divmod(int(a.argmax()), 8) for a in attention]
+    assert peaks == [(1, 1), (5, 2), (2, 6), (6, 6)]
 
 
 def test_attention_loss_moves_the_attention_onto_the_lesions() -> None:
