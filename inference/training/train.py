@@ -213,12 +213,32 @@ def weight_average(model: torch.nn.Module, decay: float) -> Any:
     """An exponential moving average of ``model``'s weights and buffers (BatchNorm statistics too),
     updated after every optimiser step; ``None`` when ``decay`` is 0. Averaged weights generalise
     better and vary less from epoch to epoch than the last step's, which matters when a model is
-    chosen by its validation AUC."""
+    chosen by its validation AUC.
+
+    The decay warms up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates: early in training the
+    weights move far between steps, and an average over them is no model at all (with 0.998 from the
+    first step, the average scored a validation AUC below 0.5 for ten epochs and early stopping ended
+    the run).
+    """
     if decay <= 0:
         return None
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    import torch
+    from torch.optim.swa_utils import AveragedModel
 
-    average = get_ema_multi_avg_fn(decay)  # type: ignore[no-untyped-call]
+    def average(
+        kept: list[torch.Tensor] | tuple[torch.Tensor, ...],
+        current: list[torch.Tensor] | tuple[torch.Tensor, ...],
+        updates: torch.Tensor | int,
+    ) -> None:
+        n = int(updates)
+        weight = 1.0 - min(decay, (1.0 + n) / (10.0 + n))
+        floats = [(k, c) for k, c in zip(kept, current, strict=True) if k.is_floating_point()]
+        if floats:
+            torch._foreach_lerp_([k for k, _ in floats], [c for _, c in floats], weight)
+        for k, c in zip(kept, current, strict=True):
+            if not k.is_floating_point():  # counters (BatchNorm's batches seen): the latest
+                k.copy_(c)
+
     return AveragedModel(model, multi_avg_fn=average, use_buffers=True)
 
 

@@ -284,6 +284,32 @@ def test_a_moving_average_of_the_weights_is_what_is_validated_kept_and_resumed(d
         make_config(dataset, tmp_path / "bad", ema_decay=1.0)
 
 
+def test_the_moving_average_warms_up_then_keeps_its_decay() -> None:
+    """After n updates the average moves by 1 - min(decay, (1 + n) / (10 + n)) towards the weights."""
+    from inference.training.train import weight_average
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    assert weight_average(model, 0.0) is None
+    ema = weight_average(model, 0.99)
+    kept = []
+    for step in range(2000):
+        with torch.no_grad():
+            model[0].weight.fill_(float(step))
+            model[1].running_mean.fill_(float(step))
+        model[1].num_batches_tracked.fill_(step)
+        ema.update_parameters(model)
+        kept.append(float(ema.module[0].weight.detach()[0, 0, 0, 0]))
+    assert kept[0] == 0.0  # the first update copies
+    assert kept[1] == pytest.approx(1.0 - 2.0 / 11.0, abs=1e-6)  # n = 1: moves by 1 - 2/11 of the way
+    want = 0.0
+    for n in range(1, 2000):
+        want += (1.0 - min(0.99, (1.0 + n) / (10.0 + n))) * (n - want)
+    assert kept[-1] == pytest.approx(want, rel=1e-5)
+    assert 1999 - kept[-1] == pytest.approx(99.0, rel=0.02)  # then the lag of a decay of 0.99: 99 steps
+    assert float(ema.module[1].running_mean[0]) == pytest.approx(kept[-1], rel=1e-5)  # buffers averaged too
+    assert int(ema.module[1].num_batches_tracked) == 1999  # counters are the latest
+
+
 def test_a_run_from_before_a_setting_existed_resumes_at_its_default(dataset: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "old"
     token = CancelToken()
