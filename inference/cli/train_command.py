@@ -1,4 +1,4 @@
-"""``radlens train CONFIG [--resume]``: train a slice classifier from a TOML config.
+"""``radlens train CONFIG [--resume]``: train a model (slice classifier, CNN + RNN or 3-D U-Net) from a TOML config.
 
 Writes the run folder named by ``[output] run_dir`` (checkpoints, metrics.jsonl,
 best.safetensors, card.toml). An interrupted run (Ctrl-C, a crash) keeps its finished epochs;
@@ -27,10 +27,11 @@ def _num(value: Any, fmt: str) -> str:
 
 
 def format_epoch(record: dict[str, Any], epochs: int) -> str:
+    shown = [("AUC", "val_auc"), ("F1", "val_f1"), ("acc", "val_accuracy"), ("Dice", "val_dice")]
+    scores = "  ".join(f"{name} {_num(record[key], '.3f')}" for name, key in shown if key in record)
     return (
         f"epoch {record['epoch']:>3}/{epochs}  loss {_num(record['train_loss'], '.4f')}  "
-        f"val loss {_num(record['val_loss'], '.4f')}  AUC {_num(record['val_auc'], '.3f')}  "
-        f"F1 {_num(record['val_f1'], '.3f')}  acc {_num(record['val_accuracy'], '.3f')}  "
+        f"val loss {_num(record['val_loss'], '.4f')}  {scores}  "
         f"lr {_num(record['lr'], '.2e')}  {_num(record['seconds'], '.1f')} s"
         + ("  *best" if record.get("best") else "")
     )

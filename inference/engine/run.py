@@ -273,6 +273,8 @@ def _segment(
     t = torch.from_numpy(vox)[None, None]
     if spec.target_spacing is not None:
         t = resize(t, spacing_to_shape(src_shape, volume.spacing, spec.target_spacing))
+    elif spec.size is not None:  # trained on slices resized in-plane (a RadLens slice dataset's stacks)
+        t = resize(t, (src_shape[0], *spec.size))
     result.timings["preprocess"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     probs = segment_probabilities(lm, t, on_progress, cancel, result)  # (1, K, d, h, w) on CPU, float32

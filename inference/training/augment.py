@@ -66,7 +66,8 @@ def augment_batch(
     params: AugmentParams,
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Augment (B, C, H, W) float images in [0, 1] and their (B, H, W) masks.
+    """Augment (B, C, H, W) float images in [0, 1] and their (B, H, W) masks (or (B, K, H, W): one
+    per slice of a 3-D patch whose slices are the images' channels).
 
     The geometry (flip, rotation, zoom; bilinear for images, nearest for masks, zeros outside)
     is identical for an image and its mask; the intensity jitter (contrast × (1 ± intensity),
@@ -81,7 +82,7 @@ def augment_batch(
     if images.ndim != 4:
         raise ValueError(f"augment_batch expects (B, C, H, W) images, got shape {tuple(images.shape)}")
     if masks is not None and (
-        masks.ndim != 3 or masks.shape[0] != images.shape[0] or masks.shape[1:] != images.shape[2:]
+        masks.ndim not in (3, 4) or masks.shape[0] != images.shape[0] or masks.shape[-2:] != images.shape[2:]
     ):
         raise ValueError(f"masks {tuple(masks.shape)} do not match images {tuple(images.shape)}")
     b = images.shape[0]
@@ -96,9 +97,9 @@ def augment_batch(
         grid = F.affine_grid(th, list(images.shape), align_corners=False)
         out = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         if masks is not None:
-            m = masks[:, None].to(images.dtype)
-            out_masks = F.grid_sample(m, grid, mode="nearest", padding_mode="zeros", align_corners=False)[:, 0]
-            out_masks = out_masks.to(masks.dtype)
+            m = (masks[:, None] if masks.ndim == 3 else masks).to(images.dtype)
+            warped = F.grid_sample(m, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+            out_masks = (warped[:, 0] if masks.ndim == 3 else warped).to(masks.dtype)
     if params.intensity > 0 and b:
         shape = (b, 1, 1, 1)
         c = contrast.to(device=images.device, dtype=images.dtype).view(shape)

@@ -23,6 +23,8 @@ Example::
     attention_target = "touch"           # touch: all attention on cells the lesion touches;
                                          # coverage: attention in proportion to the lesion's share of each cell
     ema_decay = 0.0                      # > 0: validate and keep an exponential moving average of the weights
+    sequence_length = 32                 # cnn-rnn: consecutive slices per training window
+    patch_size = [16, 64, 64]            # unet3d: slices, rows, columns of a training patch
     seed = 0
     amp = true                           # mixed precision, CUDA only
     num_threads = 0                      # CPU threads; 0 = torch's default
@@ -67,8 +69,9 @@ SCHEDULES = ("cosine", "step", "none")
 ATTENTION_TARGETS = ("touch", "coverage")
 DEVICES = ("auto", "cpu", "cuda")
 EXPLANATIONS = ("gradcam", "attention", "none")
-#: Architectures ``train`` can fit: (B, C, H, W) slice classifiers with one logit.
-TRAINABLE_ARCHITECTURES = ("keras-baseline", "cnn", "cnn-attention")
+#: Architectures ``train`` can fit: (B, C, H, W) slice classifiers with one logit, the CNN + RNN
+#: over windows of consecutive slices (a stack classifier), and the 3-D U-Net on patches (lesion masks).
+TRAINABLE_ARCHITECTURES = ("keras-baseline", "cnn", "cnn-attention", "cnn-rnn", "unet3d")
 
 
 class TrainingConfigError(RadLensError):
@@ -106,6 +109,8 @@ class TrainConfig:
     attention_loss: float = 0.0
     attention_target: str = "touch"
     ema_decay: float = 0.0
+    sequence_length: int = 32
+    patch_size: tuple[int, int, int] = (16, 64, 64)
     num_threads: int = 0
     device: str = "auto"
 
@@ -238,6 +243,16 @@ def _float(
     return out
 
 
+def _patch(value: Any, key: str, path: Path | None) -> tuple[int, int, int]:
+    """Three whole numbers, each a multiple of 8 (the 3-D U-Net halves its grid three times)."""
+    if not isinstance(value, list | tuple) or len(value) != 3:
+        raise TrainingConfigError(path, f"{key} must be three numbers [slices, rows, columns], got {value!r}")
+    sizes = tuple(_int(v, key, path, 8) for v in value)
+    if any(v % 8 for v in sizes):
+        raise TrainingConfigError(path, f"{key} = {list(value)!r}: each size must be a multiple of 8")
+    return (sizes[0], sizes[1], sizes[2])
+
+
 def _str(value: Any, key: str, path: Path | None) -> str:
     if not isinstance(value, str):
         raise TrainingConfigError(path, f"{key} must be a string, got {value!r}")
@@ -258,6 +273,10 @@ def _path(value: Any, key: str, path: Path | None) -> Path:
         base = path.parent if path is not None else Path.cwd()
         p = base / p
     return p.resolve()
+
+
+#: What a card explains with when the config does not say (cnn-rnn and unet3d: no per-slice map).
+_DEFAULT_EXPLANATION = {"cnn-attention": "attention", "cnn-rnn": "none", "unet3d": "none"}
 
 
 def parse_config(data: dict[str, Any], path: Path | None = None) -> TrainingConfig:
@@ -286,15 +305,9 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> TrainingConf
 
     m = tables["model"]
     arch = m.get("architecture", ModelConfig.architecture)
-    if arch not in TRAINABLE_ARCHITECTURES:
-        from inference.models.architectures import ARCHITECTURES, unknown_architecture_message
+    if not isinstance(arch, str) or arch not in TRAINABLE_ARCHITECTURES:
+        from inference.models.architectures import unknown_architecture_message
 
-        if arch in ARCHITECTURES:
-            raise TrainingConfigError(
-                path,
-                f"model.architecture = {arch!r} cannot be trained on slices; "
-                f"choose one of {', '.join(TRAINABLE_ARCHITECTURES)}",
-            )
         raise TrainingConfigError(path, "model.architecture: " + unknown_architecture_message(arch))
     args = m.get("args", {})
     if not isinstance(args, dict):
@@ -321,6 +334,8 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> TrainingConf
             t.get("attention_target", dt.attention_target), ATTENTION_TARGETS, "train.attention_target", path
         ),
         ema_decay=_float(t.get("ema_decay", dt.ema_decay), "train.ema_decay", path, 0.0, 0.9999),
+        sequence_length=_int(t.get("sequence_length", dt.sequence_length), "train.sequence_length", path, 2),
+        patch_size=_patch(t.get("patch_size", list(dt.patch_size)), "train.patch_size", path),
         num_threads=_int(t.get("num_threads", dt.num_threads), "train.num_threads", path, 0),
         device=_choice(t.get("device", dt.device), DEVICES, "train.device", path),
     )
@@ -350,7 +365,7 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> TrainingConf
         version=_str(c.get("version", dc.version), "card.version", path),
         modality=_strings(c.get("modality", list(dc.modality)), "card.modality", path),
         explanation=_choice(
-            c.get("explanation", "attention" if arch == "cnn-attention" else "gradcam"),
+            c.get("explanation", _DEFAULT_EXPLANATION.get(arch, "gradcam")),
             EXPLANATIONS,
             "card.explanation",
             path,
@@ -365,6 +380,10 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> TrainingConf
     )
     if not card_cfg.name.strip():
         raise TrainingConfigError(path, "card.name must not be empty")
+    if card_cfg.explanation != "none" and model_cfg.architecture in ("cnn-rnn", "unet3d"):
+        raise TrainingConfigError(
+            path, f"card.explanation = {card_cfg.explanation!r}: the engine draws no map for {arch!r}; use 'none'"
+        )
     if card_cfg.explanation == "attention" and model_cfg.architecture != "cnn-attention":
         raise TrainingConfigError(
             path, f"card.explanation = 'attention' needs architecture 'cnn-attention', not {arch!r}"

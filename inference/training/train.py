@@ -1,4 +1,8 @@
-"""``train(config, on_progress, cancel) -> run folder``: fit a slice classifier on a dataset.
+"""``train(config, on_progress, cancel) -> run folder``: fit a model on a slice dataset.
+
+Slice classifiers learn from single slices, the CNN + RNN from windows of consecutive slices and
+the 3-D U-Net from patches of the stacks and their lesion masks (:mod:`inference.training.tasks`);
+the loop, the checkpoints and the run folder are the same for all of them.
 
 The run folder (``[output] run_dir``) holds::
 
@@ -7,7 +11,8 @@ The run folder (``[output] run_dir``) holds::
                           the weights' moving average (``train.ema_decay``), history (plain
                           tensors and numbers; read with weights_only=True)
     metrics.jsonl         one JSON line per finished epoch
-    best.safetensors      the weights with the best validation AUC so far (with ``train.ema_decay``
+    best.safetensors      the weights with the best validation score so far: AUC, or Dice for the
+                          3-D U-Net (with ``train.ema_decay``
                           > 0 the moving average of the weights is what is validated and kept)
     card.toml             written when training ends: a model card for the registry
 
@@ -46,7 +51,7 @@ from inference.io.atomic import atomic_write
 from inference.progress import CancelToken, ProgressCallback, no_progress
 from inference.training.config import DataConfig, OutputConfig, TrainingConfig, TrainingConfigError, dumps_toml
 from inference.training.dataset_format import DatasetError, SliceDataset, read_dataset
-from inference.training.metrics import classification_metrics, finite_or_none
+from inference.training.metrics import finite_or_none
 
 if TYPE_CHECKING:
     import torch
@@ -65,6 +70,8 @@ _RESUMABLE_CHANGES = {
     "train": {"num_threads", "device", "amp", "early_stopping_patience"},
 }
 _FINGERPRINT_SECTIONS = ("data", "model", "train", "augment")
+#: Validation figures shown in the progress message, by the names they are shown with.
+_SHOWN = {"auc": "AUC", "f1": "F1", "accuracy": "acc", "dice": "Dice"}
 
 EpochCallback = Callable[[dict[str, Any]], None]
 
@@ -153,7 +160,7 @@ class MemmapSlices:
         return np.array(self.ds.images[j]), int(self.ds.labels[j]), j
 
 
-def _batch_masks(ds: SliceDataset, indices: torch.Tensor, device: str) -> torch.Tensor:
+def batch_masks(ds: SliceDataset, indices: torch.Tensor, device: str) -> torch.Tensor:
     import torch
 
     rows = indices.numpy()
@@ -272,14 +279,23 @@ def _list(ix: list[int], limit: int = 20) -> str:
 
 
 def resolve_model_args(config: TrainingConfig, spec: InputSpecFromData) -> dict[str, Any]:
-    """``[model] args`` completed from the dataset (``in_channels``; ``input_size`` for keras-baseline)."""
+    """``[model] args`` completed from the dataset (``in_channels``; ``input_size`` for keras-baseline).
+
+    The 3-D U-Net reads the stack itself, one channel: each row's centre slice."""
     args = dict(config.model.args)
     where = config.path
-    if "in_channels" in args and args["in_channels"] != spec.channels:
+    channels = 1 if config.model.architecture == "unet3d" else spec.channels
+    if "in_channels" in args and args["in_channels"] != channels:
         raise TrainingConfigError(
-            where, f"model.args.in_channels = {args['in_channels']!r} but the dataset's slices have {spec.channels}"
+            where,
+            f"model.args.in_channels = {args['in_channels']!r} but "
+            + (
+                "the 3-D U-Net reads 1 (the stack's own slices)"
+                if channels == 1
+                else f"the dataset's slices have {channels}"
+            ),
         )
-    args["in_channels"] = spec.channels
+    args["in_channels"] = channels
     if config.model.architecture == "keras-baseline":
         h, w = spec.size
         if h != w:
@@ -431,10 +447,16 @@ def card_dict(
     best_epoch: int,
     label_name: str = DEFAULT_LABEL,
     threshold: float | None = None,
+    task_input: dict[str, Any] | None = None,
+    score_name: str = "auc",
 ) -> dict[str, Any]:
-    """The run's model card (as TOML tables) for ``best.safetensors``; ``threshold`` overrides the config's."""
+    """The run's model card (as TOML tables) for ``best.safetensors``; ``threshold`` overrides the config's,
+    ``task_input`` the slice classifier's ``[input]`` table."""
+    from inference.training.tasks import TASK_OF
+
     c = config.card
-    note = f"Trained with `radlens train`: best validation AUC {best_auc:.4f} at epoch {best_epoch}."
+    score = {"auc": "AUC", "dice": "Dice"}[score_name]
+    note = f"Trained with `radlens train`: best validation {score} {best_auc:.4f} at epoch {best_epoch}."
     if threshold is None:
         threshold = 0.5 if c.threshold is None else c.threshold
     elif c.threshold is None:
@@ -443,7 +465,7 @@ def card_dict(
     return {
         "name": c.name,
         "version": c.version,
-        "task": "slice-classification",
+        "task": TASK_OF.get(config.model.architecture, "slice-classification"),
         "modality": list(c.modality),
         "architecture": config.model.architecture,
         "weights": BEST_WEIGHTS,
@@ -458,10 +480,15 @@ def card_dict(
         "description": description,
         "architecture_args": {k: list(v) if isinstance(v, tuple) else v for k, v in args.items()},
         "input": {
-            "size": list(spec.size),
-            "context_slices": spec.context_slices,
-            "window": list(spec.window),
-            "normalise": "window",
+            **(
+                task_input
+                or {
+                    "size": list(spec.size),
+                    "context_slices": spec.context_slices,
+                    "window": list(spec.window),
+                    "normalise": "window",
+                }
+            ),
             "batch_size": max(1, min(64, config.train.batch_size)),
         },
         "labels": [{"value": 1, "name": label_name, "colour": LABEL_COLOUR}],
@@ -480,17 +507,6 @@ def _write_card(run_dir: Path, data: dict[str, Any]) -> Path:
 # the loop
 
 
-@dataclass
-class _Loop:
-    config: TrainingConfig
-    ds: SliceDataset
-    train_idx: npt.NDArray[np.int64]
-    val_idx: npt.NDArray[np.int64]
-    device: str
-    on_progress: ProgressCallback
-    cancel: CancelToken
-
-
 def _autocast(device: str, enabled: bool) -> tuple[contextlib.AbstractContextManager[Any], Any]:
     import torch
 
@@ -500,35 +516,9 @@ def _autocast(device: str, enabled: bool) -> tuple[contextlib.AbstractContextMan
     return torch.autocast(device_type="cuda", dtype=dtype), dtype
 
 
-def _validate(
-    model: torch.nn.Module,
-    loop: _Loop,
-    criterion: torch.nn.Module,
-    amp: bool,
-    epoch: int,
-) -> tuple[float, npt.NDArray[np.float64]]:
-    import torch
-    from torch.utils.data import DataLoader
-
-    slices: Any = MemmapSlices(loop.ds, loop.val_idx)  # a sequence is all DataLoader needs
-    loader: DataLoader[Any] = DataLoader(slices, batch_size=loop.config.train.batch_size, shuffle=False, num_workers=0)
-    model.eval()
-    probs: list[npt.NDArray[np.float64]] = []
-    total = 0.0
-    with torch.inference_mode():
-        for step, (images, labels, indices) in enumerate(loader):
-            loop.cancel.raise_if_cancelled()
-            x = to_input(images, loop.device)
-            check_finite_inputs(x, indices, f"validation batch {step + 1} of epoch {epoch + 1}")
-            ctx, _ = _autocast(loop.device, amp)
-            with ctx:
-                logits = model(x)
-            logits = logits.float().reshape(x.shape[0], -1)[:, 0]
-            y = labels.to(loop.device, torch.float32)
-            total += float(criterion(logits, y)) * x.shape[0]
-            probs.append(torch.sigmoid(logits).double().cpu().numpy())
-    val_loss = total / max(1, loop.val_idx.size)
-    return val_loss, np.concatenate(probs) if probs else np.zeros(0)
+def autocast_context(device: str, amp: bool) -> contextlib.AbstractContextManager[Any]:
+    """Mixed precision on CUDA when ``amp``; nothing otherwise."""
+    return _autocast(device, amp)[0]
 
 
 def train(
@@ -554,13 +544,16 @@ def train(
     """
     import torch
 
+    from inference.training.tasks import make_task
+
     cancel = cancel or CancelToken()
     cfg = config.train
     ds = read_dataset(config.data.dataset)
     spec = input_spec_of(ds)
     train_idx, val_idx = ds.split_indices("train"), ds.split_indices("val")
-    _check_split(ds, "train", train_idx, both_classes=True)
-    _check_split(ds, "val", val_idx, both_classes=True)
+    slices = config.model.architecture not in ("cnn-rnn", "unet3d")  # the others check their windows
+    _check_split(ds, "train", train_idx, both_classes=slices)
+    _check_split(ds, "val", val_idx, both_classes=slices)
     args = resolve_model_args(config, spec)
 
     run_dir = config.output.run_dir
@@ -598,7 +591,8 @@ def train(
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         ema = weight_average(model, cfg.ema_decay)
         judged = model if ema is None else ema.module  # the weights that are validated and kept
-        steps_per_epoch = math.ceil(train_idx.size / cfg.batch_size)
+        task = make_task(config, ds, train_idx, val_idx, device, amp, cancel)
+        steps_per_epoch = task.steps_per_epoch()
 
         def factor(step: int) -> float:
             return lr_factor(step, steps_per_epoch, cfg.epochs, cfg.warmup_epochs, cfg.schedule)
@@ -606,12 +600,6 @@ def train(
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         _, amp_dtype = _autocast(device, amp)
         scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-
-        train_labels = np.asarray(ds.labels[train_idx])
-        n_pos = int(train_labels.sum())
-        n_neg = int(train_labels.size - n_pos)
-        pos_weight = torch.tensor([n_neg / n_pos if cfg.class_weighting else 1.0], device=device)
-        criterion = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
 
         history: list[dict[str, Any]] = []
         best_auc, best_epoch, since_best, start_epoch, finished = -math.inf, 0, 0, 0, False
@@ -634,79 +622,52 @@ def train(
             _write_metrics(run_dir, history)
             on_progress(start_epoch / cfg.epochs, f"resuming after epoch {start_epoch}/{cfg.epochs}")
 
-        from torch.utils.data import DataLoader
-
-        from inference.training.augment import AugmentParams, augment_batch
-
-        params = AugmentParams.from_config(config.augment)
-        train_set: Any = MemmapSlices(ds, train_idx)  # a sequence is all DataLoader needs
-        val_labels = np.asarray(ds.labels[val_idx])
-        loop = _Loop(config, ds, train_idx, val_idx, device, on_progress, cancel)
         epoch = start_epoch
         while not finished:
             t0 = time.perf_counter()
             torch.manual_seed(_epoch_seed(cfg.seed, epoch, 0))  # dropout
-            shuffle = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch, 1))
             aug_gen = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch, 2))
-            loader: DataLoader[Any] = DataLoader(
-                train_set, batch_size=cfg.batch_size, shuffle=True, generator=shuffle, num_workers=0
-            )
             model.train()
             loss_sum, seen = 0.0, 0
             lr = optimizer.param_groups[0]["lr"]
-            for step, (images, labels, indices) in enumerate(loader):
+            batches = task.batches(epoch, _epoch_seed(cfg.seed, epoch, 1), aug_gen)
+            for step, batch in enumerate(batches):
                 cancel.raise_if_cancelled()
-                where = f"batch {step + 1} of epoch {epoch + 1}"
-                x = to_input(images, device)
-                check_finite_inputs(x, indices, where)
-                guide = cfg.attention_loss > 0
-                masks = _batch_masks(ds, indices, device) if guide else None
-                x, masks = augment_batch(x, masks, params, aug_gen)
-                y = labels.to(device, torch.float32)
-                ctx, _ = _autocast(device, amp)
-                with ctx:
-                    logits = model(x)
-                loss = criterion(logits.float().reshape(x.shape[0], -1)[:, 0], y)
-                if guide and masks is not None:
-                    loss = loss + cfg.attention_loss * attention_guidance_loss(model, masks, y, cfg.attention_target)
+                loss = task.loss(model, batch)
                 loss_value = float(loss.detach())
                 if not math.isfinite(loss_value):
                     raise TrainingError(
-                        f"the loss became {loss_value} at {where} (dataset samples {_list(indices.tolist())}); "
-                        "training stopped; lower train.lr or check these slices"
+                        f"the loss became {loss_value} at batch {step + 1} of epoch {epoch + 1} (dataset samples "
+                        f"{_list(batch.rows.tolist())}); training stopped; lower train.lr or check these slices"
                     )
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
+                scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
                 scaler.step(optimizer)
                 scaler.update()
                 if ema is not None:
                     ema.update_parameters(model)
                 lr = optimizer.param_groups[0]["lr"]
                 scheduler.step()
-                loss_sum += loss_value * x.shape[0]
-                seen += x.shape[0]
+                loss_sum += loss_value * batch.x.shape[0]
+                seen += batch.x.shape[0]
                 on_progress(
                     (epoch + (step + 1) / steps_per_epoch) / cfg.epochs,
                     f"epoch {epoch + 1}/{cfg.epochs} step {step + 1}/{steps_per_epoch} loss {loss_value:.4f}",
                 )
             train_loss = loss_sum / max(1, seen)
-            val_loss, probs = _validate(judged, loop, criterion, amp, epoch)
-            m = classification_metrics(val_labels, probs, config.card.threshold or 0.5)
+            v = task.validate(judged, epoch)
+            val_loss = v.loss
             record = {
                 "epoch": epoch + 1,
                 "train_loss": train_loss,
                 "val_loss": val_loss,
-                "val_auc": m["auc"],
-                "val_f1": m["f1"],
-                "val_accuracy": m["accuracy"],
-                "val_sensitivity": m["sensitivity"],
-                "val_specificity": m["specificity"],
+                **{f"val_{k}": value for k, value in v.metrics.items()},
                 "lr": lr,
                 "seconds": time.perf_counter() - t0,
             }
-            improved = math.isfinite(m["auc"]) and m["auc"] > best_auc
+            improved = math.isfinite(v.score) and v.score > best_auc
             if improved:
-                best_auc, best_epoch, since_best = float(m["auc"]), epoch + 1, 0
+                best_auc, best_epoch, since_best = float(v.score), epoch + 1, 0
                 best_state = _cpu_state(judged)
             else:
                 since_best += 1
@@ -740,26 +701,29 @@ def train(
             if improved:
                 _save_weights(run_dir / BEST_WEIGHTS, best_state)
             _write_metrics(run_dir, history)
+            shown = " ".join(f"{_SHOWN[k]} {value:.3f}" for k, value in v.metrics.items() if k in _SHOWN)
             on_progress(
-                epoch / cfg.epochs,
-                f"epoch {epoch}/{cfg.epochs} loss {train_loss:.4f} val loss {val_loss:.4f} "
-                f"AUC {m['auc']:.3f} F1 {m['f1']:.3f} acc {m['accuracy']:.3f}",
+                epoch / cfg.epochs, f"epoch {epoch}/{cfg.epochs} loss {train_loss:.4f} val loss {val_loss:.4f} {shown}"
             )
             if on_epoch is not None:
                 on_epoch(dict(record))
 
+    score = {"auc": "AUC", "dice": "Dice"}[task.score_name]
     if best_state is None:
-        raise TrainingError(f"{run_dir}: no epoch finished with a validation AUC; nothing to save")
+        raise TrainingError(f"{run_dir}: no epoch finished with a validation {score}; nothing to save")
     from inference.models.safe_load import sha256_of
 
     sha = sha256_of(run_dir / BEST_WEIGHTS)
     threshold = None
     if config.card.threshold is None:
-        from inference.training.metrics import f1_optimal_threshold
-
         model.load_state_dict(best_state)
-        _, probs = _validate(model, loop, criterion, amp, best_epoch - 1)
-        threshold = f1_optimal_threshold(np.asarray(ds.labels[val_idx]), probs)
-    _write_card(run_dir, card_dict(config, spec, args, sha, best_auc, best_epoch, label_name, threshold))
-    on_progress(1.0, f"done: best validation AUC {best_auc:.3f} at epoch {best_epoch}")
+        chosen = task.validate(model, best_epoch - 1)
+        if chosen.probabilities is not None and chosen.labels is not None:
+            from inference.training.metrics import f1_optimal_threshold
+
+            threshold = f1_optimal_threshold(chosen.labels, chosen.probabilities)
+    task_input = task.card_input(spec.size, spec.context_slices, spec.window)
+    card = card_dict(config, spec, args, sha, best_auc, best_epoch, label_name, threshold, task_input, task.score_name)
+    _write_card(run_dir, card)
+    on_progress(1.0, f"done: best validation {score} {best_auc:.3f} at epoch {best_epoch}")
     return run_dir
