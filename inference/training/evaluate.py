@@ -1,4 +1,8 @@
-"""``evaluate(model, dataset, split, out_dir) -> metrics``: a slice classifier on a dataset split.
+"""``evaluate(model, dataset, split, out_dir) -> metrics``: a model on a dataset split.
+
+Segmentation and stack-classification cards (the 3-D U-Net, the CNN + RNN) are evaluated stack by
+stack through the engine (:mod:`inference.training.evaluate_stacks`: Dice, lesions found, windows
+or stacks called); a slice classifier as follows.
 
 Scores every slice of the split (batched, ``torch.inference_mode``), explains the positive
 slices with the card's explanation (Grad-CAM or the attention map), and computes
@@ -136,8 +140,10 @@ def evaluate(
     batch_size: int | None = None,
     on_progress: ProgressCallback = no_progress,
     cancel: CancelToken | None = None,
+    window: int | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a slice classifier on one split of a dataset; returns the metrics (``nan``
+    """Evaluate a model on one split of a dataset (a stack classifier on windows of ``window``
+    consecutive slices, or on whole stacks when ``None``); returns the metrics (``nan``
     where undefined) and, with ``out_dir``, writes the report there.
 
     :raises EvaluationError: a model that is not a slice classifier or does not fit the data,
@@ -152,8 +158,6 @@ def evaluate(
     cancel = cancel or CancelToken()
     t_start = time.perf_counter()
     card = resolve_card(model)
-    if card.task != Task.SLICE_CLASSIFICATION:
-        raise EvaluationError(f"model {card.name} is a {card.task.value} model; evaluate handles slice classifiers")
     ds = dataset if isinstance(dataset, SliceDataset) else read_dataset(dataset)
     out = Path(out_dir).expanduser().resolve() if out_dir is not None else None
     if out is not None and out.is_relative_to(ds.root.resolve()):
@@ -161,6 +165,13 @@ def evaluate(
     idx = ds.split_indices(split)
     if idx.size == 0:
         raise DatasetError(f"{ds.root}: the {split} split is empty (no source has split = {split!r})")
+    if card.task != Task.SLICE_CLASSIFICATION:
+        from inference.engine.device import select_device
+        from inference.training.evaluate_stacks import evaluate_stacks
+
+        found = evaluate_stacks(card, ds, idx, split, out, select_device(device), window, on_progress, cancel)
+        on_progress(1.0, f"{split}: {found['n_stacks']} stacks")
+        return found
     channels = int(ds.images.shape[1])
     if card.input.channels != channels:
         raise EvaluationError(

@@ -267,3 +267,56 @@ def test_a_unet_run_resumes_where_it_stopped(stacks: Path, tmp_path: Path) -> No
         assert a["val_dice"] == pytest.approx(b["val_dice"], rel=1e-5) or (
             math.isnan(a["val_dice"]) and math.isnan(b["val_dice"])
         )
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation
+
+
+@pytest.fixture(scope="module")
+def unet_run(stacks: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    args = {"channels": [8, 16, 32, 64]}
+    run_dir = tmp_path_factory.mktemp("unet") / "run"
+    return train(config(stacks, run_dir, "unet3d", args, epochs=12, patch_size=[8, 32, 32], lr=1e-2))
+
+
+def test_evaluating_a_segmentation_card_measures_dice_and_lesions_found(
+    stacks: Path, unet_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from scipy import ndimage
+
+    from inference.cli.main import main
+    from inference.training.evaluate import evaluate
+
+    out = tmp_path / "report"
+    m = evaluate(unet_run / "card.toml", stacks, "test", out, device="cpu")
+    truth_lesions = sum(ndimage.label(stack_volumes()[s][1])[1] for s in (5, 6))
+    assert m["n_stacks"] == 2 and m["n_slices"] == 2 * SLICES and m["lesions"] == truth_lesions
+    assert m["dice"] >= 0.5 and m["lesion_sensitivity"] >= 0.5 and m["slice_sensitivity"] >= 0.5
+    assert [s["dice"] is None for s in m["stacks"]] == [False, True]  # stack 6 has no lesion
+    assert m["stacks"][1]["lesions"] == 0
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["dice"] == pytest.approx(m["dice"]) and saved["model"]["task"] == "segmentation"
+    page = (out / "report.html").read_text()
+    assert "not for clinical use" in page and "lesion sensitivity" in page
+    assert (out / "examples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    assert main(["evaluate", "--model", str(unet_run), "--dataset", str(stacks), "--out", str(tmp_path / "cli")]) == 0
+    printed = capsys.readouterr().out
+    assert "Dice" in printed and "lesions found" in printed and f"{truth_lesions}" in printed
+
+
+def test_evaluating_a_stack_classifier_on_windows_or_whole_stacks(stacks: Path, tmp_path: Path) -> None:
+    from inference.training.evaluate import evaluate
+
+    run_dir = train(config(stacks, tmp_path / "rnn", "cnn-rnn", {"channels": [8, 16, 32]}, sequence_length=8))
+    windows = evaluate(run_dir / "card.toml", stacks, "test", tmp_path / "w", device="cpu", window=8)
+    assert windows["n_stacks"] == 2 * 3 and windows["window_slices"] == 8  # 24 slices: 3 windows a stack
+    ds = read_dataset(stacks)
+    test_rows = ds.split_indices("test")
+    runs = contiguous_runs(ds, test_rows)
+    want = [int(np.asarray(ds.labels)[window_rows(runs, w)].max()) for w in tiling_windows(runs, 8)]
+    assert windows["n_positive"] == sum(want) and 0.0 <= windows["auc"] <= 1.0
+    whole = evaluate(run_dir / "card.toml", stacks, "test", None, device="cpu")
+    assert whole["n_stacks"] == 2 and whole["n_positive"] == 1 and whole["n_negative"] == 1
+    assert "report.html" in (tmp_path / "w" / "report.html").name and (tmp_path / "w" / "metrics.json").is_file()
