@@ -65,6 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="bend each pseudo-CT head's brain by a smooth random displacement of up to MM (ventricles and sulci "
         "take other shapes; default 0: Colin27's own anatomy)",
     )
+    build.add_argument(
+        "--whole-stacks",
+        action="store_true",
+        help="keep every slice of every volume in order (to train the CNN + RNN or the 3-D U-Net) instead of "
+        "sampling positives and negatives",
+    )
     build.add_argument("--positives-per-source", type=int, default=None, help="at most N positive slices per source")
     build.add_argument("--negatives-per-source", type=int, default=None, help="at most N negative slices per source")
     build.add_argument("--seed", type=int, default=0, help="seed of the split, sampling and simulated lesions")
@@ -108,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         pseudo_ct_deform_mm=args.pseudo_ct_deform,
         positives_per_source=args.positives_per_source,
         negatives_per_source=args.negatives_per_source,
+        whole_stacks=args.whole_stacks,
         on_progress=TerminalProgress(),
     )
     dataset = read_dataset(out)

@@ -434,19 +434,28 @@ def slice_volume(
     negatives_cap: int | None,
     rng: np.random.Generator,
     slice_numbers: npt.NDArray[np.int32] | None = None,
+    whole: bool = False,
 ) -> _Sliced:
     """Slices ``[z]`` of axial ``voxels[z, y, x]`` as windowed, resized 2.5-D samples.
 
     With a ``mask``: positives are slices the mask crosses; negatives are slices more than
     ``context_slices + 1`` slices from any of them (``balanced``: as many as positives).
     Without: every slice carries ``label``. Near-empty slices are skipped and counted.
+    ``whole``: every slice, in order (the stack models learn from runs of them): positives where
+    the mask crosses, every other slice negative, near-empty ones counted but kept.
     """
     nz = voxels.shape[0]
     windowed = _window(voxels, window)
     near = [is_near_empty(np.rint(windowed[z]).astype(np.uint8)) for z in range(nz)]
     keep = [z for z in range(nz) if not near[z]]
     n_near = nz - len(keep)
-    if mask is not None:
+    if whole:
+        label_of = (
+            np.asarray(mask.reshape(nz, -1).any(axis=1), dtype=bool) if mask is not None else np.full(nz, bool(label))
+        )
+        positives = [z for z in range(nz) if label_of[z]]
+        negatives = [z for z in range(nz) if not label_of[z]]
+    elif mask is not None:
         has: npt.NDArray[np.bool_] = np.asarray(mask.reshape(nz, -1).any(axis=1), dtype=bool)
         pos_z = np.flatnonzero(has)
         margin = context_slices + 1
@@ -594,13 +603,15 @@ def build_dataset(
     pseudo_ct_deform_mm: float = 0.0,
     positives_per_source: int | None = None,
     negatives_per_source: int | None = None,
+    whole_stacks: bool = False,
     on_progress: ProgressCallback = no_progress,
     cancel: CancelToken | None = None,
 ) -> Path:
     """Build a slice dataset in ``out`` from ``inputs`` (folders or files; a ``.csv`` among them is
     taken as ``labels``) and/or ``phantoms`` generated chest phantoms (with pulmonary vessel trees
     when ``phantom_vessels``) and/or ``pseudo_ct`` heads ``(T1, brain mask, N)``, their brains bent by up to
-    ``pseudo_ct_deform_mm``. Returns ``out``.
+    ``pseudo_ct_deform_mm``. ``whole_stacks`` keeps every slice of every volume, in order (for the
+    CNN + RNN and the 3-D U-Net) instead of sampling them. Returns ``out``.
 
     Raises :class:`DatasetError` for missing inputs, a CSV naming missing files, an output inside
     an input folder, no usable volume, or a training split without positives or negatives.
@@ -630,6 +641,8 @@ def build_dataset(
     if min(size) < 1 or context_slices < 0 or window[1] <= 0:
         raise DatasetError(f"bad preprocessing: size {size}, context {context_slices}, window {window}")
     insertion = _check_lesion_insertion(lesion_insertion)
+    if whole_stacks and (positives_per_source is not None or negatives_per_source is not None):
+        raise DatasetError("--whole-stacks keeps every slice: leave out --positives-per-source/--negatives-per-source")
 
     quality = QualityReport()
     on_progress(0.0, "finding volumes")
@@ -737,6 +750,7 @@ def build_dataset(
                 negatives_cap=negatives_per_source,
                 rng=rng,
                 slice_numbers=numbers,
+                whole=whole_stacks,
             )
             if result.near_empty and v == 0:
                 quality.add_near_empty(src.name, result.near_empty)
@@ -842,6 +856,7 @@ def build_dataset(
             "orientation": "axial slices along the patient axes closest to the volume's own (no resampling)",
             "resize": "bilinear, align_corners=False (masks: nearest); pixel aspect not preserved",
             "scale": "clip to [center - width/2, center + width/2], map linearly to 0-255",
+            "slices": "every slice, in order" if whole_stacks else "sampled: lesion slices and slices away from them",
         },
         "seed": int(seed),
         "split_fractions": [float(f) for f in split],

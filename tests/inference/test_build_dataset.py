@@ -237,6 +237,29 @@ def test_lesion_insertion_gives_balanced_aligned_samples(tmp_path: Path, head_sm
         assert ds.images[p, 0][mask].mean() > ds.images[p, 0][ring].mean()
 
 
+def test_whole_stacks_keep_every_slice_in_order_for_the_stack_models(tmp_path: Path) -> None:
+    from inference.training.sequences import contiguous_runs
+
+    data = tmp_path / "hosts"
+    for n in range(2):
+        write_phantom(data / f"chest{n}", n)
+    out = build_dataset(
+        [data], tmp_path / "ds", size=(32, 32), context_slices=1, whole_stacks=True, split=(0.5, 0.5, 0.0),
+        lesion_insertion={"kind": "solid", "per_volume": 2}, seed=2,
+    )  # fmt: skip
+    ds = read_dataset(out)
+    assert ds.manifest["preprocessing"]["slices"] == "every slice, in order"
+    slices = phantom_voxels(0).shape[0]
+    runs = contiguous_runs(ds, np.arange(len(ds.labels)))
+    assert [r.size for r in runs] == [slices, slices]  # one unbroken run per volume
+    for run in runs:
+        labels, masks = np.asarray(ds.labels[run]), np.asarray(ds.masks[run])
+        assert np.array_equal(labels, masks.reshape(slices, -1).any(axis=1))  # every slice, labelled by its mask
+        assert labels.any() and not labels.all()
+    with pytest.raises(DatasetError, match="--whole-stacks keeps every slice"):
+        build_dataset([data], tmp_path / "bad", whole_stacks=True, positives_per_source=5)
+
+
 def test_quality_report(tmp_path: Path) -> None:
     data = tmp_path / "q"
     write_phantom(data / "normal" / "a", 0)
