@@ -28,6 +28,7 @@ from inference.errors import RadLensError
 from inference.models.card import Explanation, ModelCard, Task, load_card
 from inference.progress import CancelToken, ProgressCallback, no_progress
 from inference.training.dataset_format import DatasetError, SliceDataset, read_dataset
+from inference.training.evaluate_stacks import model_summary
 from inference.training.metrics import (
     calibration_curve,
     classification_metrics,
@@ -216,13 +217,7 @@ def evaluate(
 
     threshold = float(card.threshold)
     result: dict[str, Any] = {
-        "model": {
-            "name": card.name,
-            "version": card.version,
-            "card": str(card.path),
-            "architecture": card.architecture,
-            "explanation": card.explanation.value,
-        },
+        "model": model_summary(card),
         "dataset": str(ds.root),
         "split": split,
         "n_slices": int(idx.size),

@@ -33,6 +33,18 @@ EXAMPLE_STACKS = 4
 ExampleSlice = tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]
 
 
+def model_summary(card: ModelCard) -> dict[str, str]:
+    """What an evaluation report says of the model it measured."""
+    return {
+        "name": card.name,
+        "version": card.version,
+        "card": str(card.path),
+        "architecture": card.architecture,
+        "task": card.task.value,
+        "explanation": card.explanation.value,
+    }
+
+
 def stack_volume(ds: SliceDataset, rows: npt.NDArray[np.int64], card: ModelCard) -> Volume:
     """The dataset's centre slices of ``rows`` as a float volume in the card's units: its window
     (``normalise = "window"``) maps it back onto the dataset's 0–255 pixels, divided by 255."""
@@ -262,13 +274,7 @@ def evaluate_stacks(
     on_progress(0.0, f"loading {card.name}")
     lm = load_model(card, device)
     result: dict[str, Any] = {
-        "model": {
-            "name": card.name,
-            "version": card.version,
-            "card": str(card.path),
-            "architecture": card.architecture,
-            "task": card.task.value,
-        },
+        "model": model_summary(card),
         "dataset": str(ds.root),
         "split": split,
         "device": lm.device,
