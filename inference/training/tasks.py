@@ -299,7 +299,8 @@ class SegmentationTask(_Task):
         for split, runs in (("train", self.train_runs), ("val", self.val_runs)):
             if not any(labels[r].any() for r in runs):
                 raise DatasetError(f"{self.ds.root}: the {split} split has no slice with a lesion mask to learn from")
-        self.criterion = DiceCELoss(to_onehot_y=True, softmax=True)
+        # Dice of the lesion class alone: background is nearly every voxel, and its Dice would drown the lesions.
+        self.criterion = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False)
         self.samples = max(1, sum(r.size for r in self.train_runs) // d)
 
     def input_channels(self) -> int:
