@@ -66,7 +66,8 @@ def format_segmentation(m: dict[str, Any]) -> str:
         f"{model['name']} {model['version']} on {m['split']} ({m['n_stacks']} stacks, {m['n_slices']} slices)",
         f"  Dice {_num(m['dice'])} (mean of the stacks with a lesion; median {_num(m['dice_median'])}, "
         f"pooled {_num(m['dice_pooled'])})",
-        f"  lesions found {_num(m['lesion_sensitivity'])} of {m['lesions']}  false components per stack "
+        f"  lesions found {m['lesions_found']} of {m['lesions']} ({_num(m['lesion_sensitivity'])})  "
+        "false components per stack "
         f"{_num(m['false_components_per_stack'], '.2f')}",
         f"  voxels: sensitivity {_num(m['voxel_sensitivity'])} precision {_num(m['voxel_precision'])}  "
         f"slices: sensitivity {_num(m['slice_sensitivity'])} specificity {_num(m['slice_specificity'])}",

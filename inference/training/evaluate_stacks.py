@@ -129,6 +129,7 @@ def evaluate_segmentation(
         "voxel_sensitivity": tp / (tp + fn) if tp + fn else math.nan,
         "voxel_precision": tp / (tp + fp) if tp + fp else math.nan,
         "lesions": lesions,
+        "lesions_found": found,
         "lesion_sensitivity": found / lesions if lesions else math.nan,
         "false_components_per_stack": false_components / max(1, len(runs)),
         "slice_sensitivity": float(sc[st].mean()) if st.any() else math.nan,
