@@ -380,7 +380,7 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> TrainingConf
     )
     if not card_cfg.name.strip():
         raise TrainingConfigError(path, "card.name must not be empty")
-    if card_cfg.explanation != "none" and model_cfg.architecture in ("cnn-rnn", "unet3d"):
+    if card_cfg.explanation != "none" and _DEFAULT_EXPLANATION.get(arch) == "none":
         raise TrainingConfigError(
             path, f"card.explanation = {card_cfg.explanation!r}: the engine draws no map for {arch!r}; use 'none'"
         )

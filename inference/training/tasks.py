@@ -99,8 +99,18 @@ class _Task:
         with autocast_context(self.device, self.amp):
             return model(x)
 
-    def input_channels(self) -> int:
-        return int(self.ds.images.shape[1])
+    def card_input(self, size: tuple[int, int], context: int, window: tuple[float, float]) -> dict[str, Any]:
+        """The card's ``[input]`` table (without the batch size): what inference must reproduce."""
+        return {"size": list(size), "context_slices": context, "window": list(window), "normalise": "window"}
+
+
+def _weighted_bce(labels: npt.NDArray[Any], config: TrainingConfig, device: str) -> Any:
+    """Binary cross-entropy whose positives weigh negatives / positives (``train.class_weighting``)."""
+    import torch
+
+    n_pos = int(np.asarray(labels).sum())
+    ratio = (labels.size - n_pos) / n_pos if config.train.class_weighting else 1.0
+    return torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor([ratio], device=device))
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,12 +122,7 @@ class SliceTask(_Task):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        import torch
-
-        labels = np.asarray(self.ds.labels[self.train_idx])
-        n_pos = int(labels.sum())
-        ratio = (labels.size - n_pos) / n_pos if self.config.train.class_weighting else 1.0
-        self.criterion = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor([ratio], device=self.device))
+        self.criterion = _weighted_bce(np.asarray(self.ds.labels[self.train_idx]), self.config, self.device)
 
     def steps_per_epoch(self) -> int:
         return math.ceil(self.train_idx.size / self.config.train.batch_size)
@@ -176,9 +181,6 @@ class SliceTask(_Task):
         labels_np = np.asarray(self.ds.labels[self.val_idx]).astype(np.int64)
         return _classification(total / max(1, self.val_idx.size), p, labels_np, self.config)
 
-    def card_input(self, size: tuple[int, int], context: int, window: tuple[float, float]) -> dict[str, Any]:
-        return {"size": list(size), "context_slices": context, "window": list(window), "normalise": "window"}
-
 
 def _classification(
     loss: float, probs: npt.NDArray[np.float64], labels: npt.NDArray[np.int64], config: TrainingConfig
@@ -197,8 +199,6 @@ class StackTask(_Task):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        import torch
-
         length = self.config.train.sequence_length
         self.train_runs = long_enough(self.ds, contiguous_runs(self.ds, self.train_idx), length, "train")
         self.val_runs = long_enough(self.ds, contiguous_runs(self.ds, self.val_idx), length, "val")
@@ -206,9 +206,7 @@ class StackTask(_Task):
         train_labels = self.window_labels(self.train_runs, tiling_windows(self.train_runs, length))
         _check_classes(self.ds, "train", train_labels, f"windows of {length} slices")
         _check_classes(self.ds, "val", self.window_labels(self.val_runs, self.val_windows), "windows")
-        n_pos = int(train_labels.sum())
-        ratio = (train_labels.size - n_pos) / n_pos if self.config.train.class_weighting else 1.0
-        self.criterion = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor([ratio], device=self.device))
+        self.criterion = _weighted_bce(train_labels, self.config, self.device)
         self.samples = max(1, sum(r.size for r in self.train_runs) // length)
 
     def window_labels(self, runs: list[npt.NDArray[np.int64]], windows: list[Window]) -> npt.NDArray[np.int64]:
@@ -269,9 +267,6 @@ class StackTask(_Task):
         labels = self.window_labels(self.val_runs, self.val_windows)
         return _classification(total / max(1, len(self.val_windows)), np.concatenate(probs), labels, self.config)
 
-    def card_input(self, size: tuple[int, int], context: int, window: tuple[float, float]) -> dict[str, Any]:
-        return {"size": list(size), "context_slices": context, "window": list(window), "normalise": "window"}
-
 
 # --------------------------------------------------------------------------------------------
 # 3-D patches (unet3d)
@@ -302,9 +297,6 @@ class SegmentationTask(_Task):
         # Dice of the lesion class alone: background is nearly every voxel, and its Dice would drown the lesions.
         self.criterion = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False)
         self.samples = max(1, sum(r.size for r in self.train_runs) // d)
-
-    def input_channels(self) -> int:
-        return 1  # the centre slice of each row: the stack itself
 
     def _centre(self) -> int:
         return int(self.ds.images.shape[1]) // 2

@@ -440,22 +440,21 @@ def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
 
 def card_dict(
     config: TrainingConfig,
-    spec: InputSpecFromData,
     args: dict[str, Any],
     sha256: str,
     best_auc: float,
     best_epoch: int,
+    task_input: dict[str, Any],
     label_name: str = DEFAULT_LABEL,
     threshold: float | None = None,
-    task_input: dict[str, Any] | None = None,
     score_name: str = "auc",
 ) -> dict[str, Any]:
-    """The run's model card (as TOML tables) for ``best.safetensors``; ``threshold`` overrides the config's,
-    ``task_input`` the slice classifier's ``[input]`` table."""
+    """The run's model card (as TOML tables) for ``best.safetensors``; ``task_input`` is its ``[input]``
+    table (the task's), ``threshold`` overrides the config's."""
     from inference.training.tasks import TASK_OF
 
     c = config.card
-    score = {"auc": "AUC", "dice": "Dice"}[score_name]
+    score = _SHOWN[score_name]
     note = f"Trained with `radlens train`: best validation {score} {best_auc:.4f} at epoch {best_epoch}."
     if threshold is None:
         threshold = 0.5 if c.threshold is None else c.threshold
@@ -479,18 +478,7 @@ def card_dict(
         "default_for": list(c.default_for),
         "description": description,
         "architecture_args": {k: list(v) if isinstance(v, tuple) else v for k, v in args.items()},
-        "input": {
-            **(
-                task_input
-                or {
-                    "size": list(spec.size),
-                    "context_slices": spec.context_slices,
-                    "window": list(spec.window),
-                    "normalise": "window",
-                }
-            ),
-            "batch_size": max(1, min(64, config.train.batch_size)),
-        },
+        "input": {**task_input, "batch_size": max(1, min(64, config.train.batch_size))},
         "labels": [{"value": 1, "name": label_name, "colour": LABEL_COLOUR}],
     }
 
@@ -544,14 +532,14 @@ def train(
     """
     import torch
 
-    from inference.training.tasks import make_task
+    from inference.training.tasks import TASK_OF, make_task
 
     cancel = cancel or CancelToken()
     cfg = config.train
     ds = read_dataset(config.data.dataset)
     spec = input_spec_of(ds)
     train_idx, val_idx = ds.split_indices("train"), ds.split_indices("val")
-    slices = config.model.architecture not in ("cnn-rnn", "unet3d")  # the others check their windows
+    slices = config.model.architecture not in TASK_OF  # the stack models check their own windows
     _check_split(ds, "train", train_idx, both_classes=slices)
     _check_split(ds, "val", val_idx, both_classes=slices)
     args = resolve_model_args(config, spec)
@@ -708,7 +696,7 @@ def train(
             if on_epoch is not None:
                 on_epoch(dict(record))
 
-    score = {"auc": "AUC", "dice": "Dice"}[task.score_name]
+    score = _SHOWN[task.score_name]
     if best_state is None:
         raise TrainingError(f"{run_dir}: no epoch finished with a validation {score}; nothing to save")
     from inference.models.safe_load import sha256_of
@@ -723,7 +711,7 @@ def train(
 
             threshold = f1_optimal_threshold(chosen.labels, chosen.probabilities)
     task_input = task.card_input(spec.size, spec.context_slices, spec.window)
-    card = card_dict(config, spec, args, sha, best_auc, best_epoch, label_name, threshold, task_input, task.score_name)
+    card = card_dict(config, args, sha, best_auc, best_epoch, task_input, label_name, threshold, task.score_name)
     _write_card(run_dir, card)
     on_progress(1.0, f"done: best validation {score} {best_auc:.3f} at epoch {best_epoch}")
     return run_dir
