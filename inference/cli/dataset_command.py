@@ -66,6 +66,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "take other shapes; default 0: Colin27's own anatomy)",
     )
     build.add_argument(
+        "--pseudo-ct-atrophy",
+        type=float,
+        default=0.0,
+        metavar="MM",
+        help="widen each pseudo-CT head's sulci and ventricles by a random 0…MM, as in older heads "
+        "(default 0: Colin27's young-adult CSF spaces)",
+    )
+    build.add_argument(
         "--whole-stacks",
         action="store_true",
         help="keep every slice of every volume in order (to train the CNN + RNN or the 3-D U-Net) instead of "
@@ -112,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         phantom_vessels=args.phantom_vessels,
         pseudo_ct=None if not args.pseudo_ct else (args.pseudo_ct[0], args.pseudo_ct[1], int(args.pseudo_ct[2])),
         pseudo_ct_deform_mm=args.pseudo_ct_deform,
+        pseudo_ct_atrophy_mm=args.pseudo_ct_atrophy,
         positives_per_source=args.positives_per_source,
         negatives_per_source=args.negatives_per_source,
         whole_stacks=args.whole_stacks,

@@ -157,10 +157,11 @@ class FusedAttentionCNN(nn.Module):
     """The ``cnn-attention`` classifier with attention pooling, rewritten for forward passes.
 
     :class:`AttentionCNN` computes ``pool(relu(W [skip; up(a)] + b))`` with ``a = f + γ·attend(f)``,
-    ``up`` the ×2 bilinear upsampling and ``W`` the 1×1 fusing convolution (BatchNorm folded in).
+    ``up`` the bilinear upsampling (×2, or ×4 with ``pool_scale=2``) and ``W`` the 1×1 fusing
+    convolution (BatchNorm folded in).
     Here the self-attention's query, key and value convolutions are one convolution, its residual
     add is part of the product (``baddbmm``), and ``W`` is split into its columns for ``skip`` and
-    for ``a``: ``W_a`` is applied *before* the upsampling, on a quarter of the positions (both are
+    for ``a``: ``W_a`` is applied *before* the upsampling, on a fraction of the positions (both are
     linear and the upsampling's weights sum to one at every pixel, so they commute), and nothing
     is concatenated. ``last_attention`` is the attention pooling's, as the loaded network's.
     The backbone, the pooling and their parameters are the network's own (shared, not copied).
@@ -175,8 +176,9 @@ class FusedAttentionCNN(nn.Module):
     def __init__(self, network: AttentionCNN, fuse: nn.Conv2d) -> None:
         super().__init__()
         blocks = list(network.backbone.blocks)
-        self.stem = nn.Sequential(*blocks[:2])  # its output is the skip (AttentionCNN's forward_with_skip)
-        self.deep = nn.Sequential(*blocks[2:])
+        at = network.skip_block + 1
+        self.stem = nn.Sequential(*blocks[:at])  # its output is the skip (AttentionCNN's forward_with_skip)
+        self.deep = nn.Sequential(*blocks[at:])
         self._stem_steps, self._deep_steps = _steps(self.stem), _steps(self.deep)
         attention = network.attention
         self.keys = attention.query.out_channels

@@ -127,12 +127,12 @@ class Backbone(nn.Module):
         out: torch.Tensor = self.blocks(x)
         return out
 
-    def forward_with_skip(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(features at 1/4 of the input, final features)``: the output of the second block too."""
+    def forward_with_skip(self, x: torch.Tensor, at: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(output of block at, final features)``: block 1's output is at 1/4 of the input, block 0's at 1/2."""
         skip = x
         for i, block in enumerate(self.blocks):
             x = block(x)
-            if i == 1:
+            if i == at:
                 skip = x
         return skip, x
 
@@ -220,15 +220,21 @@ class AttentionPool2d(nn.Module):
         return logit
 
 
+#: Attention pooling's grid (1/scale of the input) → the backbone block whose output it joins.
+POOL_SCALES = {4: 1, 2: 0}
+
+
 class AttentionCNN(nn.Module):
     """The CNN backbone, a self-attention block over its feature map, a pooling step, dropout and
     a dense head. ``last_attention`` (B, h, w) is set by every forward.
 
     ``pooling="mean"``: global average pooling and a dense head; the map is the self-attention
     each position receives (1/8 of the input). ``pooling="attention"`` (one output): the
-    self-attended features, upsampled ×2, are joined with the backbone's 1/4-resolution features
-    (a 1×1 conv-BN-ReLU, then dropout) and pooled to the logit by :class:`AttentionPool2d`; the
-    map is that pooling's weights, at 1/4 of the input, so it points at small lesions too.
+    self-attended features, upsampled, are joined with the backbone's features at 1/``pool_scale``
+    of the input (4: the second block's; 2: the first block's) by a 1×1 conv-BN-ReLU (then
+    dropout) and pooled to the logit by :class:`AttentionPool2d` (``pool_keys`` key channels);
+    the map is that pooling's weights, at 1/``pool_scale`` of the input, so it points at small
+    lesions too: at 1/2, a 128² slice gets a 64² map of 2-pixel cells.
     """
 
     def __init__(
@@ -239,23 +245,28 @@ class AttentionCNN(nn.Module):
         dropout: float = 0.3,
         pooling: str = "mean",
         fused_channels: int = 96,
+        pool_scale: int = 4,
+        pool_keys: int = 32,
     ) -> None:
         super().__init__()
         if pooling not in ("mean", "attention"):
             raise ValueError(f"cnn-attention: pooling must be 'mean' or 'attention', got {pooling!r}")
+        if pool_scale not in POOL_SCALES:
+            raise ValueError(f"cnn-attention: pool_scale must be one of {sorted(POOL_SCALES)}, got {pool_scale!r}")
         if pooling == "attention" and (len(channels) < 3 or num_outputs != 1):
             raise ValueError("cnn-attention: pooling='attention' needs three or more backbone blocks and one output")
         self.backbone = Backbone(in_channels, tuple(channels))
         self.attention = SelfAttention2d(self.backbone.out_channels)
         self.pooling = pooling
+        self.skip_block = POOL_SCALES[pool_scale]
         width = self.backbone.out_channels
         if pooling == "attention":
             self.fuse = nn.Sequential(
-                nn.Conv2d(channels[1] + width, fused_channels, 1, bias=False),
+                nn.Conv2d(channels[self.skip_block] + width, fused_channels, 1, bias=False),
                 nn.BatchNorm2d(fused_channels),
                 nn.ReLU(inplace=True),
             )
-            self.pool = AttentionPool2d(fused_channels)
+            self.pool = AttentionPool2d(fused_channels, pool_keys)
             self.dropout: nn.Module = nn.Dropout2d(dropout)
         else:
             self.dropout = nn.Dropout(dropout)
@@ -282,7 +293,7 @@ class AttentionCNN(nn.Module):
             f = self.attention(self.backbone(x)).mean(dim=(2, 3))
             out: torch.Tensor = self.fc(self.dropout(f))
             return out
-        skip, deep = self.backbone.forward_with_skip(x)
+        skip, deep = self.backbone.forward_with_skip(x, self.skip_block)
         deep = nn.functional.interpolate(self.attention(deep).contiguous(), size=skip.shape[-2:], mode="bilinear")
         logit: torch.Tensor = self.pool(self.dropout(self.fuse(torch.cat([skip, deep], dim=1))))
         return logit

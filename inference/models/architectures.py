@@ -59,7 +59,8 @@ def build_model(name: str, **kwargs: Any) -> torch.nn.Module:
     * ``keras-baseline``: ``in_channels=1``, ``input_size=224``
     * ``cnn``, ``cnn-attention``: ``in_channels=1``, ``num_outputs=1``,
       ``channels=(16, 32, 64, 128)``, ``dropout=0.3``; ``cnn-attention`` also ``pooling="mean"``
-      (or ``"attention"``: attention pooling at 1/4 resolution) and ``fused_channels=96``
+      (or ``"attention"``: attention pooling at 1/``pool_scale`` of the input, 4 or 2) and
+      ``fused_channels=96``, ``pool_scale=4``, ``pool_keys=32``
     * ``cnn-rnn``: ``in_channels=1``, ``channels=(16, 32, 64, 128)``, ``hidden_size=64``, ``dropout=0.3``
     * ``unet3d``: ``in_channels=1``, ``out_channels=2``, anything else goes to MONAI's ``UNet``
 

@@ -16,6 +16,10 @@ Hounsfield units tissue by tissue and re-samples it the way a scanner would see 
   so that ventricles, deep sulci and grey nuclei take other shapes and sizes in every variant.
   Without it every variant has Colin27's one brain, and a model can learn that brain as "normal"
   and call any other brain's folds a lesion;
+* **age** (``atrophy_mm`` > 0): the CSF spaces widened by ¼…1 × ``atrophy_mm`` (a variant's own draw):
+  every sulcus and the ventricles grow by that much into the brain around them, as they do with
+  age. Colin27 is a young adult's brain, with narrow sulci and small ventricles; the frontal horns
+  and wide sulci of an older head's CT are otherwise new to a model;
 * **scanner**: a Gaussian point-spread (0.4–0.9 mm), a random rotation (±12° about each axis)
   and head size (×0.88–1.12), a field of view of 200–270 mm on a 256² matrix, a slice thickness
   of 1–3 mm, slices along a random one of the three axes (axial, coronal or sagittal images:
@@ -108,6 +112,7 @@ class PseudoCtParams:
     cradle_hu: float = 0.0
     strands: tuple[Strand, ...] = ()
     deform_mm: float = 0.0  # standard deviation of the anatomy's displacement (0: Colin27 as it is)
+    atrophy_mm: float = 0.0  # how far the CSF spaces grow into the brain (0: as Colin27's)
 
     @staticmethod
     def draw(rng: np.random.Generator) -> PseudoCtParams:
@@ -220,6 +225,28 @@ def deform(
     return np.asarray(ndimage.map_coordinates(values, grid, order=1, cval=background), dtype=np.float32)
 
 
+def widen_csf(
+    hu: npt.NDArray[np.float32],
+    brain: npt.NDArray[np.bool_],
+    spacing: tuple[float, float, float],
+    grow_mm: float,
+    csf_hu: float,
+    below_hu: float,
+) -> npt.NDArray[np.float32]:
+    """``hu`` with the brain's CSF spaces (voxels of the brain below ``below_hu``) grown by ``grow_mm``
+    into the brain around them and filled with ``csf_hu`` (a soft edge one voxel wide): wider sulci,
+    larger ventricles. Outside the brain nothing changes."""
+    from scipy import ndimage
+
+    csf = brain & (hu < below_hu)
+    if grow_mm <= 0 or not csf.any():
+        return hu
+    dist = ndimage.distance_transform_edt(~csf, sampling=spacing).astype(np.float32)
+    weight = np.clip(grow_mm + 0.5 - dist, 0.0, 1.0) * brain
+    out: npt.NDArray[np.float32] = hu + weight * (np.float32(csf_hu) - hu)
+    return out
+
+
 def _rotation(angles_deg: tuple[float, float, float]) -> npt.NDArray[np.float64]:
     a, b, c = np.radians(angles_deg)
     rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
@@ -235,11 +262,13 @@ def make_pseudo_ct(
     rng: np.random.Generator,
     name: str = "pseudo-ct",
     deform_mm: float = 0.0,
+    atrophy_mm: float = 0.0,
 ) -> tuple[Volume, PseudoCtParams]:
     """One CT-like variant of the head ``t1`` (``[k, j, i]``, voxel size ``spacing_kji`` mm).
 
     With ``deform_mm`` > 0 the anatomy is bent by a smooth random displacement whose standard
-    deviation is drawn from ``deform_mm × [0.5, 1]`` (:func:`smooth_displacement`). Returns an int16
+    deviation is drawn from ``deform_mm × [0.5, 1]`` (:func:`smooth_displacement`); with
+    ``atrophy_mm`` > 0 the CSF spaces grow by ``atrophy_mm × [0.25, 1]`` (:func:`widen_csf`). Returns an int16
     HU volume (slices along the variant's axis, identity direction) and the parameters drawn.
     """
     from scipy import ndimage
@@ -254,6 +283,10 @@ def make_pseudo_ct(
         sd = float(drng.uniform(0.5, 1.0) * deform_mm)
         p = replace(p, deform_mm=sd)
         hu = deform(hu, brain_displacement(brain, spacing_kji, sd, drng), -1000.0)
+    if atrophy_mm > 0:  # its own stream too, spawned after the deformation's
+        grow = float(rng.spawn(1)[0].uniform(0.25, 1.0) * atrophy_mm)
+        p = replace(p, atrophy_mm=grow)
+        hu = widen_csf(hu, brain, spacing_kji, grow, p.csf, (p.csf + p.white) / 2)
     hu = ndimage.gaussian_filter(hu, [p.psf_mm / s for s in sampling]).astype(np.float32)
 
     # Output axes (slice, row, column) in the input's (k, j, i) mm frame, then rotated and scaled.
@@ -389,10 +422,12 @@ def read_head(t1_path: str | Path, brain_path: str | Path) -> tuple[npt.NDArray[
 
 
 def add_pseudo_ct(
-    t1_path: str | Path, brain_path: str | Path, n: int, seed: int = 0, deform_mm: float = 0.0
-) -> list[Any]:
+    t1_path: str | Path, brain_path: str | Path, n: int, seed: int = 0, deform_mm: float = 0.0,
+    atrophy_mm: float = 0.0,
+) -> list[Any]:  # fmt: skip
     """``n`` pseudo-CT heads from one T1 head, each a source of its own (:class:`SourceVolume`);
-    ``deform_mm`` > 0 bends each one's anatomy (:func:`make_pseudo_ct`).
+    ``deform_mm`` > 0 bends each one's anatomy, ``atrophy_mm`` > 0 widens its CSF spaces
+    (:func:`make_pseudo_ct`).
 
     The T1 is read once, when the first variant is loaded; variants differ in every parameter of
     :class:`PseudoCtParams`. They share one anatomy, so validation scores on them are optimistic:
@@ -410,8 +445,9 @@ def add_pseudo_ct(
                 cache["head"] = (t1, brain, (float(vol.spacing[2]), float(vol.spacing[1]), float(vol.spacing[0])))
             t1, brain, spacing = cache["head"]
             volume, params = make_pseudo_ct(
-                t1, brain, spacing, np.random.default_rng(int(seeds[m])), f"pseudo-ct-{m:03d}", deform_mm
-            )
+                t1, brain, spacing, np.random.default_rng(int(seeds[m])), f"pseudo-ct-{m:03d}", deform_mm,
+                atrophy_mm,
+            )  # fmt: skip
             volume.metadata.extra["pseudo_ct"] = params.to_dict()
             return volume
 
@@ -426,6 +462,7 @@ def add_pseudo_ct(
             info={
                 "pseudo_ct": {"t1": str(t1_path), "brain_mask": str(brain_path), "seed": int(seeds[m])}
                 | ({"deform_mm": deform_mm} if deform_mm > 0 else {})
+                | ({"atrophy_mm": atrophy_mm} if atrophy_mm > 0 else {})
             },
         )
         for m in range(n)

@@ -126,20 +126,24 @@ def test_cnn_attention_exposes_its_attention() -> None:
 
 def _skip_and_deep(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.no_grad():
-        skip, deep = model.backbone.forward_with_skip(x)
+        skip, deep = model.backbone.forward_with_skip(x, model.skip_block)
         deep = torch.nn.functional.interpolate(model.attention(deep), size=skip.shape[-2:], mode="bilinear")
     return skip, deep
 
 
-def test_cnn_attention_with_attention_pooling_points_at_a_quarter_resolution() -> None:
+@pytest.mark.parametrize("pool_scale", [4, 2])
+def test_cnn_attention_with_attention_pooling_points_at_its_grid(pool_scale: int) -> None:
     torch.manual_seed(0)
-    model = build_model("cnn-attention", in_channels=3, pooling="attention").eval()
+    model = build_model("cnn-attention", in_channels=3, pooling="attention", pool_scale=pool_scale, pool_keys=12)
+    model.eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         out = model(x)
     assert out.shape == (2, 1)
     attn = model.last_attention
-    assert isinstance(attn, torch.Tensor) and attn.shape == (2, 16, 16)  # 1/4 of the input
+    side = 64 // pool_scale  # 1/4 of the input by default, 1/2 with pool_scale=2
+    assert isinstance(attn, torch.Tensor) and attn.shape == (2, side, side)
+    assert model.pool.key.out_channels == 12
     torch.testing.assert_close(attn.sum(dim=(1, 2)), torch.ones(2))
     # The logit is the attention-weighted mean of the positions' scores: a smooth maximum.
     scores = torch.log(attn.flatten(1))  # softmax weights: scores up to a per-sample constant
@@ -155,6 +159,8 @@ def test_cnn_attention_with_attention_pooling_points_at_a_quarter_resolution() -
         build_model("cnn-attention", pooling="max")
     with pytest.raises(ValueError, match="one output"):
         build_model("cnn-attention", pooling="attention", num_outputs=2)
+    with pytest.raises(ValueError, match="pool_scale must be one of"):
+        build_model("cnn-attention", pooling="attention", pool_scale=8)
 
 
 def test_cnn_rnn_shapes_and_additive_slice_contributions() -> None:

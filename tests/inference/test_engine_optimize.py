@@ -21,8 +21,10 @@ from inference.volume import Volume
 
 from .oracle_models import card, loaded
 
-#: "cnn-attention-pooled": cnn-attention with attention pooling, the shipped demo model's head.
-SLICE_ARCHS = ["cnn", "cnn-attention", "cnn-attention-pooled", "keras-baseline"]
+#: "cnn-attention-pooled": cnn-attention with attention pooling, the shipped demo model's head;
+#: "cnn-attention-fine": the same pooling on a grid at 1/2 of the input (``pool_scale=2``).
+POOLED = ("cnn-attention-pooled", "cnn-attention-fine")
+SLICE_ARCHS = ["cnn", "cnn-attention", *POOLED, "keras-baseline"]
 
 
 def _randomise_batchnorm(net: nn.Module, seed: int = 0) -> nn.Module:
@@ -44,7 +46,9 @@ def _net(arch: str, channels: int = 3, size: int = 48) -> nn.Module:
     kwargs: dict[str, object] = {"in_channels": channels}
     if arch == "keras-baseline":
         kwargs["input_size"] = size
-    if arch == "cnn-attention-pooled":
+    if arch in POOLED:
+        if arch == "cnn-attention-fine":
+            kwargs.update(pool_scale=2, pool_keys=8)
         arch, kwargs["pooling"], kwargs["fused_channels"] = "cnn-attention", "attention", 24
     net = build_model(arch, **kwargs)
     if kwargs.get("pooling") == "attention":
@@ -55,9 +59,9 @@ def _net(arch: str, channels: int = 3, size: int = 48) -> nn.Module:
 
 def _last_layer(net: nn.Module, arch: str) -> nn.Module:
     """The layer whose output is the logit (its bias shifts the logit one for one)."""
-    return {"keras-baseline": lambda: net.head[-1], "cnn-attention-pooled": lambda: net.pool.query}.get(
-        arch, lambda: net.fc
-    )()
+    if arch in POOLED:
+        return net.pool.query
+    return {"keras-baseline": lambda: net.head[-1]}.get(arch, lambda: net.fc)()
 
 
 def _reference_input(voxels: np.ndarray, spec: InputSpec, size: tuple[int, int]) -> torch.Tensor:
@@ -139,10 +143,10 @@ def test_inference_network_gives_the_plain_outputs(arch: str) -> None:
         fast = inference_network(net, cpu=True)
     assert not any(p.is_inference() for p in fast.parameters())
     assert isinstance(fast, _fast_nets.PooledShortcutCNN) == (arch == "cnn")
-    assert isinstance(fast, _fast_nets.FusedAttentionCNN) == (arch == "cnn-attention-pooled")
+    assert isinstance(fast, _fast_nets.FusedAttentionCNN) == (arch in POOLED)
     fused = [m for m in fast.modules() if isinstance(m, _fast_nets.ConvReLU)]
     # Every conv + ReLU, BatchNorm folded or not (the pooled head's fusing conv is rewritten: not one).
-    want = {"keras-baseline": 3, "cnn-attention": 4, "cnn-attention-pooled": 4, "cnn": 4, "cnn-rnn": 4}
+    want = {"keras-baseline": 3, "cnn-attention": 4, "cnn": 4, "cnn-rnn": 4} | dict.fromkeys(POOLED, 4)
     assert len(fused) == want[arch]
     assert arch == "keras-baseline" or not any(isinstance(m, nn.ReLU) for m in fast.modules())
     _assert_same_outputs(net, fast, arch)
@@ -164,8 +168,9 @@ def test_the_pooled_shortcut_is_checked_before_use(monkeypatch: pytest.MonkeyPat
     handle.remove()
 
 
-def test_the_fused_attention_is_checked_before_use(monkeypatch: pytest.MonkeyPatch) -> None:
-    net = fold_batchnorm(_net("cnn-attention-pooled"))
+@pytest.mark.parametrize("arch", POOLED)
+def test_the_fused_attention_is_checked_before_use(arch: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    net = fold_batchnorm(_net(arch))
     assert _fast_nets.fused_attention(net) is not None
     monkeypatch.setattr(_fast_nets.FusedAttentionCNN, "forward", lambda self, x: torch.zeros(x.shape[0], 1))
     assert _fast_nets.fused_attention(net) is None  # a rewrite that no longer matches AttentionCNN is not used
@@ -173,7 +178,7 @@ def test_the_fused_attention_is_checked_before_use(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(_fast_nets.FusedAttentionCNN, "last_attention", None)
     assert _fast_nets.fused_attention(net) is None  # nor one that loses the attention map
     monkeypatch.undo()
-    assert _fast_nets.fused_attention(_net("cnn-attention-pooled")) is None  # BatchNorm not folded
+    assert _fast_nets.fused_attention(_net(arch)) is None  # BatchNorm not folded
     assert _fast_nets.fused_attention(fold_batchnorm(_net("cnn-attention"))) is None  # mean pooling
     handle = net.pool.register_forward_hook(lambda *_: None)
     assert _fast_nets.fused_attention(net) is None

@@ -22,6 +22,7 @@ from inference.training.pseudo_ct import (
     read_head,
     smooth_displacement,
     tissue_hu,
+    widen_csf,
 )
 
 TEMPLATES = Path("/usr/share/mricron/templates")
@@ -110,6 +111,39 @@ def test_bending_the_anatomy_changes_nothing_else(colin) -> None:
     assert 0.005 < differ.mean() < 0.3  # the brain's interior changed, the rest of the head did not
     outside = plain.voxels < -500
     assert differ[outside].mean() < 0.001
+
+
+def test_widened_csf_spaces_grow_by_the_distance_asked_for_and_only_in_the_brain(colin) -> None:
+    t1, brain, spacing = colin
+    p = PseudoCtParams.draw(np.random.default_rng(3))
+    hu = tissue_hu(t1, brain, spacing, p)
+    below = (p.csf + p.white) / 2
+    assert np.array_equal(widen_csf(hu, brain, spacing, 0.0, p.csf, below), hu)
+    wide = widen_csf(hu, brain, spacing, 2.0, p.csf, below)
+    assert np.array_equal(wide[~brain], hu[~brain])  # skull, scalp and air untouched
+    csf = brain & (hu < below)
+    grown = brain & (wide < below)
+    assert (grown >= csf).all()  # CSF stays CSF ...
+    assert 1.4 < grown.sum() / csf.sum() < 4.0  # ... and takes more of the brain
+    from scipy import ndimage
+
+    dist = ndimage.distance_transform_edt(~csf, sampling=spacing)
+    assert (dist[grown & ~csf] <= 2.5).all()  # no farther than asked (1 mm voxels, the soft edge)
+    near = brain & (dist > 0) & (dist <= 1.5)
+    assert (wide[near] <= p.csf + 1e-3).mean() > 0.95  # brain within the distance became CSF
+    assert wide[brain].min() >= min(p.csf, float(hu[brain].min())) - 1e-3  # nothing below CSF appears
+
+
+def test_widening_the_csf_spaces_changes_nothing_else(colin) -> None:
+    t1, brain, spacing = colin
+    bent, p0 = make_pseudo_ct(t1, brain, spacing, np.random.default_rng(8), deform_mm=4.0)
+    aged, p1 = make_pseudo_ct(t1, brain, spacing, np.random.default_rng(8), deform_mm=4.0, atrophy_mm=3.0)
+    assert p0.atrophy_mm == 0.0 and 0.75 <= p1.atrophy_mm <= 3.0
+    assert dataclasses.replace(p1, atrophy_mm=0.0) == p0  # the bend, the scanner and the noise are the same
+    darker = (aged.voxels.astype(np.int32) - bent.voxels) < -5
+    assert 0.002 < darker.mean() < 0.2  # brain turned CSF ...
+    assert darker[bent.voxels < -500].mean() < 0.001  # ... never the air around the head
+    assert ((aged.voxels.astype(np.int32) - bent.voxels) > 5).mean() < 0.001  # nothing got denser
 
 
 def _elliptic_head(centre_row: int, semi_rows: float, semi_cols: float, slices: int) -> tuple[np.ndarray, np.ndarray]:
@@ -207,3 +241,21 @@ def test_pseudo_ct_sources_build_a_dataset_with_lesions(tmp_path: Path) -> None:
     assert "pseudo-CT head" in " ".join(ds.manifest["inputs"])
     with pytest.raises(DatasetError, match="pseudo-ct-deform"):
         build_dataset([], tmp_path / "bad", pseudo_ct=(str(T1), str(BRAIN), 1), pseudo_ct_deform_mm=-1.0)
+    with pytest.raises(DatasetError, match="pseudo-ct-atrophy"):
+        build_dataset([], tmp_path / "bad", pseudo_ct=(str(T1), str(BRAIN), 1), pseudo_ct_atrophy_mm=9.0)
+
+
+def test_the_cli_bends_and_ages_the_heads_it_is_asked_to(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from inference.cli.main import main
+
+    out = tmp_path / "aged"
+    args = ["dataset", "build", "--pseudo-ct", str(T1), str(BRAIN), "1", "--pseudo-ct-deform", "3"]
+    args += ["--pseudo-ct-atrophy", "2", "--insert-lesions", "hyperdense", "--size", "32", "--split", "1", "0", "0"]
+    assert main([*args, "--positives-per-source", "2", "--negatives-per-source", "2", "--out", str(out)]) == 0
+    manifest = read_dataset(out).manifest
+    recorded = manifest["sources"][0]["pseudo_ct"]
+    assert recorded["deform_mm"] == 3.0 and recorded["atrophy_mm"] == 2.0
+    assert "CSF spaces widened by up to 2 mm" in " ".join(manifest["inputs"])
+    assert main(["dataset", "build", "--pseudo-ct", str(T1), str(BRAIN), "1", "--pseudo-ct-atrophy", "-1",
+                 "--out", str(tmp_path / "bad")]) != 0  # fmt: skip
+    assert "pseudo-ct-atrophy" in capsys.readouterr().err

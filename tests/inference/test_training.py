@@ -518,6 +518,26 @@ def test_attention_guidance_loss_values_and_gradient() -> None:
         attention_guidance_loss(build_model("cnn-attention"), masks, labels)
 
 
+def test_attention_guidance_on_the_finer_grid() -> None:
+    """With ``pool_scale=2`` the attention and its target are on a grid at 1/2 of the input (2-pixel cells)."""
+    from inference.models.architectures import build_model
+    from inference.training.train import attention_guidance_loss
+
+    torch.manual_seed(0)
+    model = build_model("cnn-attention", channels=[8, 16, 32], pooling="attention", fused_channels=8, pool_scale=2)
+    x = torch.rand(1, 1, 32, 32)
+    masks = torch.zeros(1, 32, 32, dtype=torch.uint8)
+    masks[0, 6:8, 10:13] = 1  # fills cell (3, 5), half of cell (3, 6)
+    model(x)
+    weights = model.attention_weights
+    assert weights is not None and weights.shape == (1, 16, 16)
+    touch = attention_guidance_loss(model, masks, torch.ones(1), "touch")
+    torch.testing.assert_close(touch, -torch.log(weights[0, 3, 5] + weights[0, 3, 6]))
+    coverage = attention_guidance_loss(model, masks, torch.ones(1), "coverage")
+    want = -(2 / 3 * torch.log(weights[0, 3, 5]) + 1 / 3 * torch.log(weights[0, 3, 6]))
+    torch.testing.assert_close(coverage, want)
+
+
 def test_the_coverage_target_asks_for_the_attention_where_the_lesion_fills_the_cells() -> None:
     from inference.models.architectures import build_model
     from inference.training.train import attention_guidance_loss
