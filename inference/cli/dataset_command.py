@@ -70,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=0.0,
         metavar="MM",
-        help="widen each pseudo-CT head's sulci and ventricles by a random 0…MM, as in older heads "
+        help="widen each pseudo-CT head's sulci and ventricles by a random ¼…1 × MM, as in older heads "
         "(default 0: Colin27's young-adult CSF spaces)",
     )
     build.add_argument(

@@ -61,7 +61,7 @@ def _last_layer(net: nn.Module, arch: str) -> nn.Module:
     """The layer whose output is the logit (its bias shifts the logit one for one)."""
     if arch in POOLED:
         return net.pool.query
-    return {"keras-baseline": lambda: net.head[-1]}.get(arch, lambda: net.fc)()
+    return net.head[-1] if arch == "keras-baseline" else net.fc
 
 
 def _reference_input(voxels: np.ndarray, spec: InputSpec, size: tuple[int, int]) -> torch.Tensor:
