@@ -77,6 +77,21 @@ def test_sample_opens_in_three_painted_panes(qtbot: Any, controller: Any, sample
     assert controller.window.windowTitle() == "RadLens — Chest phantom"
 
 
+def test_wait_idle_returns_only_when_every_pane_of_a_new_volume_is_drawn(
+    qtbot: Any, controller: Any, sample_study: Path
+) -> None:
+    # Headless screenshots wait on wait_idle(): a new volume's panes, drawn one per event-loop
+    # turn, must all be up by then (CI once grabbed a window whose other panes were still empty).
+    volume = open_and_wait(qtbot, controller, sample_study).volume
+    controller.model.close()
+    controller.model.open(volume)  # as the loader does; nothing else is running now
+    assert controller.busy, "the panes still to be drawn do not count as work in progress"
+    assert controller.wait_idle(timeout_s=60)
+    cursor = controller.model.cursor
+    drawn = {plane: controller._shown_index[plane] for plane in Plane}
+    assert drawn == {plane: cursor[plane.normal_axis] for plane in Plane}
+
+
 def test_wheel_and_keys_step_axial_slices(qtbot: Any, controller: Any, sample_study: Path) -> None:
     open_and_wait(qtbot, controller, sample_study)
     model = controller.model

@@ -73,6 +73,7 @@ class ViewerController(QtCore.QObject):
         self._shown_index: dict[Plane, int | None] = {p: None for p in Plane}
         self.last_error = ""
         self._overlay_workers: set[Any] = set()
+        self._staged: set[Plane] = set()  # panes of a new volume's first frame not yet drawn
         self.render_count = 0
         self.auto_model: str | None = None  # "default" or a model name, run on every volume shown
         self._building: set[int] = set()
@@ -247,7 +248,12 @@ class ViewerController(QtCore.QObject):
             # turn blocks the GUI for the three slices, their lookup tables and paints at once.
             self.render(only=Plane.AXIAL)
             for n, plane in enumerate((Plane.CORONAL, Plane.SAGITTAL)):
-                QtCore.QTimer.singleShot(8 * (n + 1), lambda p=plane: self.render(only=p))
+                self._staged.add(plane)
+                QtCore.QTimer.singleShot(8 * (n + 1), lambda p=plane: self._render_staged(p))
+
+    def _render_staged(self, plane: Plane) -> None:
+        self._staged.discard(plane)
+        self.render(only=plane)
 
     def _on_window_changed(self) -> None:
         self._shown_index = {p: None for p in Plane}
@@ -589,4 +595,6 @@ class ViewerController(QtCore.QObject):
 
     @property
     def busy(self) -> bool:
-        return bool(self.loader.busy or self.analysis.running or self.exporter.busy or self._overlay_workers)
+        return bool(
+            self.loader.busy or self.analysis.running or self.exporter.busy or self._overlay_workers or self._staged
+        )
