@@ -74,6 +74,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default 0: Colin27's young-adult CSF spaces)",
     )
     build.add_argument(
+        "--pseudo-ct-calcifications",
+        action="store_true",
+        help="calcify each pseudo-CT head's pineal gland, choroid plexus, falx and basal ganglia at random, as in "
+        "most adults' CT (sites in MNI space: the T1 must be MNI-aligned, as Colin27 is)",
+    )
+    build.add_argument(
         "--whole-stacks",
         action="store_true",
         help="keep every slice of every volume in order (to train the CNN + RNN or the 3-D U-Net) instead of "
@@ -121,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         pseudo_ct=None if not args.pseudo_ct else (args.pseudo_ct[0], args.pseudo_ct[1], int(args.pseudo_ct[2])),
         pseudo_ct_deform_mm=args.pseudo_ct_deform,
         pseudo_ct_atrophy_mm=args.pseudo_ct_atrophy,
+        pseudo_ct_calcify=args.pseudo_ct_calcifications,
         positives_per_source=args.positives_per_source,
         negatives_per_source=args.negatives_per_source,
         whole_stacks=args.whole_stacks,

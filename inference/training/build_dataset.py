@@ -602,6 +602,7 @@ def build_dataset(
     pseudo_ct: tuple[str, str, int] | None = None,
     pseudo_ct_deform_mm: float = 0.0,
     pseudo_ct_atrophy_mm: float = 0.0,
+    pseudo_ct_calcify: bool = False,
     positives_per_source: int | None = None,
     negatives_per_source: int | None = None,
     whole_stacks: bool = False,
@@ -611,7 +612,8 @@ def build_dataset(
     """Build a slice dataset in ``out`` from ``inputs`` (folders or files; a ``.csv`` among them is
     taken as ``labels``) and/or ``phantoms`` generated chest phantoms (with pulmonary vessel trees
     when ``phantom_vessels``) and/or ``pseudo_ct`` heads ``(T1, brain mask, N)``, their brains bent by up to
-    ``pseudo_ct_deform_mm`` and their CSF spaces widened by up to ``pseudo_ct_atrophy_mm``.
+    ``pseudo_ct_deform_mm``, their CSF spaces widened by up to ``pseudo_ct_atrophy_mm`` and, with
+    ``pseudo_ct_calcify``, physiological calcifications drawn in.
     ``whole_stacks`` keeps every slice of every volume, in order (for the
     CNN + RNN and the 3-D U-Net) instead of sampling them. Returns ``out``.
 
@@ -671,8 +673,9 @@ def build_dataset(
         if not 0.0 <= pseudo_ct_atrophy_mm <= 5.0:
             raise DatasetError(f"--pseudo-ct-atrophy must lie in 0…5 mm, got {pseudo_ct_atrophy_mm}")
         sources += add_pseudo_ct(
-            pseudo_ct[0], pseudo_ct[1], int(pseudo_ct[2]), seed, pseudo_ct_deform_mm, pseudo_ct_atrophy_mm
-        )
+            pseudo_ct[0], pseudo_ct[1], int(pseudo_ct[2]), seed, pseudo_ct_deform_mm, pseudo_ct_atrophy_mm,
+            pseudo_ct_calcify,
+        )  # fmt: skip
     if insertion is not None:
         label_source = "lesion-insertion"
         for s in sources:
@@ -850,6 +853,7 @@ def build_dataset(
                 f"{pseudo_ct[2]} pseudo-CT head(s) from {display_path(pseudo_ct[0])}, seed {seed}"
                 + (f", brains bent by up to {pseudo_ct_deform_mm:g} mm" if pseudo_ct_deform_mm > 0 else "")
                 + (f", CSF spaces widened by up to {pseudo_ct_atrophy_mm:g} mm" if pseudo_ct_atrophy_mm > 0 else "")
+                + (", physiological calcifications" if pseudo_ct_calcify else "")
             ]
             if pseudo_ct is not None and pseudo_ct[2] > 0
             else []

@@ -20,6 +20,9 @@ Hounsfield units tissue by tissue and re-samples it the way a scanner would see 
   every sulcus and the ventricles grow by that much into the brain around them, as they do with
   age. Colin27 is a young adult's brain, with narrow sulci and small ventricles; the frontal horns
   and wide sulci of an older head's CT are otherwise new to a model;
+* **calcifications** (``mni_to_kji`` given): the pineal gland, the choroid plexus, the falx and the
+  basal ganglia calcified as in most adults' CT (:mod:`inference.training.calcifications`), so that
+  a model learns these dense dots are normal;
 * **scanner**: a Gaussian point-spread (0.4–0.9 mm), a random rotation (±12° about each axis)
   and head size (×0.88–1.12), a field of view of 200–270 mm on a 256² matrix, a slice thickness
   of 1–3 mm, slices along a random one of the three axes (axial, coronal or sagittal images:
@@ -46,6 +49,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from inference.training.calcifications import Calcification, MniToIndex, add_calcifications, draw_calcifications
 from inference.volume import Volume
 
 #: In-plane matrix of every variant.
@@ -113,6 +117,7 @@ class PseudoCtParams:
     strands: tuple[Strand, ...] = ()
     deform_mm: float = 0.0  # standard deviation of the anatomy's displacement (0: Colin27 as it is)
     atrophy_mm: float = 0.0  # how far the CSF spaces grow into the brain (0: as Colin27's)
+    calcifications: tuple[Calcification, ...] = ()  # physiological ones (none: as Colin27's)
 
     @staticmethod
     def draw(rng: np.random.Generator) -> PseudoCtParams:
@@ -263,13 +268,16 @@ def make_pseudo_ct(
     name: str = "pseudo-ct",
     deform_mm: float = 0.0,
     atrophy_mm: float = 0.0,
+    mni_to_kji: MniToIndex | None = None,
 ) -> tuple[Volume, PseudoCtParams]:
     """One CT-like variant of the head ``t1`` (``[k, j, i]``, voxel size ``spacing_kji`` mm).
 
     With ``deform_mm`` > 0 the anatomy is bent by a smooth random displacement whose standard
     deviation is drawn from ``deform_mm × [0.5, 1]`` (:func:`smooth_displacement`); with
-    ``atrophy_mm`` > 0 the CSF spaces grow by ``atrophy_mm × [0.25, 1]`` (:func:`widen_csf`). Returns an int16
-    HU volume (slices along the variant's axis, identity direction) and the parameters drawn.
+    ``atrophy_mm`` > 0 the CSF spaces grow by ``atrophy_mm × [0.25, 1]`` (:func:`widen_csf`); with
+    ``mni_to_kji`` (the head's MNI-to-voxel map, :func:`~inference.training.calcifications.mni_to_index`)
+    physiological calcifications are drawn in. Returns an int16 HU volume (slices along the variant's
+    axis, identity direction) and the parameters drawn.
     """
     from scipy import ndimage
 
@@ -287,6 +295,11 @@ def make_pseudo_ct(
         grow = float(rng.spawn(1)[0].uniform(0.25, 1.0) * atrophy_mm)
         p = replace(p, atrophy_mm=grow)
         hu = widen_csf(hu, brain, spacing_kji, grow, p.csf, (p.csf + p.white) / 2)
+    if mni_to_kji is not None:  # its own stream too, spawned after the others
+        csf = brain & (hu < (p.csf + p.white) / 2)
+        clumps = draw_calcifications(mni_to_kji, csf, spacing_kji, rng.spawn(1)[0])
+        p = replace(p, calcifications=clumps)
+        hu = add_calcifications(hu, spacing_kji, clumps)
     hu = ndimage.gaussian_filter(hu, [p.psf_mm / s for s in sampling]).astype(np.float32)
 
     # Output axes (slice, row, column) in the input's (k, j, i) mm frame, then rotated and scaled.
@@ -423,10 +436,11 @@ def read_head(t1_path: str | Path, brain_path: str | Path) -> tuple[npt.NDArray[
 
 def add_pseudo_ct(
     t1_path: str | Path, brain_path: str | Path, n: int, seed: int = 0, deform_mm: float = 0.0,
-    atrophy_mm: float = 0.0,
+    atrophy_mm: float = 0.0, calcify: bool = False,
 ) -> list[Any]:  # fmt: skip
     """``n`` pseudo-CT heads from one T1 head, each a source of its own (:class:`SourceVolume`);
-    ``deform_mm`` > 0 bends each one's anatomy, ``atrophy_mm`` > 0 widens its CSF spaces
+    ``deform_mm`` > 0 bends each one's anatomy, ``atrophy_mm`` > 0 widens its CSF spaces, ``calcify``
+    adds physiological calcifications at their MNI sites (the T1 must be in MNI space, as Colin27 is)
     (:func:`make_pseudo_ct`).
 
     The T1 is read once, when the first variant is loaded; variants differ in every parameter of
@@ -434,6 +448,7 @@ def add_pseudo_ct(
     judge a model on held-out real CT.
     """
     from inference.training.build_dataset import SourceVolume
+    from inference.training.calcifications import check_mni
 
     cache: dict[str, Any] = {}
     seeds = np.random.default_rng([seed, 7919]).integers(2**31, size=n)
@@ -442,11 +457,12 @@ def add_pseudo_ct(
         def load() -> Volume:
             if "head" not in cache:
                 t1, brain, vol = read_head(t1_path, brain_path)
-                cache["head"] = (t1, brain, (float(vol.spacing[2]), float(vol.spacing[1]), float(vol.spacing[0])))
-            t1, brain, spacing = cache["head"]
+                spacing = (float(vol.spacing[2]), float(vol.spacing[1]), float(vol.spacing[0]))
+                cache["head"] = (t1, brain, spacing, check_mni(vol, brain) if calcify else None)
+            t1, brain, spacing, to_index = cache["head"]
             volume, params = make_pseudo_ct(
                 t1, brain, spacing, np.random.default_rng(int(seeds[m])), f"pseudo-ct-{m:03d}", deform_mm,
-                atrophy_mm,
+                atrophy_mm, to_index,
             )  # fmt: skip
             volume.metadata.extra["pseudo_ct"] = params.to_dict()
             return volume
@@ -463,6 +479,7 @@ def add_pseudo_ct(
                 "pseudo_ct": {"t1": str(t1_path), "brain_mask": str(brain_path), "seed": int(seeds[m])}
                 | ({"deform_mm": deform_mm} if deform_mm > 0 else {})
                 | ({"atrophy_mm": atrophy_mm} if atrophy_mm > 0 else {})
+                | ({"calcifications": True} if calcify else {})
             },
         )
         for m in range(n)

@@ -245,17 +245,18 @@ def test_pseudo_ct_sources_build_a_dataset_with_lesions(tmp_path: Path) -> None:
         build_dataset([], tmp_path / "bad", pseudo_ct=(str(T1), str(BRAIN), 1), pseudo_ct_atrophy_mm=9.0)
 
 
-def test_the_cli_bends_and_ages_the_heads_it_is_asked_to(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_bends_ages_and_calcifies_heads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from inference.cli.main import main
 
     out = tmp_path / "aged"
     args = ["dataset", "build", "--pseudo-ct", str(T1), str(BRAIN), "1", "--pseudo-ct-deform", "3"]
-    args += ["--pseudo-ct-atrophy", "2", "--insert-lesions", "hyperdense", "--size", "32", "--split", "1", "0", "0"]
+    args += ["--pseudo-ct-atrophy", "2", "--pseudo-ct-calcifications", "--insert-lesions", "hyperdense"]
+    args += ["--size", "32", "--split", "1", "0", "0"]
     assert main([*args, "--positives-per-source", "2", "--negatives-per-source", "2", "--out", str(out)]) == 0
     manifest = read_dataset(out).manifest
     recorded = manifest["sources"][0]["pseudo_ct"]
-    assert recorded["deform_mm"] == 3.0 and recorded["atrophy_mm"] == 2.0
-    assert "CSF spaces widened by up to 2 mm" in " ".join(manifest["inputs"])
+    assert recorded["deform_mm"] == 3.0 and recorded["atrophy_mm"] == 2.0 and recorded["calcifications"] is True
+    assert "CSF spaces widened by up to 2 mm, physiological calcifications" in " ".join(manifest["inputs"])
     assert main(["dataset", "build", "--pseudo-ct", str(T1), str(BRAIN), "1", "--pseudo-ct-atrophy", "-1",
                  "--out", str(tmp_path / "bad")]) != 0  # fmt: skip
     assert "pseudo-ct-atrophy" in capsys.readouterr().err
