@@ -86,7 +86,7 @@ def open_and_wait(qtbot: Any, controller: Any, path: str | Path, stack_id: str |
         lambda: controller.model.current is not None or bool(controller.last_error), timeout=LOAD_TIMEOUT_MS
     )
     assert controller.model.current is not None, f"nothing opened: {controller.last_error}"
-    qtbot.waitUntil(lambda: not controller.loader.busy, timeout=LOAD_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: not (controller.loader.busy or controller.drawing), timeout=LOAD_TIMEOUT_MS)
     settle(qtbot)
     return controller.model.current
 

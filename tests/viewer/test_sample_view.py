@@ -85,7 +85,7 @@ def test_wait_idle_returns_only_when_every_pane_of_a_new_volume_is_drawn(
     volume = open_and_wait(qtbot, controller, sample_study).volume
     controller.model.close()
     controller.model.open(volume)  # as the loader does; nothing else is running now
-    assert controller.busy, "the panes still to be drawn do not count as work in progress"
+    assert controller.drawing and controller.busy, "the panes still to be drawn do not count as work in progress"
     assert controller.wait_idle(timeout_s=60)
     cursor = controller.model.cursor
     drawn = {plane: controller._shown_index[plane] for plane in Plane}

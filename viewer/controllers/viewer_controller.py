@@ -594,7 +594,12 @@ class ViewerController(QtCore.QObject):
         return not self.busy
 
     @property
+    def drawing(self) -> bool:
+        """A new volume's first frame is not yet drawn in every pane."""
+        return bool(self._staged)
+
+    @property
     def busy(self) -> bool:
         return bool(
-            self.loader.busy or self.analysis.running or self.exporter.busy or self._overlay_workers or self._staged
+            self.loader.busy or self.analysis.running or self.exporter.busy or self._overlay_workers or self.drawing
         )
