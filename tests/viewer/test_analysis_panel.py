@@ -14,7 +14,7 @@ import torch
 
 from inference.models.registry import discover
 
-from .conftest import WINDOW_SIZE, grab_rgb, open_and_wait
+from .conftest import WINDOW_SIZE, grab_rgb, open_and_wait, settle
 
 CARD = """
 name = "test-slice-cnn"
@@ -85,7 +85,6 @@ def test_running_a_model_adds_overlay_plot_verdict_and_findings(
     panel = ctrl.window.analysis_panel
     _choose_test_model(panel)
     assert "test-slice-cnn" in panel.model_box.currentText()
-    before = grab_rgb(ctrl.window.mpr.views[next(iter(ctrl.window.mpr.views))])
     with qtbot.waitSignal(ctrl.analysis.finished, timeout=120_000):
         panel.run_button.click()
     qtbot.wait(50)
@@ -96,10 +95,17 @@ def test_running_a_model_adds_overlay_plot_verdict_and_findings(
     assert len(plot.values) == ctrl.model.current.volume.shape[0]
     assert "study score" in panel.verdict.text() and "Not for clinical use" in panel.verdict.text()
     axial = ctrl.window.mpr.views[next(iter(ctrl.window.mpr.views))]
-    after = grab_rgb(axial)
-    if before.shape == after.shape:
-        coloured = (np.abs(after.astype(int)[..., 0] - after.astype(int)[..., 2]) > 40).mean()
-        assert coloured > 0.001, "the heatmap is drawn in colour over the axial pane"
+    qtbot.waitUntil(lambda: not ctrl.busy, timeout=10_000)  # the new layout's panes repainted
+    shown = grab_rgb(axial).astype(int)
+    heatmap = next(layer for layer in ctrl.model.layers if layer.name == "test-slice-cnn: gradcam")
+    heatmap.set(visible=False)
+    settle(qtbot)
+    hidden = grab_rgb(axial).astype(int)
+    heatmap.set(visible=True)
+    assert shown.shape == hidden.shape
+    tinted = np.abs(shown - hidden).max(axis=-1) > 20  # the map's colours over the grey slice
+    assert tinted.mean() > 0.01, f"the heatmap changes only {tinted.mean():.2%} of the axial pane"
+    assert (np.abs(hidden[..., 0] - hidden[..., 2]) > 40).mean() < tinted.mean()  # colour came with the map
     # Clicking the plot jumps to that slice; the marker follows the cursor.
     ctrl.analysis.goto_slice(5)
     qtbot.wait(20)
