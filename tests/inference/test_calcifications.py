@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,18 +16,14 @@ from inference.training.calcifications import (
     draw_calcifications,
     mni_to_index,
 )
-from inference.training.pseudo_ct import PseudoCtParams, make_pseudo_ct, read_head, tissue_hu
+from inference.training.pseudo_ct import PseudoCtParams, make_pseudo_ct, tissue_hu
 
-TEMPLATES = Path("/usr/share/mricron/templates")
-T1, BRAIN = TEMPLATES / "ch2.nii.gz", TEMPLATES / "ch2bet.nii.gz"
+from .colin27 import read_colin27
 
 
 @pytest.fixture(scope="module")
 def colin():
-    if not T1.is_file():
-        pytest.fail(f"{T1} is missing: run `apt-get install mricron-data`")
-    t1, brain, vol = read_head(T1, BRAIN)
-    spacing = (float(vol.spacing[2]), float(vol.spacing[1]), float(vol.spacing[0]))
+    t1, brain, vol, spacing = read_colin27()
     p = PseudoCtParams.draw(np.random.default_rng(2))
     hu = tissue_hu(t1, brain, spacing, p)
     csf = brain & (hu < (p.csf + p.white) / 2)

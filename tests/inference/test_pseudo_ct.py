@@ -19,22 +19,18 @@ from inference.training.pseudo_ct import (
     brain_displacement,
     deform,
     make_pseudo_ct,
-    read_head,
     smooth_displacement,
     tissue_hu,
     widen_csf,
 )
 
-TEMPLATES = Path("/usr/share/mricron/templates")
-T1, BRAIN = TEMPLATES / "ch2.nii.gz", TEMPLATES / "ch2bet.nii.gz"
+from .colin27 import BRAIN, T1, read_colin27
 
 
 @pytest.fixture(scope="module")
 def colin() -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
-    if not T1.is_file():
-        pytest.fail(f"{T1} is missing: run `apt-get install mricron-data`")
-    t1, brain, vol = read_head(T1, BRAIN)
-    return t1, brain, (float(vol.spacing[2]), float(vol.spacing[1]), float(vol.spacing[0]))
+    t1, brain, _, spacing = read_colin27()
+    return t1, brain, spacing
 
 
 def test_tissues_get_ct_attenuation(colin) -> None:
