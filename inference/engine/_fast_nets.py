@@ -55,6 +55,43 @@ def _conv_relu_works() -> bool:
     return got.shape == want.shape and torch.allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+def _pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, unary: str) -> torch.Tensor:
+    """A 1×1 convolution and ``unary`` (``"relu"``, ``"tanh"``) as one oneDNN call."""
+    out: torch.Tensor = torch.ops.mkldnn._convolution_pointwise(
+        x, weight, bias, [0, 0], [1, 1], [1, 1], 1, unary, [], ""
+    )
+    return out
+
+
+def _add_relu(x: torch.Tensor, other: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``relu(conv1x1(x) + other)`` as one oneDNN call (the add and the ReLU post-ops of the convolution)."""
+    out: torch.Tensor = torch.ops.mkldnn._convolution_pointwise.binary(
+        x, other, weight, bias, [0, 0], [1, 1], [1, 1], 1, "add", None, "relu", [], ""
+    )
+    return out
+
+
+@functools.cache
+def _fused_head_works() -> bool:
+    """Whether this torch has the fused 1×1 operators the attention head uses on the CPU and they give
+    what the separate steps give (checked once)."""
+    if not _conv_relu_works():
+        return False
+    g = torch.Generator().manual_seed(0)
+    shapes = ((2, 5, 7, 9), (2, 4, 7, 9))
+    x, other = (torch.randn(s, generator=g).contiguous(memory_format=torch.channels_last) for s in shapes)
+    weight, bias = torch.randn((4, 5, 1, 1), generator=g), torch.randn(4, generator=g)
+    try:
+        with torch.inference_mode():
+            pairs = [
+                (_add_relu(x, other, weight, bias), torch.relu(F.conv2d(x, weight, bias) + other)),
+                (_pointwise(x, weight, bias, "tanh"), torch.tanh(F.conv2d(x, weight, bias))),
+            ]
+    except (RuntimeError, AttributeError, TypeError):
+        return False
+    return all(got.shape == want.shape and torch.allclose(got, want, rtol=1e-5, atol=1e-5) for got, want in pairs)
+
+
 def fusable(conv: nn.Module, relu: nn.Module) -> bool:
     """Whether ``conv`` then ``relu`` can be one :class:`ConvReLU` (a float32 2-D convolution on the CPU)."""
     return (
@@ -163,7 +200,10 @@ class FusedAttentionCNN(nn.Module):
     add is part of the product (``baddbmm``), and ``W`` is split into its columns for ``skip`` and
     for ``a``: ``W_a`` is applied *before* the upsampling, on a fraction of the positions (both are
     linear and the upsampling's weights sum to one at every pixel, so they commute), and nothing
-    is concatenated. ``last_attention`` is the attention pooling's, as the loaded network's.
+    is concatenated. The small map ``W_a a`` takes the skip's memory layout before it is upsampled
+    (channels-last on the CPU: converting the upsampled map instead cost a third of the forward).
+    On the CPU, ``W_skip``, the add and the ReLU are one oneDNN call, and so are the pooling's key
+    convolution and its tanh. ``last_attention`` is the attention pooling's, as the loaded network's.
     The backbone, the pooling and their parameters are the network's own (shared, not copied).
     """
 
@@ -194,6 +234,11 @@ class FusedAttentionCNN(nn.Module):
         self.gamma = float(attention.gamma.detach())
         self.scale = attention.scale
         self.pool = network.pool
+        key = self.pool.key
+        self._fused_pool = (
+            _plain_conv1x1(key) and key.weight.dtype == torch.float32 and key.weight.device.type == "cpu"
+            and _fused_head_works()
+        )  # fmt: skip
 
     @property
     def last_attention(self) -> torch.Tensor | None:
@@ -209,9 +254,18 @@ class FusedAttentionCNN(nn.Module):
         q, k, v = qkv[:, :d].transpose(1, 2), qkv[:, d : 2 * d], qkv[:, 2 * d :]
         weights = torch.softmax(torch.bmm(q, k).mul_(self.scale), dim=-1)  # (B, N queries, N keys)
         attended = torch.baddbmm(x.flatten(2), v, weights.transpose(1, 2), alpha=self.gamma).view(b, c, h, w)
-        deep = F.interpolate(F.conv2d(attended, self.deep_weight), size=skip.shape[-2:], mode="bilinear")
-        fused = F.conv2d(skip, self.skip_weight, self.fuse_bias).add_(deep).relu_()
-        logit: torch.Tensor = self.pool(fused)
+        channels_last = skip.is_contiguous(memory_format=torch.channels_last) and not skip.is_contiguous()
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        deep = F.conv2d(attended, self.deep_weight).contiguous(memory_format=layout)
+        deep = F.interpolate(deep, size=skip.shape[-2:], mode="bilinear")
+        logit: torch.Tensor
+        if channels_last and self._fused_pool and skip.device.type == "cpu" and skip.dtype == torch.float32:
+            fused = _add_relu(skip, deep.contiguous(memory_format=layout), self.skip_weight, self.fuse_bias)
+            key = self.pool.key
+            logit = self.pool.pool_keys(_pointwise(fused, key.weight, key.bias, "tanh"))
+        else:
+            fused = F.conv2d(skip, self.skip_weight, self.fuse_bias).add_(deep).relu_()
+            logit = self.pool(fused)
         return logit
 
 

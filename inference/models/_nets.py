@@ -211,8 +211,12 @@ class AttentionPool2d(nn.Module):
         self.weights: torch.Tensor | None = None  # the same, with its graph (for training losses)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
-        scores = self.query(torch.tanh(self.key(x))).flatten(1)  # (B, N)
+        return self.pool_keys(torch.tanh(self.key(x)))
+
+    def pool_keys(self, keys: torch.Tensor) -> torch.Tensor:
+        """The logit from the keys ``tanh(K x)`` (B, key channels, h, w); sets the attention."""
+        b, _, h, w = keys.shape
+        scores = self.query(keys).flatten(1)  # (B, N)
         weights = torch.softmax(scores, dim=-1)
         self.weights = weights.view(b, h, w)
         self.last_attention = self.weights.detach()

@@ -152,6 +152,10 @@ def test_inference_network_gives_the_plain_outputs(arch: str) -> None:
     _assert_same_outputs(net, fast, arch)
     if arch != "keras-baseline":  # (built for one input size)
         _assert_same_outputs(net, fast, arch, size=(56, 40))  # neither square nor the random check's size
+    if arch in POOLED:
+        assert fast._fused_pool, "the attention head's fused oneDNN steps are not taken with this torch"
+        fast._fused_pool = False  # the separate steps (another device or build) give the same too
+        _assert_same_outputs(net, fast, arch)
 
 
 def test_the_pooled_shortcut_is_checked_before_use(monkeypatch: pytest.MonkeyPatch) -> None:
