@@ -201,7 +201,7 @@ class FusedAttentionCNN(nn.Module):
     for ``a``: ``W_a`` is applied *before* the upsampling, on a fraction of the positions (both are
     linear and the upsampling's weights sum to one at every pixel, so they commute), and nothing
     is concatenated. The small map ``W_a a`` takes the skip's memory layout before it is upsampled
-    (channels-last on the CPU: converting the upsampled map instead cost a third of the forward).
+    (channels-last on the CPU: converting the upsampled map instead cost about a fifth of the forward).
     On the CPU, ``W_skip``, the add and the ReLU are one oneDNN call, and so are the pooling's key
     convolution and its tanh. ``last_attention`` is the attention pooling's, as the loaded network's.
     The backbone, the pooling and their parameters are the network's own (shared, not copied).

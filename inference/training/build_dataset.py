@@ -672,10 +672,13 @@ def build_dataset(
             raise DatasetError(f"--pseudo-ct-deform must lie in 0…10 mm, got {pseudo_ct_deform_mm}")
         if not 0.0 <= pseudo_ct_atrophy_mm <= 5.0:
             raise DatasetError(f"--pseudo-ct-atrophy must lie in 0…5 mm, got {pseudo_ct_atrophy_mm}")
-        sources += add_pseudo_ct(
-            pseudo_ct[0], pseudo_ct[1], int(pseudo_ct[2]), seed, pseudo_ct_deform_mm, pseudo_ct_atrophy_mm,
-            pseudo_ct_calcify,
-        )  # fmt: skip
+        try:
+            sources += add_pseudo_ct(
+                pseudo_ct[0], pseudo_ct[1], int(pseudo_ct[2]), seed, pseudo_ct_deform_mm, pseudo_ct_atrophy_mm,
+                pseudo_ct_calcify,
+            )  # fmt: skip
+        except RadLensError as exc:  # a head that cannot take calcifications
+            raise DatasetError(str(exc)) from exc
     if insertion is not None:
         label_source = "lesion-insertion"
         for s in sources:

@@ -42,6 +42,7 @@ not a CT simulator: beam hardening, streaks and the scanner table are not modell
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -230,6 +231,22 @@ def deform(
     return np.asarray(ndimage.map_coordinates(values, grid, order=1, cval=background), dtype=np.float32)
 
 
+def follow(displacement: npt.NDArray[np.float32], point: tuple[float, float, float]) -> tuple[float, float, float]:
+    """Where ``point`` (voxels) of the unbent head lies after :func:`deform` with ``displacement``:
+    the ``x`` with ``x + displacement(x) = point`` (a few fixed-point steps; the field is smooth)."""
+    from scipy import ndimage
+
+    target = np.asarray(point, dtype=np.float64)
+    x = target.copy()
+    for _ in range(4):
+        d = [
+            float(ndimage.map_coordinates(component, x[:, None], order=1, mode="nearest")[0])
+            for component in displacement
+        ]
+        x = target - np.asarray(d)
+    return float(x[0]), float(x[1]), float(x[2])
+
+
 def widen_csf(
     hu: npt.NDArray[np.float32],
     brain: npt.NDArray[np.bool_],
@@ -286,18 +303,21 @@ def make_pseudo_ct(
     p = PseudoCtParams.draw(rng)
     sampling = np.asarray(spacing_kji, dtype=np.float64)
     hu = tissue_hu(t1, brain, spacing_kji, p)
+    displacement: npt.NDArray[np.float32] | None = None
     if deform_mm > 0:  # its own stream (spawned: rng's draws stay as they were), so only the anatomy changes
         drng = rng.spawn(1)[0]
         sd = float(drng.uniform(0.5, 1.0) * deform_mm)
         p = replace(p, deform_mm=sd)
-        hu = deform(hu, brain_displacement(brain, spacing_kji, sd, drng), -1000.0)
+        displacement = brain_displacement(brain, spacing_kji, sd, drng)
+        hu = deform(hu, displacement, -1000.0)
     if atrophy_mm > 0:  # its own stream too, spawned after the deformation's
         grow = float(rng.spawn(1)[0].uniform(0.25, 1.0) * atrophy_mm)
         p = replace(p, atrophy_mm=grow)
         hu = widen_csf(hu, brain, spacing_kji, grow, p.csf, (p.csf + p.white) / 2)
     if mni_to_kji is not None:  # its own stream too, spawned after the others
         csf = brain & (hu < (p.csf + p.white) / 2)
-        clumps = draw_calcifications(mni_to_kji, csf, spacing_kji, rng.spawn(1)[0])
+        move = None if displacement is None else functools.partial(follow, displacement)
+        clumps = draw_calcifications(mni_to_kji, csf, spacing_kji, rng.spawn(1)[0], move)
         p = replace(p, calcifications=clumps)
         hu = add_calcifications(hu, spacing_kji, clumps)
     hu = ndimage.gaussian_filter(hu, [p.psf_mm / s for s in sampling]).astype(np.float32)
@@ -447,18 +467,29 @@ def add_pseudo_ct(
     :class:`PseudoCtParams`. They share one anatomy, so validation scores on them are optimistic:
     judge a model on held-out real CT.
     """
+    from inference.errors import RadLensError
     from inference.training.build_dataset import SourceVolume
     from inference.training.calcifications import check_mni
 
     cache: dict[str, Any] = {}
     seeds = np.random.default_rng([seed, 7919]).integers(2**31, size=n)
 
+    def read() -> None:
+        t1, brain, vol = read_head(t1_path, brain_path)
+        spacing = (float(vol.spacing[2]), float(vol.spacing[1]), float(vol.spacing[0]))
+        try:
+            to_index = check_mni(vol, brain) if calcify else None
+        except RadLensError as exc:
+            raise RadLensError(f"{t1_path}: {exc}") from exc
+        cache["head"] = (t1, brain, spacing, to_index)
+
+    if calcify:  # a head that cannot take calcifications stops the build now, not once per variant
+        read()
+
     def loader(m: int) -> Any:
         def load() -> Volume:
             if "head" not in cache:
-                t1, brain, vol = read_head(t1_path, brain_path)
-                spacing = (float(vol.spacing[2]), float(vol.spacing[1]), float(vol.spacing[0]))
-                cache["head"] = (t1, brain, spacing, check_mni(vol, brain) if calcify else None)
+                read()
             t1, brain, spacing, to_index = cache["head"]
             volume, params = make_pseudo_ct(
                 t1, brain, spacing, np.random.default_rng(int(seeds[m])), f"pseudo-ct-{m:03d}", deform_mm,

@@ -101,3 +101,55 @@ def test_calcified_heads_differ_only_by_the_clumps(colin) -> None:
     assert diff.max() > 60  # a dense clump shows through blur and resampling
     assert (diff < -5).mean() < 1e-4  # nothing got less dense
     assert 0 < (diff > 5).mean() < 0.002  # a few small clumps, nothing more
+
+
+def test_a_thin_long_plaque_fades_out_without_a_step_and_clumps_off_the_grid_are_ignored() -> None:
+    hu = np.full((12, 50, 12), 30.0, dtype=np.float32)
+    plaque = Calcification("falx", (6.0, 25.0, 6.0), (1.0, 10.0, 0.5), 630.0)  # 1 mm thick, 20 mm long
+    out = add_calcifications(hu, (1.0, 1.0, 1.0), (plaque,))
+    assert out[6, 25, 6] == pytest.approx(630.0)  # the centre at full density
+    profile = (out[6, :, 6] - 30.0) / 600.0  # along the plaque's length
+    assert profile[0] == 0.0 and profile[-1] == 0.0  # it ends inside the grid ...
+    assert np.abs(np.diff(profile)).max() < 0.2  # ... fading out, with no step where its box ends
+    off = Calcification("pineal", (-30.0, 60.0, 5.0), (2.0, 2.0, 2.0), 300.0)  # wholly outside the grid
+    assert np.array_equal(add_calcifications(hu, (1.0, 1.0, 1.0), (off,)), hu)
+
+
+def test_clumps_follow_a_bent_brain() -> None:
+    from scipy import ndimage
+
+    from inference.training.pseudo_ct import deform, follow
+
+    shift = np.zeros((3, 20, 20, 20), dtype=np.float32)
+    shift[0] = 2.0  # every voxel samples the unbent head 2 voxels further along k
+    assert follow(shift, (10.0, 8.0, 9.0)) == pytest.approx((8.0, 8.0, 9.0))
+    g = np.random.default_rng(0)
+    smooth = np.stack([ndimage.gaussian_filter(g.standard_normal((20, 20, 20)), 5) for _ in range(3)])
+    smooth = (smooth * 3.0 / smooth.std()).astype(np.float32)  # about 3 voxels, varying over the volume
+    dot = np.zeros((20, 20, 20), dtype=np.float32)
+    dot[10, 10, 10] = 1.0
+    bent = deform(ndimage.gaussian_filter(dot, 1.5), smooth, 0.0)
+    peak = np.unravel_index(int(np.argmax(bent)), bent.shape)
+    assert np.linalg.norm(np.subtract(follow(smooth, (10.0, 10.0, 10.0)), peak)) <= 1.0  # where the dot went
+
+
+def test_a_head_not_aligned_with_mni_axes_is_refused_before_any_head_is_built(colin, tmp_path) -> None:
+    import SimpleITK as sitk
+
+    from inference.training.build_dataset import build_dataset
+    from inference.training.dataset_format import DatasetError
+
+    from .colin27 import BRAIN, T1
+
+    _, brain, vol, *_ = colin
+    tilted = dataclasses.replace(vol, direction=np.array([[0.0, -1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
+    with pytest.raises(RadLensError, match="voxel axes"):
+        check_mni(tilted, brain)
+    moved = sitk.ReadImage(str(T1))
+    moved.SetOrigin((moved.GetOrigin()[0], moved.GetOrigin()[1], moved.GetOrigin()[2] + 60.0))
+    sitk.WriteImage(moved, str(tmp_path / "moved.nii.gz"))
+    with pytest.raises(DatasetError, match=r"moved\.nii\.gz: the head is not in MNI space"):
+        build_dataset(
+            [], tmp_path / "out", pseudo_ct=(str(tmp_path / "moved.nii.gz"), str(BRAIN), 3), pseudo_ct_calcify=True
+        )
+    assert not (tmp_path / "out").exists()

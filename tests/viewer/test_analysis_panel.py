@@ -95,7 +95,7 @@ def test_running_a_model_adds_overlay_plot_verdict_and_findings(
     assert len(plot.values) == ctrl.model.current.volume.shape[0]
     assert "study score" in panel.verdict.text() and "Not for clinical use" in panel.verdict.text()
     axial = ctrl.window.mpr.views[next(iter(ctrl.window.mpr.views))]
-    qtbot.waitUntil(lambda: not ctrl.busy, timeout=10_000)  # the new layout's panes repainted
+    qtbot.waitUntil(lambda: not ctrl.busy, timeout=10_000)  # nothing left running (the layout changed above)
     shown = grab_rgb(axial).astype(int)
     heatmap = next(layer for layer in ctrl.model.layers if layer.name == "test-slice-cnn: gradcam")
     heatmap.set(visible=False)

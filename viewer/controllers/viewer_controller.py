@@ -584,8 +584,8 @@ class ViewerController(QtCore.QObject):
         self.loader.shutdown()
 
     def wait_idle(self, timeout_s: float = 60.0) -> bool:
-        """Process events until no load, analysis, export or overlay read is running (for headless
-        screenshots and tests)."""
+        """Process events until no load, analysis, export or overlay read is running and a new
+        volume's first frame is drawn in every pane (for headless screenshots and tests)."""
         end = time.monotonic() + timeout_s
         app = QtWidgets.QApplication.instance()
         while self.busy and time.monotonic() < end:
