@@ -31,12 +31,16 @@ class ConvReLU(nn.Module):
         self.conv = conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = self.conv
-        padding = [int(p) for p in c.padding]  # never "same"/"valid": fusable() says so
-        out: torch.Tensor = torch.ops.mkldnn._convolution_pointwise(
-            x, c.weight, c.bias, padding, list(c.stride), list(c.dilation), c.groups, "relu", [], ""
-        )
-        return out
+        return _conv_unary(x, self.conv, "relu")
+
+
+def _conv_unary(x: torch.Tensor, conv: nn.Conv2d, unary: str) -> torch.Tensor:
+    """``conv`` and ``unary`` (``"relu"``, ``"tanh"``) after it as one oneDNN call."""
+    padding = [int(p) for p in conv.padding]  # never "same"/"valid": the callers check
+    out: torch.Tensor = torch.ops.mkldnn._convolution_pointwise(
+        x, conv.weight, conv.bias, padding, list(conv.stride), list(conv.dilation), conv.groups, unary, [], ""
+    )
+    return out
 
 
 @functools.cache
@@ -53,14 +57,6 @@ def _conv_relu_works() -> bool:
     except (RuntimeError, AttributeError, TypeError):
         return False
     return got.shape == want.shape and torch.allclose(got, want, rtol=1e-5, atol=1e-6)
-
-
-def _pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, unary: str) -> torch.Tensor:
-    """A 1×1 convolution and ``unary`` (``"relu"``, ``"tanh"``) as one oneDNN call."""
-    out: torch.Tensor = torch.ops.mkldnn._convolution_pointwise(
-        x, weight, bias, [0, 0], [1, 1], [1, 1], 1, unary, [], ""
-    )
-    return out
 
 
 def _add_relu(x: torch.Tensor, other: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -80,12 +76,16 @@ def _fused_head_works() -> bool:
     g = torch.Generator().manual_seed(0)
     shapes = ((2, 5, 7, 9), (2, 4, 7, 9))
     x, other = (torch.randn(s, generator=g).contiguous(memory_format=torch.channels_last) for s in shapes)
-    weight, bias = torch.randn((4, 5, 1, 1), generator=g), torch.randn(4, generator=g)
+    conv = nn.utils.skip_init(nn.Conv2d, 5, 4, 1).eval()  # type: ignore[no-untyped-call]  # no global draw
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn((4, 5, 1, 1), generator=g))
+        conv.bias.copy_(torch.randn(4, generator=g))
+    weight, bias = conv.weight.detach(), conv.bias.detach()
     try:
         with torch.inference_mode():
             pairs = [
-                (_add_relu(x, other, weight, bias), torch.relu(F.conv2d(x, weight, bias) + other)),
-                (_pointwise(x, weight, bias, "tanh"), torch.tanh(F.conv2d(x, weight, bias))),
+                (_add_relu(x, other, weight, bias), torch.relu(conv(x) + other)),
+                (_conv_unary(x, conv, "tanh"), torch.tanh(conv(x))),
             ]
     except (RuntimeError, AttributeError, TypeError):
         return False
@@ -261,8 +261,7 @@ class FusedAttentionCNN(nn.Module):
         logit: torch.Tensor
         if channels_last and self._fused_pool and skip.device.type == "cpu" and skip.dtype == torch.float32:
             fused = _add_relu(skip, deep.contiguous(memory_format=layout), self.skip_weight, self.fuse_bias)
-            key = self.pool.key
-            logit = self.pool.pool_keys(_pointwise(fused, key.weight, key.bias, "tanh"))
+            logit = self.pool.pool_keys(_conv_unary(fused, self.pool.key, "tanh"))
         else:
             fused = F.conv2d(skip, self.skip_weight, self.fuse_bias).add_(deep).relu_()
             logit = self.pool(fused)

@@ -74,13 +74,9 @@ class Calcification:
 
 def mni_to_index(volume: Volume) -> MniToIndex:
     """The map from MNI mm (RAS) to ``(k, j, i)`` voxel indices of ``volume`` (whose geometry is LPS)."""
-    origin = np.asarray(volume.origin, dtype=np.float64)
-    direction = np.asarray(volume.direction, dtype=np.float64)
-    spacing = np.asarray(volume.spacing, dtype=np.float64)
 
     def to_index(xyz: tuple[float, float, float]) -> tuple[float, float, float]:
-        lps = np.array([-xyz[0], -xyz[1], xyz[2]])
-        i, j, k = direction.T @ (lps - origin) / spacing
+        i, j, k = volume.lps_to_index((-xyz[0], -xyz[1], xyz[2]))
         return float(k), float(j), float(i)
 
     return to_index
