@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -17,6 +18,32 @@ def needs_offscreen() -> bool:
     if sys.platform.startswith("linux"):
         return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     return False
+
+
+#: System libraries Qt's X11 (xcb) platform plugin loads, with the Debian/Ubuntu package that has each.
+XCB_LIBRARIES = {
+    "xcb-cursor": "libxcb-cursor0",
+    "xcb-icccm": "libxcb-icccm4",
+    "xcb-keysyms": "libxcb-keysyms1",
+    "xkbcommon-x11": "libxkbcommon-x11-0",
+}
+
+
+def missing_display_libraries(find: Callable[[str], str | None] | None = None) -> list[str]:
+    """The packages whose libraries Qt's X11 plugin needs and this system lacks (Linux with X11).
+
+    Without them Qt stops with "could not load the Qt platform plugin xcb" only after a long
+    wait, and names no package; checked before Qt starts, the user is told what to install.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM", "xcb") != "xcb":
+        return []
+    if not os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return []
+    if find is None:
+        import ctypes.util
+
+        find = ctypes.util.find_library
+    return [package for library, package in XCB_LIBRARIES.items() if find(library) is None]
 
 
 def dark_palette() -> QtGui.QPalette:
@@ -78,6 +105,16 @@ def run_viewer(
         print("radlens view: no display found; rendering to a PNG instead", file=sys.stderr)
     elif screenshot is not None and needs_offscreen():
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    missing = missing_display_libraries()
+    if missing:
+        print(
+            "radlens view: error: Qt's X11 display plugin needs system libraries that are not installed: "
+            f"{', '.join(missing)}. Install them (Debian/Ubuntu: sudo apt-get install {' '.join(missing)}; "
+            "Fedora: sudo dnf install xcb-util-cursor xcb-util-wm xcb-util-keysyms libxkbcommon-x11), "
+            "or run without a display: radlens view --screenshot out.png",
+            file=sys.stderr,
+        )
+        return 2
     app = application()
     from viewer.controllers.viewer_controller import ViewerController
 

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inference.display.colormaps import heatmap_lut
-from inference.display.window_level import WindowLevel, default_window
+from inference.display.window_level import WindowLevel, volume_window
 from inference.io.orientation import AxisMap, closest_lps_axes
 from inference.volume import Volume
 
@@ -146,8 +146,7 @@ def render_slice_rgb(
         if layer is not None and layer.shape != volume.shape[1:]:
             raise ValueError(f"{name} of shape {layer.shape} do not match the slice's {volume.shape[1:]}")
     if window is None:
-        files = [WindowLevel(w.center, w.width) for w in volume.metadata.windows]
-        window = default_window(volume.metadata.modality, volume.voxels, files)
+        window = volume_window(volume)
     out = _grey(volume, k, window)
     if heatmap is not None:
         values = np.asarray(heatmap, dtype=np.float32)

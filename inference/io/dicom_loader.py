@@ -207,8 +207,23 @@ def _check_stack(stack: Stack) -> None:
             raise InconsistentStackError(h.path, f"slice of {h.rows}×{h.columns} in a stack of {h0.rows}×{h0.columns}")
 
 
+def _display_windows(stack: Stack) -> tuple[tuple[tuple[float, float], ...], bool]:
+    """The windows of the stack's middle slice, and whether the slices' first windows differ.
+
+    Scanners that fit a window to each slice (Siemens MR) make the first slice's window, often an
+    almost empty edge slice's, wrong for the volume; the middle slice is the representative one.
+    """
+    h0 = stack.headers[0]
+    if not stack.slices:
+        return tuple(h0.windows), False
+    middle = stack.headers[stack.slices[len(stack.slices) // 2].header_index]
+    vary = len({tuple(h.windows[:1]) for h in stack.headers}) > 1
+    return tuple(middle.windows), vary
+
+
 def _metadata(stack: Stack, out_dtype: np.dtype[Any]) -> VolumeMetadata:
     h0 = stack.headers[0]
+    windows, windows_vary = _display_windows(stack)
     return VolumeMetadata(
         modality=h0.modality,
         patient_name=h0.patient_name,
@@ -221,11 +236,12 @@ def _metadata(stack: Stack, out_dtype: np.dtype[Any]) -> VolumeMetadata:
         series_uid=h0.series_uid,
         frame_of_reference_uid=h0.frame_of_reference_uid,
         units="HU" if h0.modality == "CT" else h0.units,
-        windows=tuple(WindowPreset(c, w, f"file {n + 1}") for n, (c, w) in enumerate(h0.windows)),
+        windows=tuple(WindowPreset(c, w, f"file {n + 1}") for n, (c, w) in enumerate(windows)),
         source=os.path.dirname(h0.path),
         extra={
             "stack_id": stack.id,
             "sop_instance_uids": [stack.headers[r.header_index].sop_instance_uid for r in stack.slices],
+            "windows_vary": windows_vary,
         },
     )
 

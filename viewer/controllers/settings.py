@@ -7,6 +7,8 @@ from typing import Any
 
 from PySide6 import QtCore, QtWidgets
 
+from viewer.models.window_level import WindowLevel
+
 MAX_RECENT = 10
 
 
@@ -43,6 +45,38 @@ class Settings:
 
     def last_folder(self) -> str:
         return str(self.qsettings.value("last_folder", str(Path.home())))
+
+    def user_presets(self) -> list[tuple[str, WindowLevel]]:
+        """The user's own window presets, oldest first (entries that do not parse are left out)."""
+        value = self.qsettings.value("window_presets", [])
+        items = [value] if isinstance(value, str) else list(value or [])
+        out = []
+        for item in items:
+            name, _, numbers = str(item).rpartition("|")
+            try:
+                center, width = (float(v) for v in numbers.split(","))
+            except ValueError:
+                continue
+            if name and width > 0:
+                out.append((name, WindowLevel(center, width)))
+        return out
+
+    def add_user_preset(self, name: str, window: WindowLevel) -> None:
+        """Keep ``window`` under ``name``, replacing a preset of the same name."""
+        name = name.replace("|", "/").strip()
+        kept = [(n, w) for n, w in self.user_presets() if n != name]
+        kept.append((name, window))
+        self.set_value("window_presets", [f"{n}|{w.center:g},{w.width:g}" for n, w in kept])
+
+    def clear_user_presets(self) -> None:
+        self.qsettings.remove("window_presets")
+        self.qsettings.sync()
+
+    def forget_window(self) -> None:
+        """Drop the saved window size and dock layout (Window → Reset layout)."""
+        self.qsettings.remove("geometry")
+        self.qsettings.remove("state")
+        self.qsettings.sync()
 
     def save_window(self, window: QtWidgets.QMainWindow) -> None:
         self.qsettings.setValue("geometry", window.saveGeometry())

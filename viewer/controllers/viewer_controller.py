@@ -24,9 +24,9 @@ from viewer.models.layers import HeatmapLayer, LabelLayer
 from viewer.models.measurements import Measurement, Plane, Shape
 from viewer.models.plane_cache import PlaneCache
 from viewer.models.viewer_model import ViewerModel
-from viewer.models.window_level import CT_PRESETS, WindowLevel, auto_window, drag_window
+from viewer.models.window_level import CT_PRESETS, WindowLevel, auto_window, drag_window, preset_action_name
 from viewer.views.colormaps import grey_lut
-from viewer.views.main_window import LAYOUTS, MainWindow
+from viewer.views.main_window import DEFAULT_SIZE, LAYOUTS, MainWindow
 from viewer.views.slice_view import Annotations
 
 TOOLS = {
@@ -74,6 +74,7 @@ class ViewerController(QtCore.QObject):
         self.last_error = ""
         self._overlay_workers: set[Any] = set()
         self._staged: set[Plane] = set()  # panes of a new volume's first frame not yet drawn
+        self._flat_layout = False  # the single-view layout was chosen for a single-slice image
         self.render_count = 0
         self.auto_model: str | None = None  # "default" or a model name, run on every volume shown
         self._building: set[int] = set()
@@ -85,6 +86,7 @@ class ViewerController(QtCore.QObject):
         layout = str(self.settings.value("layout", "1x3"))
         self.window.mpr.set_layout(layout if layout in LAYOUTS else "1x3")
         self._refresh_recent()
+        self._refresh_user_presets()
 
     # --- wiring ---------------------------------------------------------------------------
     def _connect(self) -> None:
@@ -128,7 +130,10 @@ class ViewerController(QtCore.QObject):
         a["crosshair"].toggled.connect(self._toggle_crosshair)
         a["cine"].toggled.connect(lambda on: self.cine_timer.start() if on else self.cine_timer.stop())
         for name, (wl, _key) in CT_PRESETS.items():
-            a[f"preset-{name.lower()}"].triggered.connect(lambda _=False, v=wl: self.model.set_window(v))
+            a[preset_action_name(name)].triggered.connect(lambda _=False, v=wl: self.model.set_window(v))
+        a["preset-save"].triggered.connect(self._ask_user_preset)
+        a["preset-clear-user"].triggered.connect(self._clear_user_presets)
+        a["reset-layout"].triggered.connect(self.reset_layout)
         a["preset-auto"].triggered.connect(self._auto_window)
         a["window-entry"].triggered.connect(self._ask_window)
         a["invert"].toggled.connect(lambda on: self.model.set_window(self.model.window, invert=on))
@@ -151,13 +156,17 @@ class ViewerController(QtCore.QObject):
         self.loader.load(stack)
 
     def _on_scanned(self, result: ScanResult) -> None:
-        self.scan_result = result
-        self.window.browser.show_scan(result)
         stacks = result.stacks()
         if not stacks:
+            # The study on screen stays, and so does the series list that belongs to it: a list of
+            # the junk folder's errors beside the previous study's images would mislead.
+            if self.model.current is None:
+                self.window.browser.show_scan(result)
             reasons = "; ".join(f"{Path(p.path).name}: {p.reason}" for p in result.errors[:3])
             self._error(f"No image stack found in {result.root}" + (f" ({reasons})" if reasons else ""))
             return
+        self.scan_result = result
+        self.window.browser.show_scan(result)
         if self.pending_stack_id is not None:
             try:
                 stack = result.stack(self.pending_stack_id)
@@ -178,6 +187,7 @@ class ViewerController(QtCore.QObject):
 
     def show_volume(self, volume: Volume) -> None:
         self.model.open(volume)
+        self._choose_layout_for_shape()
         md = volume.metadata
         self.window.setWindowTitle(f"RadLens — {md.series_description or md.source or 'volume'}")
         if volume.qa_warnings:
@@ -185,6 +195,23 @@ class ViewerController(QtCore.QObject):
         self.volume_shown.emit(volume)
         if self.auto_model is not None:
             self.run_model(self.auto_model)
+
+    def _choose_layout_for_shape(self) -> None:
+        """A single slice opens alone in the single-view layout (its two reformats would be one
+        pixel wide); the next volume of several slices gets the user's layout back."""
+        cur = self.model.current
+        assert cur is not None
+        flat = [p for p in Plane if cur.shape_xyz[p.normal_axis] == 1]
+        if len(flat) == 1:
+            self._flat_layout = True
+            self.window.mpr.set_layout("single", active=flat[0])
+        elif self._flat_layout:
+            self._flat_layout = False
+            layout = str(self.settings.value("layout", "1x3"))
+            self.window.mpr.set_layout(layout if layout in LAYOUTS else "1x3")
+        else:
+            return
+        QtCore.QTimer.singleShot(0, self.reset_views)
 
     def _on_failed(self, kind: str, message: str) -> None:
         self._error(f"{kind}: {message}")
@@ -384,19 +411,13 @@ class ViewerController(QtCore.QObject):
             f"voxel ({i}, {j}, {k})  LPS ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm  value {shown}"
         )
 
-    def _on_window_drag(self, dx: float, dy: float, first: bool) -> None:
-        cur = self.model.current
-        if cur is None:
+    def _on_window_drag(self, dx: float, dy: float, first: bool, fine: bool = False) -> None:
+        if self.model.current is None:
             return
         if first or self._wl_start is None:
             self._wl_start = self.model.window
             return
-        lo, hi = (
-            (float(cur.volume.voxels.min()), float(cur.volume.voxels.max()))
-            if cur.volume.voxels.size < 4e6
-            else (-1024.0, 3071.0)
-        )
-        self.model.set_window(drag_window(self._wl_start, dx, dy, hi - lo))
+        self.model.set_window(drag_window(self._wl_start, dx, dy, fine=fine))
 
     def _auto_window(self) -> None:
         if self.model.current is not None:
@@ -532,6 +553,41 @@ class ViewerController(QtCore.QObject):
         menu.clear()
         for folder in self.settings.recent():
             menu.addAction(folder, lambda f=folder: self.open_path(f))
+
+    def _refresh_user_presets(self) -> None:
+        menu = self.window.user_presets_menu
+        menu.clear()
+        presets = self.settings.user_presets()
+        for name, wl in presets:
+            menu.addAction(f"{name}: W {wl.width:g} L {wl.center:g}", lambda v=wl: self.model.set_window(v))
+        menu.setEnabled(bool(presets))
+
+    def save_user_preset(self, name: str) -> None:
+        """Keep the current window as the user's preset ``name`` (listed under Window → My presets)."""
+        if not name.strip():
+            self._error("A window preset needs a name")
+            return
+        self.settings.add_user_preset(name, self.model.window)
+        self._refresh_user_presets()
+
+    def _ask_user_preset(self) -> None:
+        wl = self.model.window
+        name, ok = QtWidgets.QInputDialog.getText(
+            self.window, "Save window preset", f"Name for W {wl.width:g} L {wl.center:g}:"
+        )
+        if ok:
+            self.save_user_preset(name)
+
+    def _clear_user_presets(self) -> None:
+        self.settings.clear_user_presets()
+        self._refresh_user_presets()
+
+    def reset_layout(self) -> None:
+        """The docks where a first launch puts them, the default window size and the 1×3 layout."""
+        self.window.restoreState(self.window.default_state)
+        self.window.resize(*DEFAULT_SIZE)
+        self.settings.forget_window()
+        self.set_layout("1x3")
 
     def _refresh_file_presets(self) -> None:
         menu = self.window.file_presets_menu

@@ -37,20 +37,62 @@ class GridMismatchError(RadLensError):
     """An overlay whose grid is not the volume's: refused with the reason."""
 
 
-def check_same_grid(overlay: Volume, volume: Volume, *, atol_mm: float = 1e-3) -> None:
-    """Raise :class:`GridMismatchError` unless ``overlay`` lies voxel for voxel on ``volume``'s grid."""
-    if overlay.shape != volume.shape:
-        raise GridMismatchError(
-            f"the mask has {overlay.shape[::-1]} voxels (i, j, k) but the image has {volume.shape[::-1]}"
-        )
-    diff = np.abs(overlay.affine - volume.affine)
-    corner = np.array([*volume.size_ijk, 1.0])
-    worst = float(np.max(np.abs((overlay.affine - volume.affine) @ corner)))
-    if worst > atol_mm or float(diff[:3, 3].max()) > atol_mm:
+def voxels_on_grid(overlay: Volume, volume: Volume, *, atol_mm: float = 1e-3) -> npt.NDArray[Any]:
+    """``overlay``'s voxels in ``volume``'s ``[k, j, i]`` order, or :class:`GridMismatchError`.
+
+    The same physical grid stored in another axis order or direction (a mask written flipped,
+    or transposed, with an affine to match) is the same grid: its voxels are permuted and
+    flipped onto the image's, never resampled. Any other placement is refused with the reason.
+    """
+    order = _axis_mapping(overlay, volume, atol_mm)
+    if order is None:
+        if sorted(overlay.shape) != sorted(volume.shape):
+            raise GridMismatchError(
+                f"the mask has {overlay.shape[::-1]} voxels (i, j, k) but the image has {volume.shape[::-1]}"
+            )
+        worst = _worst_corner_mm(overlay.affine, volume.affine, volume.size_ijk)
         raise GridMismatchError(
             f"the mask is placed differently in patient space (up to {worst:.3g} mm apart); "
             "resample it onto the image grid first"
         )
+    perm, flips = order
+    ijk = np.asarray(overlay.voxels).transpose(2, 1, 0)
+    ijk = ijk.transpose(perm)
+    flip_axes = tuple(a for a in range(3) if flips[a])
+    if flip_axes:
+        ijk = np.flip(ijk, axis=flip_axes)
+    return np.ascontiguousarray(ijk.transpose(2, 1, 0))
+
+
+def _worst_corner_mm(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64], size_ijk: tuple[int, int, int]) -> float:
+    """The largest distance between two affines' images of the grid's corners (mm)."""
+    corners = np.array([[i, j, k, 1.0] for i in (0, size_ijk[0]) for j in (0, size_ijk[1]) for k in (0, size_ijk[2])])
+    return float(np.max(np.linalg.norm(((a - b) @ corners.T)[:3], axis=0)))
+
+
+def _axis_mapping(
+    overlay: Volume, volume: Volume, atol_mm: float
+) -> tuple[tuple[int, int, int], tuple[bool, bool, bool]] | None:
+    """For each of the image's axes, the overlay's axis that runs along it and whether reversed,
+    when the overlay's voxel centres are the image's (within ``atol_mm``); else None."""
+    try:
+        to_image = np.linalg.inv(volume.affine) @ overlay.affine
+    except np.linalg.LinAlgError:
+        return None
+    rot = np.rint(to_image[:3, :3])
+    if not (np.all(np.abs(rot).sum(axis=0) == 1) and np.all(np.abs(rot).sum(axis=1) == 1)):
+        return None  # not a signed permutation: another spacing or a rotated grid
+    perm = tuple(int(np.flatnonzero(rot[a])[0]) for a in range(3))
+    flips = tuple(bool(rot[a, perm[a]] < 0) for a in range(3))
+    size_overlay, size_image = overlay.size_ijk, volume.size_ijk
+    if any(size_overlay[perm[a]] != size_image[a] for a in range(3)):
+        return None
+    expected = np.eye(4)
+    expected[:3, :3] = rot
+    expected[:3, 3] = [(size_image[a] - 1) if flips[a] else 0 for a in range(3)]
+    if _worst_corner_mm(overlay.affine, volume.affine @ expected, size_overlay) > atol_mm:
+        return None
+    return (perm[0], perm[1], perm[2]), (flips[0], flips[1], flips[2])
 
 
 @dataclass(eq=False)

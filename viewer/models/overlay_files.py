@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.volume import Volume
-from viewer.models.layers import HeatmapLayer, LabelLayer, check_same_grid
+from viewer.models.layers import HeatmapLayer, LabelLayer, voxels_on_grid
 
 
 def read_overlay(volume: Volume, path: str | Path) -> LabelLayer | HeatmapLayer:
@@ -25,9 +25,7 @@ def read_overlay(volume: Volume, path: str | Path) -> LabelLayer | HeatmapLayer:
 
     name = Path(path).name
     if is_image_file(path):
-        image = read_image_file(path)
-        check_same_grid(image, volume)
-        voxels = np.asarray(image.voxels)
+        voxels = voxels_on_grid(read_image_file(path), volume)
         if fractional(voxels):
             return HeatmapLayer(name=name, values=voxels, levels=map_levels(voxels))
         return LabelLayer(name=name, labels=voxels)

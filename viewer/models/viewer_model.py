@@ -15,7 +15,7 @@ from .events import Event
 from .layers import LayerList
 from .measurements import MeasurementList, Plane
 from .plane_cache import PlaneCache
-from .window_level import WindowLevel, default_window
+from .window_level import WindowLevel, volume_window
 
 
 @dataclass(frozen=True)
@@ -130,8 +130,7 @@ class ViewerModel:
         self.current = OpenVolume.of(volume)
         nx, ny, nz = self.current.shape_xyz
         self.cursor = (nx // 2, ny // 2, nz // 2)
-        files = [WindowLevel(w.center, w.width) for w in volume.metadata.windows]
-        self.window = default_window(volume.metadata.modality, volume.voxels, files)
+        self.window = volume_window(volume)
         # One event for the whole change: listeners refresh layers, window and cursor from it.
         with self.layers.changed.blocked(), self.measurements.changed.blocked():
             self.layers.clear()

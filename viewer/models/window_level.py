@@ -7,6 +7,17 @@ from inference.display.window_level import (
     auto_window,
     default_window,
     drag_window,
+    preset_action_name,
+    volume_window,
 )
 
-__all__ = ["AUTO_SHORTCUT", "CT_PRESETS", "WindowLevel", "auto_window", "default_window", "drag_window"]
+__all__ = [
+    "AUTO_SHORTCUT",
+    "CT_PRESETS",
+    "WindowLevel",
+    "auto_window",
+    "default_window",
+    "drag_window",
+    "preset_action_name",
+    "volume_window",
+]

@@ -6,7 +6,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from viewer.models.layers import LayerList
 from viewer.models.measurements import Plane
-from viewer.models.window_level import AUTO_SHORTCUT, CT_PRESETS
+from viewer.models.window_level import AUTO_SHORTCUT, CT_PRESETS, preset_action_name
 
 from .analysis_panel import AnalysisPanel, SliceScorePlot
 from .layer_panel import LayerPanel
@@ -15,6 +15,8 @@ from .series_browser import SeriesBrowser
 from .slice_view import SliceView
 
 LAYOUTS = ("1x3", "2x2", "single")
+DEFAULT_SIZE = (1400, 800)
+MINIMUM_SIZE = (960, 600)
 
 
 class MprPanel(QtWidgets.QWidget):
@@ -85,7 +87,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_status_bar()
         self.actions_by_name: dict[str, QtGui.QAction] = {}
         self._build_menus()
-        self.resize(1400, 800)
+        # Below this the panes, docks and corner text no longer fit; it also keeps a tiny window's
+        # dock widths from being saved and carried into later launches.
+        self.setMinimumSize(MINIMUM_SIZE[0], MINIMUM_SIZE[1])
+        self.resize(*DEFAULT_SIZE)
+        self.default_state = self.saveState()
 
     def _dock(self, title: str, widget: QtWidgets.QWidget, area: QtCore.Qt.DockWidgetArea) -> QtWidgets.QDockWidget:
         dock = QtWidgets.QDockWidget(title, self)
@@ -149,11 +155,16 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(v, "reset-view", "&Reset view", "R")
         self._action(v, "crosshair", "Show &crosshair", "C", checkable=True).setChecked(True)
         self._action(v, "cine", "C&ine play", "Space", checkable=True)
+        v.addSeparator()
+        self._action(v, "reset-layout", "Reset &window layout (docks and size)")
         w = mb.addMenu("&Window")
         for name, (_wl, key) in CT_PRESETS.items():
-            self._action(w, f"preset-{name.lower()}", f"{name}", key)
+            self._action(w, preset_action_name(name), f"{name}", key)
         self._action(w, "preset-auto", "Auto (percentiles)", AUTO_SHORTCUT)
         self.file_presets_menu = w.addMenu("From file")
+        self.user_presets_menu = w.addMenu("My presets")
+        self._action(w, "preset-save", "Save window as preset…")
+        self._action(w, "preset-clear-user", "Forget my presets")
         self._action(w, "window-entry", "Enter window/level…", "W")
         self._action(w, "invert", "&Invert", "I", checkable=True)
         t = mb.addMenu("&Tools")

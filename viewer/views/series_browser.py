@@ -26,6 +26,15 @@ class SeriesBrowser(QtWidgets.QTreeWidget):
         self.setIconSize(QtCore.QSize(40, 40))
         self.setRootIsDecorated(True)
         self.setUniformRowHeights(False)
+        # The series name takes the room the short columns leave, and a long one loses its middle,
+        # not everything after its first letter (the full name is in the tooltip).
+        header = self.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Stretch)
+        for col in range(1, 4):
+            header.setSectionResizeMode(col, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        self.setTextElideMode(QtCore.Qt.TextElideMode.ElideMiddle)
+        self.setMinimumWidth(240)
         self.itemDoubleClicked.connect(self._on_double_click)
         self._items: dict[str, QtWidgets.QTreeWidgetItem] = {}
 
@@ -59,8 +68,6 @@ class SeriesBrowser(QtWidgets.QTreeWidget):
                 item = QtWidgets.QTreeWidgetItem([display_path(n.path).rsplit("/", 1)[-1], n.modality, "", "non-image"])
                 item.setToolTip(0, f"{display_path(n.path)}\nnon-image object ({n.modality}): listed, not loaded")
                 top.addChild(item)
-        for col in range(1, 4):
-            self.resizeColumnToContents(col)
 
     def _stack_item(self, st: Stack, warn: QtGui.QIcon) -> QtWidgets.QTreeWidgetItem:
         dims = "×".join(str(d) for d in st.dimensions[::-1])

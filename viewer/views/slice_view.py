@@ -39,7 +39,7 @@ class SliceView(pg.GraphicsView):
     hovered = QtCore.Signal(float, float)
     left_view = QtCore.Signal()
     scrolled = QtCore.Signal(int)
-    window_dragged = QtCore.Signal(float, float, bool)  # dx, dy, first
+    window_dragged = QtCore.Signal(float, float, bool, bool)  # dx, dy, first, fine (Shift held)
     activated = QtCore.Signal()
 
     def __init__(self, plane: Plane, parent: QtWidgets.QWidget | None = None) -> None:
@@ -191,33 +191,43 @@ class SliceView(pg.GraphicsView):
         painter.setFont(font)
         metrics = QtGui.QFontMetrics(font)
         line_h = metrics.height()
-        painter.setPen(QtGui.QColor(230, 230, 230))
+        text_colour = QtGui.QColor(230, 230, 230)
         a = self.annotations
         for n, text in enumerate(a.top_left):
             text = metrics.elidedText(text, QtCore.Qt.TextElideMode.ElideRight, max(40, w // 2 - 30))
-            painter.drawText(6, 4 + line_h * (n + 1) - metrics.descent(), text)
+            _backed_text(painter, 6, 4 + line_h * (n + 1) - metrics.descent(), text, text_colour)
         for n, text in enumerate(a.top_right):
-            painter.drawText(w - 6 - metrics.horizontalAdvance(text), 4 + line_h * (n + 1) - metrics.descent(), text)
+            x = w - 6 - metrics.horizontalAdvance(text)
+            _backed_text(painter, x, 4 + line_h * (n + 1) - metrics.descent(), text, text_colour)
         for n, text in enumerate(reversed(a.bottom_left)):
-            painter.drawText(6, h - 6 - line_h * n - metrics.descent(), text)
+            _backed_text(painter, 6, h - 6 - line_h * n - metrics.descent(), text, text_colour)
         for n, text in enumerate(reversed(a.bottom_right)):
-            painter.drawText(w - 6 - metrics.horizontalAdvance(text), h - 6 - line_h * n - metrics.descent(), text)
+            x = w - 6 - metrics.horizontalAdvance(text)
+            _backed_text(painter, x, h - 6 - line_h * n - metrics.descent(), text, text_colour)
+        # The scale bar sits at the bottom centre unless the corner text reaches it there; then it
+        # moves above the corner text (a narrow pane at 1024×640 put the W/L text over it).
+        left_end = 6 + max((metrics.horizontalAdvance(t) for t in a.bottom_left), default=0)
+        right_start = w - 6 - max((metrics.horizontalAdvance(t) for t in a.bottom_right), default=0)
+        bar_half = int(w * 0.2) // 2 + 4
+        clear = left_end < w // 2 - bar_half and right_start > w // 2 + bar_half
+        bar_y = h - 8 if clear else h - 8 - line_h * max(len(a.bottom_left), len(a.bottom_right), 0)
         bold = QtGui.QFont(font)
         bold.setPointSize(11)
         bold.setBold(True)
         painter.setFont(bold)
         bm = QtGui.QFontMetrics(bold)
-        painter.setPen(QtGui.QColor(255, 220, 120))
+        edge_colour = QtGui.QColor(255, 220, 120)
         left, right, top, bottom = a.edges
-        painter.drawText(6, h // 2 + bm.ascent() // 2, left)
-        painter.drawText(w - 6 - bm.horizontalAdvance(right), h // 2 + bm.ascent() // 2, right)
+        _backed_text(painter, 6, h // 2 + bm.ascent() // 2, left, edge_colour)
+        _backed_text(painter, w - 6 - bm.horizontalAdvance(right), h // 2 + bm.ascent() // 2, right, edge_colour)
         top_y = 4 + bm.ascent() + line_h * (max(len(a.top_left), len(a.top_right)))
-        painter.drawText(w // 2 - bm.horizontalAdvance(top) // 2, top_y, top)
-        painter.drawText(w // 2 - bm.horizontalAdvance(bottom) // 2, h - 6 - bm.descent() - 2 * line_h, bottom)
-        self._draw_scale_bar(painter, w, h)
+        _backed_text(painter, w // 2 - bm.horizontalAdvance(top) // 2, top_y, top, edge_colour)
+        bottom_y = min(h - 6 - bm.descent() - 2 * line_h, bar_y - 2 * line_h)
+        _backed_text(painter, w // 2 - bm.horizontalAdvance(bottom) // 2, bottom_y, bottom, edge_colour)
+        self._draw_scale_bar(painter, w, bar_y)
         painter.restore()
 
-    def _draw_scale_bar(self, painter: QtGui.QPainter, w: int, h: int) -> None:
+    def _draw_scale_bar(self, painter: QtGui.QPainter, w: int, y0: int) -> None:
         mm_per_px = self.mm_per_screen_pixel()
         if mm_per_px <= 0:
             return
@@ -228,11 +238,12 @@ class SliceView(pg.GraphicsView):
                 length_mm = nice * step
                 break
         length_px = int(round(length_mm / mm_per_px))
-        x0, y0 = w // 2 - length_px // 2, h - 8
-        painter.setPen(QtGui.QPen(QtGui.QColor(230, 230, 230), 2))
-        painter.drawLine(x0, y0, x0 + length_px, y0)
-        painter.drawLine(x0, y0 - 4, x0, y0)
-        painter.drawLine(x0 + length_px, y0 - 4, x0 + length_px, y0)
+        x0 = w // 2 - length_px // 2
+        for colour, width in ((QtGui.QColor(0, 0, 0, 200), 4), (QtGui.QColor(230, 230, 230), 2)):
+            painter.setPen(QtGui.QPen(colour, width))
+            painter.drawLine(x0, y0, x0 + length_px, y0)
+            painter.drawLine(x0, y0 - 4, x0, y0)
+            painter.drawLine(x0 + length_px, y0 - 4, x0 + length_px, y0)
         label = f"{length_mm:g} mm" if length_mm >= 1 else f"{length_mm * 1000:g} µm"
         font = painter.font()
         font.setPointSize(8)
@@ -252,7 +263,7 @@ class SliceView(pg.GraphicsView):
         if ev.button() == QtCore.Qt.MouseButton.LeftButton:
             self.clicked.emit(*self._image_coords(ev.position()))
         elif ev.button() == QtCore.Qt.MouseButton.RightButton:
-            self.window_dragged.emit(0.0, 0.0, True)
+            self.window_dragged.emit(0.0, 0.0, True, False)
         ev.accept()
 
     def mouseMoveEvent(self, ev: QtGui.QMouseEvent) -> None:
@@ -266,7 +277,8 @@ class SliceView(pg.GraphicsView):
             self.dragged.emit(*self._image_coords(pos))
         elif self._drag_button == QtCore.Qt.MouseButton.RightButton:
             start = self._last_pos
-            self.window_dragged.emit(pos.x() - start.x(), pos.y() - start.y(), False)
+            fine = bool(ev.modifiers() & QtCore.Qt.KeyboardModifier.ShiftModifier)
+            self.window_dragged.emit(pos.x() - start.x(), pos.y() - start.y(), False, fine)
         elif self._drag_button == QtCore.Qt.MouseButton.MiddleButton:
             a = self.vb.mapSceneToView(self.mapToScene(self._last_pos.toPoint()))
             b = self.vb.mapSceneToView(self.mapToScene(pos.toPoint()))
@@ -311,3 +323,21 @@ class SliceView(pg.GraphicsView):
             ev.accept()
             return
         super().keyPressEvent(ev)
+
+
+_BACKING = QtGui.QColor(0, 0, 0, 150)
+
+
+def _backed_text(painter: QtGui.QPainter, x: int, y: int, text: str, colour: QtGui.QColor) -> None:
+    """Text on a translucent dark backing, readable over bone, zoomed pixels or an inverted image.
+
+    ``(x, y)`` is the baseline's start, as for ``QPainter.drawText``. One rectangle per line costs
+    far less per frame than an outline drawn from eight offset copies of the text.
+    """
+    if not text:
+        return
+    metrics = QtGui.QFontMetrics(painter.font())
+    box = QtCore.QRect(x - 2, y - metrics.ascent() - 1, metrics.horizontalAdvance(text) + 4, metrics.height() + 1)
+    painter.fillRect(box, _BACKING)
+    painter.setPen(colour)
+    painter.drawText(x, y, text)
