@@ -19,6 +19,7 @@ from viewer.controllers.analysis_controller import AnalysisController
 from viewer.controllers.export_controller import ExportController
 from viewer.controllers.loading import LoadController
 from viewer.controllers.settings import Settings
+from viewer.controllers.tag_controller import TagController
 from viewer.controllers.worker import create_worker
 from viewer.models.layers import HeatmapLayer, LabelLayer
 from viewer.models.measurements import Measurement, Plane, Shape
@@ -59,6 +60,7 @@ class ViewerController(QtCore.QObject):
         self.analysis = AnalysisController(self.model, self.window.analysis_panel, self.window.mpr.fourth, registry)
         self.analysis.failed.connect(self._error)
         self.analysis.finished.connect(self._on_analysis_finished)
+        self.tags = TagController(self.model, self.window.tag_browser, self.window.tag_dock)
         self.exporter = ExportController(self)
         self.exporter.failed.connect(self._error)
         self.exporter.exported.connect(self._on_exported)
@@ -106,6 +108,7 @@ class ViewerController(QtCore.QObject):
             view.activated.connect(lambda p=plane: setattr(w.mpr, "active", p))
             view.vb.sigRangeChanged.connect(lambda *_a, p=plane: self._refresh_annotations(p))
         w.browser.stack_activated.connect(self.load_stack)
+        w.browser.tags_requested.connect(self.show_stack_tags)
         w.measurements.delete_requested.connect(self._delete_measurement)
         w.measurements.activated_row.connect(self._goto_measurement)
         w.cancel_button.clicked.connect(self.loader.cancel)
@@ -183,7 +186,17 @@ class ViewerController(QtCore.QObject):
 
     def _on_loaded(self, stack: Stack, volume: Volume) -> None:
         self.current_stack = stack
+        self.tags.set_stack(stack)
         self.show_volume(volume)
+
+    def show_stack_tags(self, stack: Stack) -> None:
+        """The DICOM tag browser on ``stack``'s first file (from the series browser's menu)."""
+        if stack.kind != "dicom" or not stack.headers:
+            return
+        self.window.tag_dock.show()
+        self.window.tag_dock.raise_()
+        path = stack.headers[stack.slices[0].header_index if stack.slices else 0].path
+        self.tags.show_file(path, f"Series browser, stack {stack.id}: {Path(path).name}")
 
     def show_volume(self, volume: Volume) -> None:
         self.model.open(volume)
@@ -657,5 +670,10 @@ class ViewerController(QtCore.QObject):
     @property
     def busy(self) -> bool:
         return bool(
-            self.loader.busy or self.analysis.running or self.exporter.busy or self._overlay_workers or self.drawing
+            self.loader.busy
+            or self.analysis.running
+            or self.exporter.busy
+            or self._overlay_workers
+            or self.drawing
+            or self.tags.busy
         )

@@ -13,6 +13,7 @@ from .layer_panel import LayerPanel
 from .measurement_panel import MeasurementPanel
 from .series_browser import SeriesBrowser
 from .slice_view import SliceView
+from .tag_browser import TagBrowser
 
 LAYOUTS = ("1x3", "2x2", "single")
 DEFAULT_SIZE = (1400, 800)
@@ -84,6 +85,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.layer_dock = self._dock("Layers", self.layer_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
         self.measure_dock = self._dock("Measurements", self.measurements, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
         self.analysis_dock = self._dock("Analysis", self.analysis_panel, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.tag_browser = TagBrowser()
+        self.tag_dock = self._dock("DICOM tags", self.tag_browser, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
+        self.tabifyDockWidget(self.measure_dock, self.tag_dock)
+        self.measure_dock.raise_()
+        self.tag_dock.hide()
         self._build_status_bar()
         self.actions_by_name: dict[str, QtGui.QAction] = {}
         self._build_menus()
@@ -156,6 +162,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(v, "crosshair", "Show &crosshair", "C", checkable=True).setChecked(True)
         self._action(v, "cine", "C&ine play", "Space", checkable=True)
         v.addSeparator()
+        tags = self.tag_dock.toggleViewAction()
+        tags.setObjectName("dicom-tags")
+        tags.setText("&DICOM tags")
+        tags.setShortcut(QtGui.QKeySequence("Ctrl+T"))
+        v.addAction(tags)
+        self.addAction(tags)
+        self.actions_by_name["dicom-tags"] = tags
         self._action(v, "reset-layout", "Reset &window layout (docks and size)")
         w = mb.addMenu("&Window")
         for name, (_wl, key) in CT_PRESETS.items():

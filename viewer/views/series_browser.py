@@ -17,6 +17,7 @@ STACK_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
 
 class SeriesBrowser(QtWidgets.QTreeWidget):
     stack_activated = QtCore.Signal(object)  # Stack
+    tags_requested = QtCore.Signal(object)  # Stack: show its first file's DICOM tags
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -36,6 +37,8 @@ class SeriesBrowser(QtWidgets.QTreeWidget):
         self.setTextElideMode(QtCore.Qt.TextElideMode.ElideMiddle)
         self.setMinimumWidth(240)
         self.itemDoubleClicked.connect(self._on_double_click)
+        self.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._on_context_menu)
         self._items: dict[str, QtWidgets.QTreeWidgetItem] = {}
 
     def show_scan(self, result: ScanResult) -> None:
@@ -101,3 +104,13 @@ class SeriesBrowser(QtWidgets.QTreeWidget):
         st = item.data(0, STACK_ROLE)
         if st is not None:
             self.stack_activated.emit(st)
+
+    def _on_context_menu(self, pos: QtCore.QPoint) -> None:
+        item = self.itemAt(pos)
+        st = item.data(0, STACK_ROLE) if item is not None else None
+        if st is None or st.kind != "dicom":
+            return
+        menu = QtWidgets.QMenu(self)
+        menu.addAction("Open", lambda: self.stack_activated.emit(st))
+        menu.addAction("Show DICOM tags", lambda: self.tags_requested.emit(st))
+        menu.exec(self.viewport().mapToGlobal(pos))

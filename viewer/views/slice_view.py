@@ -208,7 +208,8 @@ class SliceView(pg.GraphicsView):
         # moves above the corner text (a narrow pane at 1024×640 put the W/L text over it).
         left_end = 6 + max((metrics.horizontalAdvance(t) for t in a.bottom_left), default=0)
         right_start = w - 6 - max((metrics.horizontalAdvance(t) for t in a.bottom_right), default=0)
-        bar_half = int(w * 0.2) // 2 + 4
+        bar = self._scale_bar_length(w)
+        bar_half = (bar[0] if bar else 0) // 2 + 4
         clear = left_end < w // 2 - bar_half and right_start > w // 2 + bar_half
         bar_y = h - 8 if clear else h - 8 - line_h * max(len(a.bottom_left), len(a.bottom_right), 0)
         bold = QtGui.QFont(font)
@@ -224,20 +225,22 @@ class SliceView(pg.GraphicsView):
         _backed_text(painter, w // 2 - bm.horizontalAdvance(top) // 2, top_y, top, edge_colour)
         bottom_y = min(h - 6 - bm.descent() - 2 * line_h, bar_y - 2 * line_h)
         _backed_text(painter, w // 2 - bm.horizontalAdvance(bottom) // 2, bottom_y, bottom, edge_colour)
-        self._draw_scale_bar(painter, w, bar_y)
+        if bar is not None:
+            self._draw_scale_bar(painter, w, bar_y, *bar)
         painter.restore()
 
-    def _draw_scale_bar(self, painter: QtGui.QPainter, w: int, y0: int) -> None:
+    def _scale_bar_length(self, w: int) -> tuple[int, float] | None:
+        """The scale bar's length in screen pixels and in mm: a round number of mm, at least a
+        fifth of the pane's width."""
         mm_per_px = self.mm_per_screen_pixel()
         if mm_per_px <= 0:
-            return
+            return None
         target_mm = mm_per_px * w * 0.2
         nice = 10 ** np.floor(np.log10(max(target_mm, 1e-3)))
-        for step in (1, 2, 5, 10):
-            if nice * step >= target_mm:
-                length_mm = nice * step
-                break
-        length_px = int(round(length_mm / mm_per_px))
+        length_mm = float(next(nice * step for step in (1, 2, 5, 10) if nice * step >= target_mm))
+        return int(round(length_mm / mm_per_px)), length_mm
+
+    def _draw_scale_bar(self, painter: QtGui.QPainter, w: int, y0: int, length_px: int, length_mm: float) -> None:
         x0 = w // 2 - length_px // 2
         for colour, width in ((QtGui.QColor(0, 0, 0, 200), 4), (QtGui.QColor(230, 230, 230), 2)):
             painter.setPen(QtGui.QPen(colour, width))
