@@ -28,7 +28,8 @@ def test_tag_browser_follows_the_slice_and_searches(qtbot: Any, controller: Any,
         controller.model.set_cursor((x, y, k))
         qtbot.waitUntil(lambda: not controller.busy, timeout=10_000)
         settle(qtbot)
-        i, j, source_k = (int(round(v)) for v in cur.axis_map.display_to_source(controller.model.cursor, cur.volume.size_ijk))
+        source = cur.axis_map.display_to_source(controller.model.cursor, cur.volume.size_ijk)
+        source_k = int(round(source[2]))
         stack = controller.current_stack
         path = stack.headers[stack.slices[source_k].header_index].path
         ds = pydicom.dcmread(path, stop_before_pixels=True)

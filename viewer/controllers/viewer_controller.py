@@ -24,6 +24,7 @@ from viewer.controllers.worker import create_worker
 from viewer.models.layers import HeatmapLayer, LabelLayer
 from viewer.models.measurements import Measurement, Plane, Shape
 from viewer.models.plane_cache import PlaneCache
+from viewer.models.slab import Slab, SlabMode
 from viewer.models.viewer_model import ViewerModel
 from viewer.models.window_level import CT_PRESETS, WindowLevel, auto_window, drag_window, preset_action_name
 from viewer.views.colormaps import grey_lut
@@ -96,6 +97,7 @@ class ViewerController(QtCore.QObject):
         m.volume_changed.connect(self._on_volume_changed)
         m.cursor_changed.connect(self.render)
         m.window_changed.connect(self._on_window_changed)
+        m.slab_changed.connect(self._on_slab_changed)
         m.layers.changed.connect(self._on_layers_changed)
         m.measurements.changed.connect(self._on_measurements_changed)
         for plane, view in w.mpr.views.items():
@@ -137,6 +139,9 @@ class ViewerController(QtCore.QObject):
         a["preset-save"].triggered.connect(self._ask_user_preset)
         a["preset-clear-user"].triggered.connect(self._clear_user_presets)
         a["reset-layout"].triggered.connect(self.reset_layout)
+        for mode in SlabMode:
+            a[f"slab-{mode.value}"].triggered.connect(lambda _=False, md=mode: self.set_slab(md))
+        a["slab-thickness"].triggered.connect(self._ask_slab_thickness)
         a["preset-auto"].triggered.connect(self._auto_window)
         a["window-entry"].triggered.connect(self._ask_window)
         a["invert"].toggled.connect(lambda on: self.model.set_window(self.model.window, invert=on))
@@ -301,6 +306,27 @@ class ViewerController(QtCore.QObject):
         self.window.wl_label.setText(f"W {wl.width:.0f} L {wl.center:.0f}{' inv' if self.model.invert else ''}")
         self.render()
 
+    def _on_slab_changed(self) -> None:
+        self._shown_index = {p: None for p in Plane}
+        self.window.actions_by_name[f"slab-{self.model.slab.mode.value}"].setChecked(True)
+        self.render()
+
+    def set_slab(self, mode: SlabMode, thickness_mm: float | None = None) -> None:
+        """Draw the planes as a thick-slab projection (or one slice with ``SlabMode.OFF``)."""
+        thickness = self.model.slab.thickness_mm if thickness_mm is None else thickness_mm
+        try:
+            self.model.set_slab(Slab(mode, thickness))
+        except ValueError as exc:
+            self._error(str(exc))
+
+    def _ask_slab_thickness(self) -> None:
+        value, ok = QtWidgets.QInputDialog.getDouble(
+            self.window, "Thick slab", "Slab thickness (mm):", self.model.slab.thickness_mm, 0.1, 500.0, 1
+        )
+        if ok:
+            mode = self.model.slab.mode if self.model.slab.active else SlabMode.MIP
+            self.set_slab(mode, value)
+
     def _on_layers_changed(self) -> None:
         self._shown_index = {p: None for p in Plane}
         cur = self.model.current
@@ -343,7 +369,8 @@ class ViewerController(QtCore.QObject):
                 continue
             index = cursor[plane.normal_axis]
             if self._shown_index[plane] != index:
-                view.set_image(cur.plane_image(plane, index), self.model.window.levels, cur.plane_pixel_mm(plane), lut)
+                image = cur.slab_image(plane, index, self.model.slab)
+                view.set_image(image, self.model.window.levels, cur.plane_pixel_mm(plane), lut)
                 view.set_overlays(pr.overlays_for(self.model, plane, index))
                 view.set_measurements(pr.measurement_shapes(self.model, plane))
                 self._shown_index[plane] = index
@@ -363,12 +390,14 @@ class ViewerController(QtCore.QObject):
         n = cur.shape_xyz[plane.normal_axis]
         index = self.model.cursor[plane.normal_axis]
         wl = self.model.window
+        slab = self.model.slab
         return Annotations(
             top_left=[t for t in (md.patient_name.replace("^", " "), md.study_date, md.series_description) if t],
             top_right=[
                 plane.value.capitalize(),
                 f"slice {index + 1}/{n}",
                 f"{pr.slice_position_mm(cur, plane, self.model.cursor):.1f} mm",
+                *([f"{slab.mode.label} {slab.thickness_mm:g} mm"] if slab.active else []),
             ],
             bottom_left=[f"W {wl.width:.0f} L {wl.center:.0f}"],
             bottom_right=[f"zoom {view.zoom_factor():.2f}×"],

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .measurements import Plane
+from .slab import SlabMode, project
 
 #: Past this size no extra copy is kept (memory before speed).
 MAX_COPY_BYTES = 2 * 1024**3
@@ -39,6 +40,18 @@ class PlaneCache:
             if self.needs_copy(plane):
                 order = (*_ORDER[plane], *range(3, self.array.ndim))
                 self.copies[plane] = np.ascontiguousarray(np.transpose(self.array, order))
+
+    def slab_image(self, plane: Plane, lo: int, hi: int, mode: SlabMode) -> npt.NDArray[Any]:
+        """The projection of the plane's images ``lo..hi-1``, row 0 at the top of the screen."""
+        copy = self.copies.get(plane)
+        if copy is not None:
+            out = project(copy[lo:hi], mode)
+            return out if plane == Plane.AXIAL else np.ascontiguousarray(out[::-1])
+        if plane == Plane.AXIAL:
+            return project(self.array[lo:hi], mode)
+        axis = 1 if plane == Plane.CORONAL else 2
+        stacked = np.moveaxis(self.array.take(np.arange(lo, hi), axis=axis), axis, 0)
+        return np.ascontiguousarray(project(stacked, mode)[::-1])
 
     def image(self, plane: Plane, index: int) -> npt.NDArray[Any]:
         """The plane's C-contiguous image at ``index``, row 0 at the top of the screen."""

@@ -15,6 +15,7 @@ from .events import Event
 from .layers import LayerList
 from .measurements import MeasurementList, Plane
 from .plane_cache import PlaneCache
+from .slab import Slab, slab_range
 from .window_level import WindowLevel, volume_window
 
 
@@ -57,6 +58,14 @@ class OpenVolume:
         ``array`` is another ``[z, y, x]`` display array on the same grid (an overlay).
         """
         return (self.cache if array is None else PlaneCache(array)).image(plane, index)
+
+    def slab_image(self, plane: Plane, index: int, slab: Slab) -> npt.NDArray[Any]:
+        """``plane``'s image at ``index``, projected over ``slab`` when one is set."""
+        if not slab.active or self.is_colour:
+            return self.plane_image(plane, index)
+        axis = plane.normal_axis
+        lo, hi = slab_range(index, self.shape_xyz[axis], slab.thickness_mm, self.spacing_xyz[axis])
+        return self.cache.slab_image(plane, lo, hi, slab.mode)
 
     def plane_in_display_order(
         self, plane: Plane, index: int, array: npt.NDArray[Any] | None = None
@@ -124,6 +133,8 @@ class ViewerModel:
         self.volume_changed: Event[[]] = Event()
         self.cursor_changed: Event[[]] = Event()
         self.window_changed: Event[[]] = Event()
+        self.slab = Slab()
+        self.slab_changed: Event[[]] = Event()
 
     def open(self, volume: Volume) -> None:
         """Show a new volume: cursor in the middle, its default window, no overlays."""
@@ -156,6 +167,12 @@ class ViewerModel:
         x = list(self.cursor)
         x[plane.normal_axis] += delta
         self.set_cursor((x[0], x[1], x[2]))
+
+    def set_slab(self, slab: Slab) -> None:
+        """Draw every plane as a slab projection (or, with ``SlabMode.OFF``, one slice)."""
+        if slab != self.slab:
+            self.slab = slab
+            self.slab_changed.emit()
 
     def set_window(self, window: WindowLevel, invert: bool | None = None) -> None:
         self.window = WindowLevel(float(window.center), max(float(window.width), 1e-3))

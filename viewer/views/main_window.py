@@ -162,6 +162,17 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(v, "crosshair", "Show &crosshair", "C", checkable=True).setChecked(True)
         self._action(v, "cine", "C&ine play", "Space", checkable=True)
         v.addSeparator()
+        slab = v.addMenu("Thick &slab")
+        self.slab_group = QtGui.QActionGroup(self)
+        for name, text, key in (
+            ("slab-off", "Off (one slice)", "Alt+O"),
+            ("slab-mip", "MIP (maximum)", "Alt+M"),
+            ("slab-minip", "MinIP (minimum)", "Alt+N"),
+            ("slab-average", "Average", "Alt+A"),
+        ):
+            self.slab_group.addAction(self._action(slab, name, text, key, checkable=True))
+        self.actions_by_name["slab-off"].setChecked(True)
+        self._action(slab, "slab-thickness", "Slab thickness…")
         tags = self.tag_dock.toggleViewAction()
         tags.setObjectName("dicom-tags")
         tags.setText("&DICOM tags")
