@@ -10,6 +10,7 @@ import numpy.typing as npt
 
 from inference.display.render import outline
 from inference.io.orientation import orientation_label
+from viewer.models.annotation_store import roi_values
 from viewer.models.layers import HeatmapLayer, LabelLayer, Layer
 from viewer.models.measurements import Measurement, Plane, Shape
 from viewer.models.plane_cache import PlaneCache
@@ -74,27 +75,61 @@ def slice_position_mm(cur: OpenVolume, plane: Plane, cursor: tuple[int, int, int
 
 
 def measurement_label(m: Measurement, cur: OpenVolume) -> str:
-    if m.shape == Shape.DISTANCE:
+    """The full figures of a measurement (the measurements panel's Result column)."""
+    if m.shape in (Shape.DISTANCE, Shape.ARROW):
         return f"{m.length_mm(cur.spacing_xyz):.1f} mm"
-    index = int(round(m.p1[m.plane.normal_axis]))
-    values = cur.plane_in_display_order(m.plane, index)
-    if values.ndim == 3:
-        values = values.mean(axis=-1)
-    st = m.stats(values, cur.spacing_xyz)
+    if m.shape in (Shape.ANGLE, Shape.COBB):
+        return f"{m.angle_deg(cur.spacing_xyz):.1f}°" if m.complete else "…"
+    if m.shape == Shape.POINT:
+        lps = cur.lps_at(m.p1)
+        return f"LPS ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm"
+    st = m.stats(roi_values(m, cur), cur.spacing_xyz)
     unit = " HU" if cur.volume.metadata.modality == "CT" else ""
     return (
         f"mean {st.mean:.1f}{unit} SD {st.sd:.1f} min {st.minimum:.0f} max {st.maximum:.0f} area {st.area_mm2:.1f} mm²"
     )
 
 
-def measurement_shapes(model: ViewerModel, plane: Plane) -> list[tuple[str, list[tuple[float, float]], str]]:
+def compact_label(m: Measurement, cur: OpenVolume) -> str:
+    """The short text drawn beside a shape: an ROI's mean ± SD and area, a ruler's length, an
+    angle, an arrow's caption; the user's label first where there is one."""
+    if m.shape.is_roi:
+        st = m.stats(roi_values(m, cur), cur.spacing_xyz)
+        unit = " HU" if cur.volume.metadata.modality == "CT" else ""
+        text = f"{st.mean:.0f} ± {st.sd:.0f}{unit}\n{st.area_mm2 / 100:.2f} cm²"
+    elif m.shape == Shape.ARROW:
+        return m.label
+    elif m.shape == Shape.POINT:
+        text = ""
+    else:
+        text = measurement_label(m, cur)
+    return f"{m.label}\n{text}".strip() if m.label else text
+
+
+#: How each shape is drawn by the slice view.
+SHAPE_KINDS = {
+    Shape.DISTANCE: "line",
+    Shape.RECTANGLE: "rect",
+    Shape.ELLIPSE: "ellipse",
+    Shape.ANGLE: "polyline",
+    Shape.COBB: "cobb",
+    Shape.ARROW: "arrow",
+    Shape.POINT: "point",
+    Shape.FREEHAND: "polygon",
+}
+
+
+def measurement_shapes(
+    model: ViewerModel, plane: Plane, selected: int | None = None
+) -> list[tuple[str, list[tuple[float, float]], str, bool]]:
+    """What the view draws: (kind, image points, compact label, selected) per measurement on
+    this plane's slice (a ruler across slices shows on every plane it lies in)."""
     cur = model.current
     assert cur is not None
     index = model.cursor[plane.normal_axis]
-    kind = {Shape.DISTANCE: "line", Shape.RECTANGLE: "rect", Shape.ELLIPSE: "ellipse"}
     out = []
     for m in model.measurements:
         if m.lies_on(plane, index) and (m.plane == plane or m.shape == Shape.DISTANCE):
-            pts = [cur.display_to_plane(plane, m.p1), cur.display_to_plane(plane, m.p2)]
-            out.append((kind[m.shape], pts, measurement_label(m, cur)))
+            pts = [cur.display_to_plane(plane, p) for p in m.points]
+            out.append((SHAPE_KINDS[m.shape], pts, compact_label(m, cur), m.id == selected))
     return out

@@ -18,8 +18,19 @@ def default_settings_path() -> Path:
     return Path(platformdirs.user_config_dir("radlens")) / "viewer.ini"
 
 
+def default_data_folder() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("radlens"))
+
+
 class Settings:
-    def __init__(self, path: Path | None = None) -> None:
+    """``data_folder`` holds what the viewer keeps for the user (measurements of each study): by
+    default the user's data folder, or the folder of an explicitly given settings file (so a
+    test's or a portable install's settings and data stay together)."""
+
+    def __init__(self, path: Path | None = None, data_folder: Path | None = None) -> None:
+        self.data_folder = data_folder or (path.parent if path is not None else default_data_folder())
         self.path = path or default_settings_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.qsettings = QtCore.QSettings(str(self.path), QtCore.QSettings.Format.IniFormat)

@@ -16,6 +16,7 @@ from inference.models.registry import Registry
 from inference.volume import Volume
 from viewer.controllers import plane_render as pr
 from viewer.controllers.analysis_controller import AnalysisController
+from viewer.controllers.annotation_controller import AnnotationController
 from viewer.controllers.export_controller import ExportController
 from viewer.controllers.loading import LoadController
 from viewer.controllers.settings import Settings
@@ -36,7 +37,14 @@ TOOLS = {
     "tool-distance": Shape.DISTANCE,
     "tool-rectangle": Shape.RECTANGLE,
     "tool-ellipse": Shape.ELLIPSE,
+    "tool-angle": Shape.ANGLE,
+    "tool-cobb": Shape.COBB,
+    "tool-arrow": Shape.ARROW,
+    "tool-point": Shape.POINT,
+    "tool-freehand": Shape.FREEHAND,
 }
+#: How near (screen pixels) a press must be to a shape or one of its handles to grab it.
+GRAB_PIXELS = 6.0
 
 
 class ViewerController(QtCore.QObject):
@@ -66,12 +74,16 @@ class ViewerController(QtCore.QObject):
         self.exporter.failed.connect(self._error)
         self.exporter.exported.connect(self._on_exported)
         self.settings = settings or Settings()
+        self.annotations = AnnotationController(
+            self.model, self.settings.data_folder / "annotations", self._ask_text if interactive else None
+        )
+        self.annotations.selection_changed.connect(self._on_measurements_changed)
+        self.annotations.failed.connect(self._error)
+        self.annotations.history.changed.connect(self._refresh_undo_actions)
         self.interactive = interactive  # False: errors go to the status bar, never a modal box
         self.scan_result: ScanResult | None = None
         self.current_stack: Stack | None = None
         self.pending_stack_id: str | None = None
-        self.tool: Shape | None = None
-        self._editing: Measurement | None = None
         self._wl_start: WindowLevel | None = None
         self._shown_index: dict[Plane, int | None] = {p: None for p in Plane}
         self.last_error = ""
@@ -147,6 +159,14 @@ class ViewerController(QtCore.QObject):
         a["invert"].toggled.connect(lambda on: self.model.set_window(self.model.window, invert=on))
         for name, shape in TOOLS.items():
             a[name].triggered.connect(lambda _=False, s=shape: setattr(self, "tool", s))
+        a["undo"].triggered.connect(self.annotations.undo)
+        a["redo"].triggered.connect(self.annotations.redo)
+        a["delete-measurement"].triggered.connect(self.annotations.delete_selected)
+        a["relabel-measurement"].triggered.connect(lambda: self.annotations.ask_relabel())
+        a["export-measurements"].triggered.connect(self._ask_export_measurements)
+        a["open-measurements"].triggered.connect(self._ask_measurement_sr)
+        w.measurements.selected_id.connect(self.annotations.select)
+        w.measurements.relabel_requested.connect(self.annotations.ask_relabel)
         a["shortcuts"].triggered.connect(self.show_shortcuts)
         a["about"].triggered.connect(self.show_about)
         w.files_dropped.connect(self._on_drop)
@@ -205,6 +225,8 @@ class ViewerController(QtCore.QObject):
 
     def show_volume(self, volume: Volume) -> None:
         self.model.open(volume)
+        assert self.model.current is not None
+        self.annotations.restore(self.model.current)
         self._choose_layout_for_shape()
         md = volume.metadata
         self.window.setWindowTitle(f"RadLens — {md.series_description or md.source or 'volume'}")
@@ -351,10 +373,10 @@ class ViewerController(QtCore.QObject):
         rows = []
         if cur is not None:
             for m in self.model.measurements:
-                rows.append((m.id, m.shape.value, m.plane.value, pr.measurement_label(m, cur)))
+                rows.append((m.id, m.shape.value, m.plane.value, pr.measurement_label(m, cur), m.label))
             for plane, view in self.window.mpr.views.items():
-                view.set_measurements(pr.measurement_shapes(self.model, plane))
-        self.window.measurements.show_rows(rows)
+                view.set_measurements(pr.measurement_shapes(self.model, plane, self.annotations.selected))
+        self.window.measurements.show_rows(rows, self.annotations.selected)
 
     def render(self, only: Plane | None = None) -> None:
         """Bring every view up to date; only planes whose slice changed get a new image."""
@@ -372,7 +394,7 @@ class ViewerController(QtCore.QObject):
                 image = cur.slab_image(plane, index, self.model.slab)
                 view.set_image(image, self.model.window.levels, cur.plane_pixel_mm(plane), lut)
                 view.set_overlays(pr.overlays_for(self.model, plane, index))
-                view.set_measurements(pr.measurement_shapes(self.model, plane))
+                view.set_measurements(pr.measurement_shapes(self.model, plane, self.annotations.selected))
                 self._shown_index[plane] = index
             view.set_crosshair(*cur.display_to_plane(plane, (float(cursor[0]), float(cursor[1]), float(cursor[2]))))
             view.set_annotations(self._annotations(plane))
@@ -410,35 +432,42 @@ class ViewerController(QtCore.QObject):
         assert cur is not None
         return cur.plane_to_display(plane, col, row, float(self.model.cursor[plane.normal_axis]))
 
+    @property
+    def tool(self) -> Shape | None:
+        """The measuring tool a left press uses (None: the crosshair, which also grabs shapes)."""
+        return self.annotations.tool
+
+    @tool.setter
+    def tool(self, shape: Shape | None) -> None:
+        self.annotations.set_tool(shape)
+
+    def _grab_tolerance(self, plane: Plane) -> float:
+        view = self.window.mpr.views[plane]
+        return GRAB_PIXELS * view.mm_per_screen_pixel() / max(min(view.pixel_mm), 1e-6)
+
     def _on_press(self, plane: Plane, col: float, row: float) -> None:
         if self.model.current is None:
             return
         p = self._display_point(plane, col, row)
-        if self.tool is None:
+        if not self.annotations.press(plane, p, self._grab_tolerance(plane)):
             self.model.set_cursor(p)
-        else:
-            self._editing = self.model.measurements.add(Measurement(self.tool, plane, p, p))
 
     def _on_drag(self, plane: Plane, col: float, row: float) -> None:
         if self.model.current is None:
             return
         p = self._display_point(plane, col, row)
-        if self._editing is not None and self._editing.plane == plane:
-            self.model.measurements.update(self._editing, p)
-        elif self.tool is None:
+        if not self.annotations.drag(plane, p) and self.tool is None:
             self.model.set_cursor(p)
 
     def _on_release(self, plane: Plane, col: float, row: float) -> None:
-        if self._editing is not None:
-            m = self._editing
-            self._editing = None
-            if np.allclose(m.p1, m.p2):
-                self.model.measurements.remove(m)  # a click without a drag measures nothing
+        if self.model.current is not None:
+            self.annotations.release(plane, self._display_point(plane, col, row))
 
     def _on_hover(self, plane: Plane, col: float, row: float) -> None:
         cur = self.model.current
         if cur is None:
             return
+        self.annotations.hover(plane, self._display_point(plane, col, row))
         x, y, z = (int(round(v)) for v in self._display_point(plane, col, row))
         nx, ny, nz = cur.shape_xyz
         if not (0 <= x < nx and 0 <= y < ny and 0 <= z < nz):
@@ -466,14 +495,12 @@ class ViewerController(QtCore.QObject):
             self.model.set_window(auto_window(self.model.current.volume.voxels))
 
     def _delete_measurement(self, mid: int) -> None:
-        for m in self.model.measurements:
-            if m.id == mid:
-                self.model.measurements.remove(m)
+        self.annotations.delete(mid)
 
     def _goto_measurement(self, mid: int) -> None:
         for m in self.model.measurements:
             if m.id == mid:
-                self.model.set_cursor(tuple((a + b) / 2 for a, b in zip(m.p1, m.p2, strict=True)))  # type: ignore[arg-type]
+                self.model.set_cursor(m.centre())
 
     def _cine_step(self) -> None:
         cur = self.model.current
@@ -675,7 +702,76 @@ class ViewerController(QtCore.QObject):
         if self.window.mpr.layout_name == "1x3":
             self.set_layout("2x2")  # the score plot lives in the fourth pane
 
+    def _refresh_undo_actions(self) -> None:
+        a = self.window.actions_by_name
+        a["undo"].setEnabled(self.annotations.history.can_undo)
+        a["redo"].setEnabled(self.annotations.history.can_redo)
+
+    def _ask_text(self, title: str, prompt: str, current: str) -> str | None:
+        text, ok = QtWidgets.QInputDialog.getText(self.window, title, prompt, text=current)
+        return text if ok else None
+
+    def export_measurements(self, folder: str | Path) -> bool:
+        """Write the open study's measurements as ``measurements.csv`` and a DICOM SR (TID 1500)
+        into ``folder`` (on a worker thread); False when nothing can be written."""
+        cur = self.model.current
+        items = [m for m in self.model.measurements if m.complete]
+        if cur is None or not items:
+            self._error("There are no measurements to export")
+            return False
+        from viewer.models.measurement_export import export_measurements
+
+        stack = self.current_stack
+        worker = create_worker(lambda: export_measurements(Path(folder), items, cur, stack))
+        worker.returned.connect(
+            lambda files: self.window.statusBar().showMessage(f"Exported {len(files)} files to {folder}", 30000)
+        )
+        worker.errored.connect(lambda exc: self._error(f"Cannot export the measurements: {exc}"))
+        self._overlay_workers.add(worker)
+        worker.finished.connect(lambda: self._overlay_workers.discard(worker))
+        worker.start()
+        return True
+
+    def _ask_export_measurements(self) -> None:
+        folder = QtWidgets.QFileDialog.getExistingDirectory(self.window, "Export measurements into", str(Path.home()))
+        if folder:
+            self.export_measurements(folder)
+
+    def open_measurements(self, path: str | Path) -> bool:
+        """Read a DICOM SR's planar measurements on the open study's frame of reference as
+        annotations (on a worker thread)."""
+        cur = self.model.current
+        if cur is None:
+            self._error("Open an image before opening measurements")
+            return False
+        from viewer.models.measurement_sr import read_measurement_sr
+
+        worker = create_worker(lambda: read_measurement_sr(path, cur))
+        worker.returned.connect(lambda items: self._add_measurements(items, cur))
+        worker.errored.connect(lambda exc: self._error(f"Cannot open {Path(path).name} as measurements: {exc}"))
+        self._overlay_workers.add(worker)
+        worker.finished.connect(lambda: self._overlay_workers.discard(worker))
+        worker.start()
+        return True
+
+    def _add_measurements(self, items: list[Measurement], cur: Any) -> None:
+        if self.model.current is not cur:
+            self._error("The measurements were read for an image that is no longer open")
+            return
+        with self.annotations.history.group():
+            for m in items:
+                self.model.measurements.add(m)
+        self.window.statusBar().showMessage(f"{len(items)} measurement(s) added", 15000)
+
+    def _ask_measurement_sr(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self.window, "Open measurements (DICOM SR)", self.settings.last_folder(), "DICOM SR (*.dcm);;All files (*)"
+        )
+        if path:
+            self.open_measurements(path)
+
     def shutdown(self) -> None:
+        self.annotations.shutdown()
         self.cine_timer.stop()
         self.analysis.shutdown()
         self.settings.save_window(self.window)
@@ -705,4 +801,5 @@ class ViewerController(QtCore.QObject):
             or self._overlay_workers
             or self.drawing
             or self.tags.busy
+            or self.annotations.busy
         )

@@ -16,6 +16,18 @@ from .slice_view import SliceView
 from .tag_browser import TagBrowser
 
 LAYOUTS = ("1x3", "2x2", "single")
+#: The measuring tools: action name, menu text, shortcut.
+TOOL_ACTIONS = (
+    ("tool-crosshair", "Crosshair (select, move, resize)", "Esc"),
+    ("tool-distance", "Distance ruler", "D"),
+    ("tool-rectangle", "Rectangle ROI", "Shift+R"),
+    ("tool-ellipse", "Ellipse ROI", "E"),
+    ("tool-freehand", "Freehand ROI", "F"),
+    ("tool-angle", "Angle", "A"),
+    ("tool-cobb", "Cobb angle", "Shift+A"),
+    ("tool-arrow", "Arrow with text", "T"),
+    ("tool-point", "Point marker", "P"),
+)
 DEFAULT_SIZE = (1400, 800)
 MINIMUM_SIZE = (960, 600)
 
@@ -150,11 +162,25 @@ class MainWindow(QtWidgets.QMainWindow):
         self.recent_menu = f.addMenu("&Recent folders")
         f.addSeparator()
         self._action(f, "export-results", "&Export results (SEG, NIfTI, findings, report)…", "Ctrl+E")
+        self._action(f, "open-measurements", "Open measurements (DICOM SR)…")
+        self._action(f, "export-measurements", "Export measurements (DICOM SR, CSV)…")
         self._action(f, "save-view", "Save view screenshot…", "Ctrl+S")
         self._action(f, "save-window", "Save window screenshot…", "Ctrl+Shift+S")
         self._action(f, "copy-view", "Copy view to clipboard", "Ctrl+Shift+C")
         f.addSeparator()
         self._action(f, "quit", "&Quit", QtGui.QKeySequence.StandardKey.Quit)
+        e = mb.addMenu("&Edit")
+        self._action(e, "undo", "&Undo", QtGui.QKeySequence.StandardKey.Undo).setEnabled(False)
+        redo = self._action(e, "redo", "&Redo", "Ctrl+Shift+Z")
+        redo.setShortcuts([QtGui.QKeySequence("Ctrl+Shift+Z"), QtGui.QKeySequence("Ctrl+Y")])
+        redo.setEnabled(False)
+        e.addSeparator()
+        delete = self._action(e, "delete-measurement", "&Delete measurement", QtGui.QKeySequence.StandardKey.Delete)
+        # Only over the slice views: the measurements panel's own Delete removes its selected rows.
+        self.removeAction(delete)
+        self.mpr.addAction(delete)
+        delete.setShortcutContext(QtCore.Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self._action(e, "relabel-measurement", "&Label measurement…", "Ctrl+L")
         v = mb.addMenu("&View")
         for name in LAYOUTS:
             self._action(v, f"layout-{name}", f"Layout {name}", {"1x3": "F2", "2x2": "F3", "single": "F4"}[name])
@@ -192,17 +218,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(w, "window-entry", "Enter window/level…", "W")
         self._action(w, "invert", "&Invert", "I", checkable=True)
         t = mb.addMenu("&Tools")
-        for name, text, key in (
-            ("tool-crosshair", "Crosshair", "Esc"),
-            ("tool-distance", "Distance ruler", "D"),
-            ("tool-rectangle", "Rectangle ROI", "Shift+R"),
-            ("tool-ellipse", "Ellipse ROI", "E"),
-        ):
-            self._action(t, name, text, key, checkable=True)
-        self.actions_by_name["tool-crosshair"].setChecked(True)
         self.tool_group = QtGui.QActionGroup(self)
-        for name in ("tool-crosshair", "tool-distance", "tool-rectangle", "tool-ellipse"):
-            self.tool_group.addAction(self.actions_by_name[name])
+        for name, text, key in TOOL_ACTIONS:
+            self.tool_group.addAction(self._action(t, name, text, key, checkable=True))
+        self.actions_by_name["tool-crosshair"].setChecked(True)
         h = mb.addMenu("&Help")
         self._action(h, "shortcuts", "&Keyboard shortcuts", "F1")
         self._action(h, "about", "&About RadLens")

@@ -12,8 +12,13 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from viewer.models.measurements import Plane
 
+from .label_layout import place_labels
+
 CROSSHAIR_PEN = pg.mkPen((255, 200, 0, 200), width=1)
 MEASURE_PEN = pg.mkPen((80, 220, 255), width=2)
+SELECTED_PEN = pg.mkPen((255, 170, 60), width=2)
+MEASURE_TEXT = QtGui.QColor(80, 220, 255)
+SELECTED_TEXT = QtGui.QColor(255, 170, 60)
 
 
 @dataclass
@@ -60,6 +65,8 @@ class SliceView(pg.GraphicsView):
             line.setZValue(50)
             self.vb.addItem(line, ignoreBounds=True)
         self.measure_items: list[QtWidgets.QGraphicsItem] = []
+        self.measure_labels: list[tuple[QtCore.QPointF, str, bool]] = []  # scene anchor, text, selected
+        self.label_boxes: list[tuple[float, float, float, float]] = []  # where they were last drawn
         self.pixel_mm = (1.0, 1.0)
         self.image_shape = (0, 0)
         self.annotations = Annotations()
@@ -128,34 +135,36 @@ class SliceView(pg.GraphicsView):
         self.annotations = annotations
         self.viewport().update()
 
-    def set_measurements(self, shapes: list[tuple[str, list[tuple[float, float]], str]]) -> None:
-        """Each: (kind 'line' | 'rect' | 'ellipse', image points, label)."""
+    def set_measurements(self, shapes: list[tuple[str, list[tuple[float, float]], str, bool]]) -> None:
+        """Each: (kind, image points, label, selected); kinds: 'line', 'rect', 'ellipse',
+        'polyline' (an angle), 'cobb' (two lines), 'arrow' (head at the first point), 'point',
+        'polygon' (a freehand ROI). Labels are drawn in screen space, placed off each other."""
         for item in self.measure_items:
             self.vb.removeItem(item)
         self.measure_items = []
+        self.measure_labels = []
         sx, sy = self.pixel_mm
-        for kind, points, label in shapes:
-            (c1, r1), (c2, r2) = points
-            x1, y1, x2, y2 = (c1 + 0.5) * sx, (r1 + 0.5) * sy, (c2 + 0.5) * sx, (r2 + 0.5) * sy
-            if kind == "line":
-                item: QtWidgets.QGraphicsItem = QtWidgets.QGraphicsLineItem(x1, y1, x2, y2)
-            elif kind == "rect":
-                item = QtWidgets.QGraphicsRectItem(
-                    QtCore.QRectF(QtCore.QPointF(x1, y1), QtCore.QPointF(x2, y2)).normalized()
-                )
-            else:
-                item = QtWidgets.QGraphicsEllipseItem(
-                    QtCore.QRectF(QtCore.QPointF(x1, y1), QtCore.QPointF(x2, y2)).normalized()
-                )
-            item.setPen(MEASURE_PEN)  # type: ignore[attr-defined]
-            item.setZValue(60)
-            self.vb.addItem(item, ignoreBounds=True)
-            self.measure_items.append(item)
-            text = pg.TextItem(label, color=(80, 220, 255), anchor=(0, 1))
-            text.setPos(max(x1, x2), min(y1, y2))
-            text.setZValue(61)
-            self.vb.addItem(text, ignoreBounds=True)
-            self.measure_items.append(text)
+        px = max(self.mm_per_screen_pixel(), 1e-6)  # mm per screen pixel, for marks of fixed size
+        for kind, points, label, selected in shapes:
+            scene = [QtCore.QPointF((c + 0.5) * sx, (r + 0.5) * sy) for c, r in points]
+            pen = SELECTED_PEN if selected else MEASURE_PEN
+            for item in _shape_items(kind, scene, px):
+                item.setPen(pen)  # type: ignore[attr-defined]
+                item.setZValue(60)
+                self.vb.addItem(item, ignoreBounds=True)
+                self.measure_items.append(item)
+            if selected:
+                for p in scene:
+                    handle = QtWidgets.QGraphicsRectItem(QtCore.QRectF(p.x() - 3 * px, p.y() - 3 * px, 6 * px, 6 * px))
+                    handle.setPen(SELECTED_PEN)
+                    handle.setBrush(QtGui.QBrush(QtGui.QColor(255, 170, 60, 160)))
+                    handle.setZValue(62)
+                    self.vb.addItem(handle, ignoreBounds=True)
+                    self.measure_items.append(handle)
+            if label and scene:
+                anchor = QtCore.QPointF(max(p.x() for p in scene), min(p.y() for p in scene))
+                self.measure_labels.append((anchor, label, selected))
+        self.viewport().update()
 
     # --- view ------------------------------------------------------------------------------
     def reset_view(self) -> None:
@@ -227,7 +236,38 @@ class SliceView(pg.GraphicsView):
         _backed_text(painter, w // 2 - bm.horizontalAdvance(bottom) // 2, bottom_y, bottom, edge_colour)
         if bar is not None:
             self._draw_scale_bar(painter, w, bar_y, *bar)
+        painter.setFont(font)
+        self._draw_measure_labels(painter, w, h)
         painter.restore()
+
+    def _draw_measure_labels(self, painter: QtGui.QPainter, w: int, h: int) -> None:
+        """Each measurement's compact label in a small box beside its shape, inside the view and
+        off the other labels."""
+        if not self.measure_labels:
+            self.label_boxes = []
+            return
+        metrics = QtGui.QFontMetrics(painter.font())
+        line_h = metrics.height()
+        wanted, texts = [], []
+        for anchor, text, selected in self.measure_labels:
+            lines = text.split("\n")
+            at = self.mapFromScene(self.vb.mapViewToScene(anchor))
+            box_w = max(metrics.horizontalAdvance(t) for t in lines) + 6
+            wanted.append(
+                (
+                    float(at.x() + 6),
+                    float(at.y() - line_h * len(lines) - 2),
+                    float(box_w),
+                    float(line_h * len(lines) + 2),
+                )
+            )
+            texts.append((lines, selected))
+        self.label_boxes = place_labels(wanted, w, h)
+        for (x, y, bw, bh), (lines, selected) in zip(self.label_boxes, texts, strict=True):
+            painter.fillRect(QtCore.QRectF(x, y, bw, bh), _BACKING)
+            painter.setPen(SELECTED_TEXT if selected else MEASURE_TEXT)
+            for n, line in enumerate(lines):
+                painter.drawText(int(x + 3), int(y + 1 + line_h * (n + 1) - metrics.descent()), line)
 
     def _scale_bar_length(self, w: int) -> tuple[int, float] | None:
         """The scale bar's length in screen pixels and in mm: a round number of mm, at least a
@@ -344,3 +384,40 @@ def _backed_text(painter: QtGui.QPainter, x: int, y: int, text: str, colour: QtG
     painter.fillRect(box, _BACKING)
     painter.setPen(colour)
     painter.drawText(x, y, text)
+
+
+def _shape_items(kind: str, pts: list[QtCore.QPointF], px: float) -> list[QtWidgets.QGraphicsItem]:
+    """The graphics items of one measurement in scene coordinates (mm); ``px`` is one screen
+    pixel in mm, so arrow heads and markers keep their size on screen at any zoom."""
+    if not pts:
+        return []
+    if kind in ("rect", "ellipse") and len(pts) >= 2:
+        rect = QtCore.QRectF(pts[0], pts[-1]).normalized()
+        return [QtWidgets.QGraphicsRectItem(rect) if kind == "rect" else QtWidgets.QGraphicsEllipseItem(rect)]
+    if kind == "point":
+        p, r = pts[0], 4 * px
+        return [
+            QtWidgets.QGraphicsLineItem(p.x() - r, p.y(), p.x() + r, p.y()),
+            QtWidgets.QGraphicsLineItem(p.x(), p.y() - r, p.x(), p.y() + r),
+            QtWidgets.QGraphicsEllipseItem(QtCore.QRectF(p.x() - r, p.y() - r, 2 * r, 2 * r)),
+        ]
+    if kind == "polygon":
+        return [QtWidgets.QGraphicsPolygonItem(QtGui.QPolygonF(pts))]
+    if kind == "cobb":
+        return [QtWidgets.QGraphicsLineItem(QtCore.QLineF(a, b)) for a, b in zip(pts[0::2], pts[1::2], strict=False)]
+    items: list[QtWidgets.QGraphicsItem] = []
+    path = QtGui.QPainterPath(pts[0])
+    for p in pts[1:]:
+        path.lineTo(p)
+    items.append(QtWidgets.QGraphicsPathItem(path))
+    if kind == "arrow" and len(pts) >= 2:
+        head, tail = pts[0], pts[-1]
+        d = np.array([tail.x() - head.x(), tail.y() - head.y()])
+        norm = float(np.hypot(*d))
+        if norm > 0:
+            d = d / norm * 12 * px
+            for angle in (0.45, -0.45):
+                c, s = np.cos(angle), np.sin(angle)
+                end = QtCore.QPointF(head.x() + c * d[0] - s * d[1], head.y() + s * d[0] + c * d[1])
+                items.append(QtWidgets.QGraphicsLineItem(QtCore.QLineF(head, end)))
+    return items
