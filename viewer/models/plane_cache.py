@@ -49,9 +49,9 @@ class PlaneCache:
             return out if plane == Plane.AXIAL else np.ascontiguousarray(out[::-1])
         if plane == Plane.AXIAL:
             return project(self.array[lo:hi], mode)
-        axis = 1 if plane == Plane.CORONAL else 2
-        stacked = np.moveaxis(self.array.take(np.arange(lo, hi), axis=axis), axis, 0)
-        return np.ascontiguousarray(project(stacked, mode)[::-1])
+        # Reduced in place along the plane's normal: no copy of the slab is made.
+        slab = self.array[:, lo:hi] if plane == Plane.CORONAL else self.array[:, :, lo:hi]
+        return np.ascontiguousarray(project(slab, mode, axis=1 if plane == Plane.CORONAL else 2)[::-1])
 
     def image(self, plane: Plane, index: int) -> npt.NDArray[Any]:
         """The plane's C-contiguous image at ``index``, row 0 at the top of the screen."""

@@ -51,18 +51,18 @@ def slab_range(index: int, n: int, thickness_mm: float, spacing_mm: float) -> tu
     return max(0, index - half), min(n, index + half + 1)
 
 
-def project(stack: npt.NDArray[Any], mode: SlabMode) -> npt.NDArray[Any]:
-    """Project ``stack`` (slices outermost) along its first axis; the result is C-contiguous.
+def project(stack: npt.NDArray[Any], mode: SlabMode, axis: int = 0) -> npt.NDArray[Any]:
+    """Project ``stack`` along ``axis`` (its slices' axis); the result is C-contiguous.
 
     MIP and MinIP keep the stored type (exact values, as a reader expects from a MIP); the
     average is float32.
     """
     if mode is SlabMode.MIP:
-        out = stack.max(axis=0)
+        out = stack.max(axis=axis)
     elif mode is SlabMode.MINIP:
-        out = stack.min(axis=0)
+        out = stack.min(axis=axis)
     elif mode is SlabMode.AVERAGE:
-        out = stack.mean(axis=0, dtype=np.float32)
+        out = stack.mean(axis=axis, dtype=np.float32)
     else:
         raise ValueError(f"no projection for slab mode {mode!r}")
     return np.ascontiguousarray(out)
