@@ -21,6 +21,7 @@ from viewer.controllers.export_controller import ExportController
 from viewer.controllers.loading import LoadController
 from viewer.controllers.settings import Settings
 from viewer.controllers.tag_controller import TagController
+from viewer.controllers.view_options import ViewOptions
 from viewer.controllers.worker import create_worker
 from viewer.models.layers import HeatmapLayer, LabelLayer
 from viewer.models.measurements import Measurement, Plane, Shape
@@ -96,6 +97,7 @@ class ViewerController(QtCore.QObject):
         self.cine_timer = QtCore.QTimer(self)
         self.cine_timer.setInterval(100)
         self.cine_timer.timeout.connect(self._cine_step)
+        self.view_options = ViewOptions(self.window, self.settings, self.cine_timer)
         self._connect()
         self.settings.restore_window(self.window)
         layout = str(self.settings.value("layout", "1x3"))

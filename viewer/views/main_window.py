@@ -29,6 +29,7 @@ TOOL_ACTIONS = (
     ("tool-point", "Point marker", "P"),
 )
 DEFAULT_SIZE = (1400, 800)
+CINE_SPEEDS = (2, 5, 10, 15, 20, 30)
 MINIMUM_SIZE = (960, 600)
 
 
@@ -187,6 +188,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(v, "reset-view", "&Reset view", "R")
         self._action(v, "crosshair", "Show &crosshair", "C", checkable=True).setChecked(True)
         self._action(v, "cine", "C&ine play", "Space", checkable=True)
+        speed = v.addMenu("Cine &speed")
+        self.cine_group = QtGui.QActionGroup(self)
+        for fps in CINE_SPEEDS:
+            self.cine_group.addAction(self._action(speed, f"cine-{fps}", f"{fps} slices/s", checkable=True))
+        self._action(v, "smooth", "S&mooth (bilinear) display", checkable=True)
+        self._action(v, "link-zoom", "&Link zoom across views", checkable=True)
         v.addSeparator()
         slab = v.addMenu("Thick &slab")
         self.slab_group = QtGui.QActionGroup(self)
