@@ -7,6 +7,7 @@ from PySide6 import QtCore, QtGui
 
 from viewer.controllers.settings import Settings
 from viewer.views.main_window import CINE_SPEEDS, MainWindow
+from viewer.views.slice_view import SliceView
 
 __all__ = ["ViewOptions"]
 
@@ -23,7 +24,7 @@ class ViewOptions(QtCore.QObject):
             a[f"cine-{fps}"].triggered.connect(lambda _=False, f=fps: self.set_cine_fps(f))
         a["smooth"].toggled.connect(self.set_smooth)
         a["link-zoom"].toggled.connect(self.set_linked_zoom)
-        for view in window.mpr.views.values():
+        for view in self._views():
             view.vb.sigRangeChanged.connect(lambda *_a, v=view: self._zoom_changed(v))
         fps = int(settings.value("cine_fps", 10))
         self.set_cine_fps(fps if fps in CINE_SPEEDS else 10)
@@ -40,15 +41,19 @@ class ViewOptions(QtCore.QObject):
         self.window.actions_by_name[f"cine-{fps}"].setChecked(True)
         self.settings.set_value("cine_fps", fps)
 
+    def _views(self) -> list[SliceView]:
+        return [*self.window.mpr.views.values(), self.window.mpr.compare_view]
+
     def set_smooth(self, on: bool) -> None:
         """Bilinear filtering of magnified images (off: the voxels as squares, as most readers want)."""
-        for view in self.window.mpr.views.values():
+        for view in self._views():
             view.setRenderHint(QtGui.QPainter.RenderHint.SmoothPixmapTransform, on)
             view.viewport().update()
         self.settings.set_value("smooth", "true" if on else "false")
 
     def set_linked_zoom(self, on: bool) -> None:
-        """Zoom in one pane zooms the others to the same scale (mm per screen pixel)."""
+        """Zoom in one pane zooms the others (the comparison pane too) to the same scale (mm per
+        screen pixel)."""
         self.settings.set_value("link_zoom", "true" if on else "false")
         if on:
             self._zoom_changed(self.window.mpr.views[self.window.mpr.active])
@@ -56,7 +61,7 @@ class ViewOptions(QtCore.QObject):
     def _zoom_changed(self, source: object) -> None:
         if self._linking or not self.window.actions_by_name["link-zoom"].isChecked():
             return
-        views = self.window.mpr.views.values()
+        views = self._views()
         if source not in views:
             return
         mm_per_px = source.mm_per_screen_pixel()  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ from inference.volume import Volume
 from viewer.controllers import plane_render as pr
 from viewer.controllers.analysis_controller import AnalysisController
 from viewer.controllers.annotation_controller import AnnotationController
+from viewer.controllers.comparison_controller import ComparisonController
 from viewer.controllers.export_controller import ExportController
 from viewer.controllers.loading import LoadController
 from viewer.controllers.settings import Settings
@@ -98,10 +99,12 @@ class ViewerController(QtCore.QObject):
         self.cine_timer.setInterval(100)
         self.cine_timer.timeout.connect(self._cine_step)
         self.view_options = ViewOptions(self.window, self.settings, self.cine_timer)
+        self.comparison = ComparisonController(self.model, self.window)
+        self.comparison.failed.connect(self._error)
         self._connect()
         self.settings.restore_window(self.window)
         layout = str(self.settings.value("layout", "1x3"))
-        self.window.mpr.set_layout(layout if layout in LAYOUTS else "1x3")
+        self.window.mpr.set_layout(layout if layout in LAYOUTS and layout != "compare" else "1x3")
         self._refresh_recent()
         self._refresh_user_presets()
 
@@ -145,6 +148,8 @@ class ViewerController(QtCore.QObject):
         a["quit"].triggered.connect(w.close)
         for name in LAYOUTS:
             a[f"layout-{name}"].triggered.connect(lambda _=False, n=name: self.set_layout(n))
+        a["compare-open"].triggered.connect(self._ask_compare)
+        w.browser.compare_requested.connect(lambda stack: self.comparison.open_stack(stack))
         a["reset-view"].triggered.connect(self.reset_views)
         a["crosshair"].toggled.connect(self._toggle_crosshair)
         a["cine"].toggled.connect(lambda on: self.cine_timer.start() if on else self.cine_timer.stop())
@@ -515,9 +520,23 @@ class ViewerController(QtCore.QObject):
         self.model.set_cursor((x[0], x[1], x[2]))
 
     def set_layout(self, name: str) -> None:
-        self.window.mpr.set_layout(name)
-        self.settings.set_value("layout", name)
+        if name == "compare":
+            if self.comparison.comparison is None:
+                self._error("Open a study for comparison first (File → Open study for comparison)")
+                return
+            self.window.mpr.set_layout(name)
+            self.comparison.render()
+        else:
+            self.window.mpr.set_layout(name)
+            self.settings.set_value("layout", name)
         QtCore.QTimer.singleShot(0, self.reset_views)
+
+    def _ask_compare(self) -> None:
+        folder = QtWidgets.QFileDialog.getExistingDirectory(
+            self.window, "Open study for comparison", self.settings.last_folder()
+        )
+        if folder:
+            self.comparison.open_path(folder)
 
     def reset_views(self) -> None:
         for view in self.window.mpr.views.values():
@@ -774,6 +793,7 @@ class ViewerController(QtCore.QObject):
 
     def shutdown(self) -> None:
         self.annotations.shutdown()
+        self.comparison.shutdown()
         self.cine_timer.stop()
         self.analysis.shutdown()
         self.settings.save_window(self.window)
@@ -804,4 +824,5 @@ class ViewerController(QtCore.QObject):
             or self.drawing
             or self.tags.busy
             or self.annotations.busy
+            or self.comparison.busy
         )

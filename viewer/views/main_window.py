@@ -15,7 +15,7 @@ from .series_browser import SeriesBrowser
 from .slice_view import SliceView
 from .tag_browser import TagBrowser
 
-LAYOUTS = ("1x3", "2x2", "single")
+LAYOUTS = ("1x3", "2x2", "single", "compare")
 #: The measuring tools: action name, menu text, shortcut.
 TOOL_ACTIONS = (
     ("tool-crosshair", "Crosshair (select, move, resize)", "Esc"),
@@ -40,6 +40,8 @@ class MprPanel(QtWidgets.QWidget):
         super().__init__(parent)
         self.views = {plane: SliceView(plane) for plane in Plane}
         self.fourth = SliceScorePlot()
+        self.compare_view = SliceView(Plane.AXIAL)  # the second study of a comparison, beside the active pane
+        self.compare_view.setObjectName("slice-view-compare")
         self.grid = QtWidgets.QGridLayout(self)
         self.grid.setContentsMargins(0, 0, 0, 0)
         self.grid.setSpacing(2)
@@ -53,7 +55,7 @@ class MprPanel(QtWidgets.QWidget):
         self.layout_name = name
         if active is not None:
             self.active = active
-        widgets: list[QtWidgets.QWidget] = [*self.views.values(), self.fourth]
+        widgets: list[QtWidgets.QWidget] = [*self.views.values(), self.fourth, self.compare_view]
         for w in widgets:
             self.grid.removeWidget(w)
             w.hide()
@@ -70,6 +72,12 @@ class MprPanel(QtWidgets.QWidget):
             for i in range(2):
                 self.grid.setColumnStretch(i, 1)
                 self.grid.setRowStretch(i, 1)
+        elif name == "compare":
+            self.compare_view.plane = self.active
+            self.grid.addWidget(self.views[self.active], 0, 0)
+            self.grid.addWidget(self.compare_view, 0, 1)
+            for i in range(2):
+                self.grid.setColumnStretch(i, 1)
         else:
             self.grid.addWidget(self.views[self.active], 0, 0)
         for w in widgets:
@@ -163,6 +171,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.recent_menu = f.addMenu("&Recent folders")
         f.addSeparator()
         self._action(f, "export-results", "&Export results (SEG, NIfTI, findings, report)…", "Ctrl+E")
+        self._action(f, "compare-open", "Open study for &comparison…", "Ctrl+Shift+P")
         self._action(f, "open-measurements", "Open measurements (DICOM SR)…")
         self._action(f, "export-measurements", "Export measurements (DICOM SR, CSV)…")
         self._action(f, "save-view", "Save view screenshot…", "Ctrl+S")
@@ -184,7 +193,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(e, "relabel-measurement", "&Label measurement…", "Ctrl+L")
         v = mb.addMenu("&View")
         for name in LAYOUTS:
-            self._action(v, f"layout-{name}", f"Layout {name}", {"1x3": "F2", "2x2": "F3", "single": "F4"}[name])
+            key = {"1x3": "F2", "2x2": "F3", "single": "F4", "compare": "F5"}[name]
+            self._action(v, f"layout-{name}", f"Layout {name}", key)
         self._action(v, "reset-view", "&Reset view", "R")
         self._action(v, "crosshair", "Show &crosshair", "C", checkable=True).setChecked(True)
         self._action(v, "cine", "C&ine play", "Space", checkable=True)
@@ -194,6 +204,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.cine_group.addAction(self._action(speed, f"cine-{fps}", f"{fps} slices/s", checkable=True))
         self._action(v, "smooth", "S&mooth (bilinear) display", checkable=True)
         self._action(v, "link-zoom", "&Link zoom across views", checkable=True)
+        self._action(v, "compare-link-window", "Comparison: link window/level", checkable=True).setChecked(True)
+        self._action(v, "compare-close", "Comparison: close")
         v.addSeparator()
         slab = v.addMenu("Thick &slab")
         self.slab_group = QtGui.QActionGroup(self)

@@ -18,6 +18,7 @@ STACK_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
 class SeriesBrowser(QtWidgets.QTreeWidget):
     stack_activated = QtCore.Signal(object)  # Stack
     tags_requested = QtCore.Signal(object)  # Stack: show its first file's DICOM tags
+    compare_requested = QtCore.Signal(object)  # Stack: show it beside the open one
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -112,5 +113,6 @@ class SeriesBrowser(QtWidgets.QTreeWidget):
             return
         menu = QtWidgets.QMenu(self)
         menu.addAction("Open", lambda: self.stack_activated.emit(st))
+        menu.addAction("Compare with the open series", lambda: self.compare_requested.emit(st))
         menu.addAction("Show DICOM tags", lambda: self.tags_requested.emit(st))
         menu.exec(self.viewport().mapToGlobal(pos))
