@@ -13,6 +13,7 @@ from inference.io.orientation import orientation_label
 from viewer.models.annotation_store import roi_values
 from viewer.models.layers import HeatmapLayer, LabelLayer, Layer
 from viewer.models.measurements import Measurement, Plane, Shape
+from viewer.models.oblique import reslice
 from viewer.models.plane_cache import PlaneCache
 from viewer.models.viewer_model import OpenVolume, ViewerModel
 from viewer.views.colormaps import heatmap_lut
@@ -35,18 +36,27 @@ def layer_cache(cur: OpenVolume, layer: Layer) -> PlaneCache | None:
     return held[1]
 
 
-def layer_overlay(cur: OpenVolume, layer: Layer, plane: Plane, index: int) -> Overlay | None:
+def layer_overlay(
+    cur: OpenVolume, layer: Layer, plane: Plane, index: int, coords: npt.NDArray[np.float64] | None = None
+) -> Overlay | None:
+    """A layer's image on ``plane`` at ``index``, or resliced at ``coords`` (an oblique pane)."""
     if not layer.visible:
         return None
     cache = layer_cache(cur, layer)
     assert cache is not None
+
+    def cut() -> npt.NDArray[Any]:
+        if coords is None:
+            return cache.image(plane, index)
+        return reslice(cache.array, coords, nearest=isinstance(layer, LabelLayer))
+
     if isinstance(layer, LabelLayer):
-        data = cache.image(plane, index)
+        data = cut()
         if layer.outline:
             data = outline(data)
         return (data, layer.lut(), (0.0, 255.0), layer.opacity)
     if isinstance(layer, HeatmapLayer):
-        data = cache.image(plane, index)
+        data = cut()
         lo, hi = layer.levels
         lo = max(lo, layer.threshold)
         # Values at or below the lower level map to the transparent first entry.
@@ -55,10 +65,12 @@ def layer_overlay(cur: OpenVolume, layer: Layer, plane: Plane, index: int) -> Ov
     return None
 
 
-def overlays_for(model: ViewerModel, plane: Plane, index: int) -> list[Overlay]:
+def overlays_for(
+    model: ViewerModel, plane: Plane, index: int, coords: npt.NDArray[np.float64] | None = None
+) -> list[Overlay]:
     cur = model.current
     assert cur is not None
-    return [o for layer in model.layers if (o := layer_overlay(cur, layer, plane, index)) is not None]
+    return [o for layer in model.layers if (o := layer_overlay(cur, layer, plane, index, coords)) is not None]
 
 
 def edge_labels(cur: OpenVolume, plane: Plane) -> tuple[str, str, str, str]:

@@ -26,6 +26,7 @@ from viewer.controllers.view_options import ViewOptions
 from viewer.controllers.worker import create_worker
 from viewer.models.layers import HeatmapLayer, LabelLayer
 from viewer.models.measurements import Measurement, Plane, Shape
+from viewer.models.oblique import Oblique, reslice, reslice_coordinates, rotate_point
 from viewer.models.plane_cache import PlaneCache
 from viewer.models.slab import Slab, SlabMode
 from viewer.models.viewer_model import ViewerModel
@@ -92,6 +93,9 @@ class ViewerController(QtCore.QObject):
         self._overlay_workers: set[Any] = set()
         self._staged: set[Plane] = set()  # panes of a new volume's first frame not yet drawn
         self._flat_layout = False  # the single-view layout was chosen for a single-slice image
+        self._rotating = False  # Tools → Rotate crosshair is on
+        self._rotation_start: tuple[Plane, float, float] | None = None
+        self._fill: tuple[Any, float] | None = None
         self.render_count = 0
         self.auto_model: str | None = None  # "default" or a model name, run on every volume shown
         self._building: set[int] = set()
@@ -115,6 +119,7 @@ class ViewerController(QtCore.QObject):
         m.cursor_changed.connect(self.render)
         m.window_changed.connect(self._on_window_changed)
         m.slab_changed.connect(self._on_slab_changed)
+        m.oblique_changed.connect(self._on_oblique_changed)
         m.layers.changed.connect(self._on_layers_changed)
         m.measurements.changed.connect(self._on_measurements_changed)
         for plane, view in w.mpr.views.items():
@@ -166,6 +171,8 @@ class ViewerController(QtCore.QObject):
         a["invert"].toggled.connect(lambda on: self.model.set_window(self.model.window, invert=on))
         for name, shape in TOOLS.items():
             a[name].triggered.connect(lambda _=False, s=shape: setattr(self, "tool", s))
+        a["tool-rotate"].triggered.connect(self._start_rotate_tool)
+        a["reset-oblique"].triggered.connect(lambda: self.model.set_oblique(None))
         a["undo"].triggered.connect(self.annotations.undo)
         a["redo"].triggered.connect(self.annotations.redo)
         a["delete-measurement"].triggered.connect(self.annotations.delete_selected)
@@ -306,6 +313,8 @@ class ViewerController(QtCore.QObject):
     # --- rendering --------------------------------------------------------------------------
     def _on_volume_changed(self) -> None:
         self._shown_index = {p: None for p in Plane}
+        for view in self.window.mpr.views.values():
+            view.set_crosshair_angle(0.0)  # a new volume opens on the usual planes
         cur = self.model.current
         self.window.layer_panel.refresh()
         if cur is not None:
@@ -334,6 +343,12 @@ class ViewerController(QtCore.QObject):
         wl = self.model.window
         self.window.wl_label.setText(f"W {wl.width:.0f} L {wl.center:.0f}{' inv' if self.model.invert else ''}")
         self.render()
+
+    def _fill_value(self, cur: Any) -> float:
+        """What an oblique reslice shows outside the volume: its lowest value (air, background)."""
+        if self._fill is None or self._fill[0] is not cur:
+            self._fill = (cur, float(cur.display.min()) if cur.display.size else 0.0)
+        return self._fill[1]
 
     def _on_slab_changed(self) -> None:
         self._shown_index = {p: None for p in Plane}
@@ -397,12 +412,23 @@ class ViewerController(QtCore.QObject):
             if only is not None and plane != only:
                 continue
             index = cursor[plane.normal_axis]
-            if self._shown_index[plane] != index:
-                image = cur.slab_image(plane, index, self.model.slab)
-                view.set_image(image, self.model.window.levels, cur.plane_pixel_mm(plane), lut)
-                view.set_overlays(pr.overlays_for(self.model, plane, index))
-                view.set_measurements(pr.measurement_shapes(self.model, plane, self.annotations.selected))
-                self._shown_index[plane] = index
+            ob = self.model.oblique
+            oblique = ob is not None and ob.affects(plane)
+            key = (index, ob, cursor) if oblique else index
+            if self._shown_index[plane] != key:
+                if oblique:
+                    assert ob is not None
+                    coords = reslice_coordinates(cur, plane, cursor, ob)
+                    image = reslice(cur.display, coords, fill=self._fill_value(cur))
+                    view.set_image(image, self.model.window.levels, cur.plane_pixel_mm(plane), lut)
+                    view.set_overlays(pr.overlays_for(self.model, plane, index, coords))
+                    view.set_measurements([])  # measurements live on the usual planes
+                else:
+                    image = cur.slab_image(plane, index, self.model.slab)
+                    view.set_image(image, self.model.window.levels, cur.plane_pixel_mm(plane), lut)
+                    view.set_overlays(pr.overlays_for(self.model, plane, index))
+                    view.set_measurements(pr.measurement_shapes(self.model, plane, self.annotations.selected))
+                self._shown_index[plane] = key
             view.set_crosshair(*cur.display_to_plane(plane, (float(cursor[0]), float(cursor[1]), float(cursor[2]))))
             view.set_annotations(self._annotations(plane))
 
@@ -420,6 +446,7 @@ class ViewerController(QtCore.QObject):
         index = self.model.cursor[plane.normal_axis]
         wl = self.model.window
         slab = self.model.slab
+        ob = self.model.oblique
         return Annotations(
             top_left=[t for t in (md.patient_name.replace("^", " "), md.study_date, md.series_description) if t],
             top_right=[
@@ -427,6 +454,7 @@ class ViewerController(QtCore.QObject):
                 f"slice {index + 1}/{n}",
                 f"{pr.slice_position_mm(cur, plane, self.model.cursor):.1f} mm",
                 *([f"{slab.mode.label} {slab.thickness_mm:g} mm"] if slab.active else []),
+                *([f"oblique {ob.angle_deg:+.0f}°"] if ob is not None and ob.affects(plane) else []),
             ],
             bottom_left=[f"W {wl.width:.0f} L {wl.center:.0f}"],
             bottom_right=[f"zoom {view.zoom_factor():.2f}×"],
@@ -437,7 +465,9 @@ class ViewerController(QtCore.QObject):
     def _display_point(self, plane: Plane, col: float, row: float) -> tuple[float, float, float]:
         cur = self.model.current
         assert cur is not None
-        return cur.plane_to_display(plane, col, row, float(self.model.cursor[plane.normal_axis]))
+        p = cur.plane_to_display(plane, col, row, float(self.model.cursor[plane.normal_axis]))
+        ob = self.model.oblique
+        return rotate_point(cur, ob, self.model.cursor, p) if ob is not None and ob.affects(plane) else p
 
     @property
     def tool(self) -> Shape | None:
@@ -446,7 +476,37 @@ class ViewerController(QtCore.QObject):
 
     @tool.setter
     def tool(self, shape: Shape | None) -> None:
+        self._rotating = False
         self.annotations.set_tool(shape)
+
+    def _start_rotate_tool(self) -> None:
+        """Tools → Rotate crosshair: a left drag in a pane turns its crosshair about the cursor."""
+        self.annotations.set_tool(None)
+        self._rotating = True
+
+    def _rotate_drag(self, plane: Plane, col: float, row: float, first: bool) -> None:
+        cur = self.model.current
+        assert cur is not None
+        c0, r0 = cur.display_to_plane(plane, tuple(float(v) for v in self.model.cursor))  # type: ignore[arg-type]
+        sx, sy = cur.plane_pixel_mm(plane)
+        pointer = float(np.degrees(np.arctan2(-(row - r0) * sy, (col - c0) * sx)))  # counter-clockwise on screen
+        if first:
+            ob = self.model.oblique
+            base = ob.angle_deg if ob is not None and ob.source == plane else 0.0
+            self._rotation_start = (plane, base, pointer)
+            return
+        if self._rotation_start is None or self._rotation_start[0] != plane:
+            return
+        _plane, base, start = self._rotation_start
+        angle = (base + pointer - start + 180.0) % 360.0 - 180.0
+        self.model.set_oblique(Oblique(plane, angle))
+
+    def _on_oblique_changed(self) -> None:
+        self._shown_index = {p: None for p in Plane}
+        ob = self.model.oblique
+        for plane, view in self.window.mpr.views.items():
+            view.set_crosshair_angle(ob.angle_deg if ob is not None and ob.source == plane else 0.0)
+        self.render()
 
     def _grab_tolerance(self, plane: Plane) -> float:
         view = self.window.mpr.views[plane]
@@ -455,12 +515,24 @@ class ViewerController(QtCore.QObject):
     def _on_press(self, plane: Plane, col: float, row: float) -> None:
         if self.model.current is None:
             return
+        if self._rotating:
+            self._rotate_drag(plane, col, row, first=True)
+            return
+        ob = self.model.oblique
+        if ob is not None and ob.affects(plane) and self.tool is not None:
+            self.window.statusBar().showMessage(
+                "This pane is resliced obliquely: measure on the usual planes (View → Reset oblique planes)", 10000
+            )
+            return
         p = self._display_point(plane, col, row)
         if not self.annotations.press(plane, p, self._grab_tolerance(plane)):
             self.model.set_cursor(p)
 
     def _on_drag(self, plane: Plane, col: float, row: float) -> None:
         if self.model.current is None:
+            return
+        if self._rotating:
+            self._rotate_drag(plane, col, row, first=False)
             return
         p = self._display_point(plane, col, row)
         if not self.annotations.drag(plane, p) and self.tool is None:

@@ -14,6 +14,7 @@ from inference.volume import Volume
 from .events import Event
 from .layers import LayerList
 from .measurements import MeasurementList, Plane
+from .oblique_state import Oblique
 from .plane_cache import PlaneCache
 from .slab import Slab, slab_range
 from .window_level import WindowLevel, volume_window
@@ -135,6 +136,8 @@ class ViewerModel:
         self.window_changed: Event[[]] = Event()
         self.slab = Slab()
         self.slab_changed: Event[[]] = Event()
+        self.oblique: Oblique | None = None  # a pane's crosshair rotated: the other two resliced
+        self.oblique_changed: Event[[]] = Event()
 
     def open(self, volume: Volume) -> None:
         """Show a new volume: cursor in the middle, its default window, no overlays."""
@@ -142,6 +145,7 @@ class ViewerModel:
         nx, ny, nz = self.current.shape_xyz
         self.cursor = (nx // 2, ny // 2, nz // 2)
         self.window = volume_window(volume)
+        self.oblique = None
         # One event for the whole change: listeners refresh layers, window and cursor from it.
         with self.layers.changed.blocked(), self.measurements.changed.blocked():
             self.layers.clear()
@@ -167,6 +171,14 @@ class ViewerModel:
         x = list(self.cursor)
         x[plane.normal_axis] += delta
         self.set_cursor((x[0], x[1], x[2]))
+
+    def set_oblique(self, oblique: Oblique | None) -> None:
+        """Rotate one pane's crosshair (reslicing the other two), or None for the usual planes."""
+        if oblique is not None and abs(oblique.angle_deg) < 1e-9:
+            oblique = None
+        if oblique != self.oblique:
+            self.oblique = oblique
+            self.oblique_changed.emit()
 
     def set_slab(self, slab: Slab) -> None:
         """Draw every plane as a slab projection (or, with ``SlabMode.OFF``, one slice)."""

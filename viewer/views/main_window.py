@@ -27,6 +27,7 @@ TOOL_ACTIONS = (
     ("tool-cobb", "Cobb angle", "Shift+A"),
     ("tool-arrow", "Arrow with text", "T"),
     ("tool-point", "Point marker", "P"),
+    ("tool-rotate", "Rotate crosshair (oblique MPR)", "O"),
 )
 DEFAULT_SIZE = (1400, 800)
 CINE_SPEEDS = (2, 5, 10, 15, 20, 30)
@@ -196,6 +197,7 @@ class MainWindow(QtWidgets.QMainWindow):
             key = {"1x3": "F2", "2x2": "F3", "single": "F4", "compare": "F5"}[name]
             self._action(v, f"layout-{name}", f"Layout {name}", key)
         self._action(v, "reset-view", "&Reset view", "R")
+        self._action(v, "reset-oblique", "Reset &oblique planes", "Shift+O")
         self._action(v, "crosshair", "Show &crosshair", "C", checkable=True).setChecked(True)
         self._action(v, "cine", "C&ine play", "Space", checkable=True)
         speed = v.addMenu("Cine &speed")

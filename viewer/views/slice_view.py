@@ -124,10 +124,16 @@ class SliceView(pg.GraphicsView):
         self.viewport().update()
 
     def set_crosshair(self, col: float, row: float) -> None:
-        self.v_line.setPos((col + 0.5) * self.pixel_mm[0])
-        self.h_line.setPos((row + 0.5) * self.pixel_mm[1])
+        centre = ((col + 0.5) * self.pixel_mm[0], (row + 0.5) * self.pixel_mm[1])
+        self.v_line.setPos(centre)  # both lines pass through the cursor (also when turned)
+        self.h_line.setPos(centre)
         self.v_line.setVisible(self.show_crosshair and self._has_image)
         self.h_line.setVisible(self.show_crosshair and self._has_image)
+
+    def set_crosshair_angle(self, degrees: float) -> None:
+        """Turn the crosshair counter-clockwise on screen (an oblique MPR's source pane)."""
+        self.h_line.setAngle(-degrees)
+        self.v_line.setAngle(90.0 - degrees)
 
     def set_annotations(self, annotations: Annotations) -> None:
         if annotations == self.annotations:
