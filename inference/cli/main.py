@@ -25,8 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("inference.cli.train_command", "train a model from a config file"),
     "evaluate": ("inference.cli.evaluate_command", "evaluate a model on a dataset split"),
     "dataset": ("inference.cli.dataset_command", "build a training dataset from folders of scans"),
-    # The viewer's module imports Qt only inside run(), so listing it here keeps headless commands Qt-free.
-    "view": ("viewer.view_command", "open the viewer (default: the bundled sample study)"),
+    # The viewer is imported only inside run(), so listing it here keeps headless commands Qt-free.
+    "view": ("inference.cli.view_command", "open the viewer (default: the bundled sample study)"),
 }
 
 EXIT_OK = 0

@@ -94,7 +94,7 @@ def _batches(idx: npt.NDArray[np.int64], batch_size: int) -> list[npt.NDArray[np
 def _load_batch(ds: SliceDataset, rows: npt.NDArray[np.int64], device: str, size: tuple[int, int]) -> torch.Tensor:
     import torch
 
-    from inference.training.train import check_finite_inputs, to_input
+    from inference.training.batches import check_finite_inputs, to_input
 
     order = np.argsort(rows)  # memory-mapped reads in file order
     images = np.empty((rows.size, *ds.images.shape[1:]), dtype=ds.images.dtype)

@@ -12,7 +12,7 @@ from PySide6 import QtCore, QtWidgets
 from inference import __version__
 from inference.io.scan import ScanResult
 from inference.io.stacks import Stack
-from inference.models.registry import Registry
+from inference.models.registry import ModelRequest, Registry
 from inference.volume import Volume
 from viewer.controllers import plane_render as pr
 from viewer.controllers.analysis_controller import AnalysisController
@@ -75,7 +75,7 @@ class ViewerController(QtCore.QObject):
         self._overlay_workers: set[Any] = set()
         self._staged: set[Plane] = set()  # panes of a new volume's first frame not yet drawn
         self.render_count = 0
-        self.auto_model: str | None = None  # "default" or a model name, run on every volume shown
+        self.auto_model: ModelRequest | None = None  # run on every volume shown
         self._building: set[int] = set()
         self.cine_timer = QtCore.QTimer(self)
         self.cine_timer.setInterval(100)
@@ -549,23 +549,20 @@ class ViewerController(QtCore.QObject):
         if paths:
             self.open_path(paths[0])
 
-    def run_model(self, name: str) -> bool:
-        """Run a model on the shown volume: by name, or "default" for the modality's default model."""
+    def run_model(self, request: ModelRequest) -> bool:
+        """Run a model on the shown volume: by name, or the modality's default model."""
         cur = self.model.current
         if cur is None:
             return False
         try:
-            if name == "default":
-                card = self.analysis.registry.default_for(cur.volume.metadata.modality or "")
-                if card is None:
-                    self.window.statusBar().showMessage(
-                        f"no default model for {cur.volume.metadata.modality or 'this modality'}", 10000
-                    )
-                    return False
-            else:
-                card = self.analysis.registry.get(name)
+            card = self.analysis.registry.card_for(request, cur.volume.metadata.modality or "")
         except Exception as exc:
             self._error(str(exc))
+            return False
+        if card is None:
+            self.window.statusBar().showMessage(
+                f"no default model for {cur.volume.metadata.modality or 'this modality'}", 10000
+            )
             return False
         index = self.window.analysis_panel.model_box.findData(card.key)
         if index >= 0:
