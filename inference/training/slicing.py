@@ -22,8 +22,6 @@ from inference.volume import Volume
 __all__ = ["SlicedVolume", "axial_view", "slice_volume"]
 
 
-
-
 def _resize(
     stack: npt.NDArray[np.float32], size: tuple[int, int], nearest: bool, area: bool = False
 ) -> npt.NDArray[np.float32]:

@@ -174,6 +174,7 @@ def _stack_folder(stack: Stack) -> str:
 
 def stack_loader(stack: Stack) -> Callable[[], Volume]:
     """Loads ``stack`` when called (geometry QA kept in ``volume.qa_warnings``, not warned)."""
+
     def load() -> Volume:
         from inference.io.dicom_loader import load_stack
 

@@ -33,7 +33,7 @@ class Settings:
         value = self.qsettings.value("recent", [])
         if isinstance(value, str):
             value = [value]
-        return [str(v) for v in (value or [])]
+        return [str(v) for v in value] if isinstance(value, list | tuple) else []
 
     def add_recent(self, folder: str) -> None:
         items = [folder, *[f for f in self.recent() if f != folder]][:MAX_RECENT]

@@ -531,7 +531,11 @@ class ViewerController(QtCore.QObject):
         menu = self.window.recent_menu
         menu.clear()
         for folder in self.settings.recent():
-            menu.addAction(folder, lambda f=folder: self.open_path(f))
+
+            def open_recent(f: str = folder) -> None:
+                self.open_path(f)
+
+            menu.addAction(folder, open_recent)
 
     def _refresh_file_presets(self) -> None:
         menu = self.window.file_presets_menu
@@ -541,9 +545,11 @@ class ViewerController(QtCore.QObject):
             return
         for preset in cur.volume.metadata.windows:
             wl = WindowLevel(preset.center, preset.width)
-            menu.addAction(
-                f"{preset.name}: W {preset.width:g} L {preset.center:g}", lambda v=wl: self.model.set_window(v)
-            )
+
+            def apply_preset(v: WindowLevel = wl) -> None:
+                self.model.set_window(v)
+
+            menu.addAction(f"{preset.name}: W {preset.width:g} L {preset.center:g}", apply_preset)
 
     def _on_drop(self, paths: list[str]) -> None:
         if paths:

@@ -62,9 +62,9 @@ class OpenVolume:
         self, plane: Plane, index: int, array: npt.NDArray[Any] | None = None
     ) -> npt.NDArray[Any]:
         """The plane as ``[row axis, column axis]`` in ascending display index (for ROI masks)."""
-        a = self.display if array is None else array
+        a: npt.NDArray[Any] = self.display if array is None else array
         if plane == Plane.AXIAL:
-            return a[index]
+            return a[index]  # type: ignore[no-any-return]
         if plane == Plane.CORONAL:
             return a[:, index]
         return a[:, :, index]

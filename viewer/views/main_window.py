@@ -49,7 +49,7 @@ class MprPanel(QtWidgets.QWidget):
                 self.grid.addWidget(self.views[plane], 0, col)
                 self.grid.setColumnStretch(col, 1)
         elif name == "2x2":
-            for n, w in enumerate([*self.views.values(), self.fourth]):
+            for n, w in enumerate(widgets):
                 self.grid.addWidget(w, n // 2, n % 2)
             for i in range(2):
                 self.grid.setColumnStretch(i, 1)
@@ -116,7 +116,7 @@ class MainWindow(QtWidgets.QMainWindow):
         menu: QtWidgets.QMenu,
         name: str,
         text: str,
-        shortcut: str | QtGui.QKeySequence | None = None,
+        shortcut: str | QtGui.QKeySequence | QtGui.QKeySequence.StandardKey | None = None,
         checkable: bool = False,
     ) -> QtGui.QAction:
         action = QtGui.QAction(text, self)

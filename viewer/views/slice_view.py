@@ -130,8 +130,8 @@ class SliceView(pg.GraphicsView):
 
     def set_measurements(self, shapes: list[tuple[str, list[tuple[float, float]], str]]) -> None:
         """Each: (kind 'line' | 'rect' | 'ellipse', image points, label)."""
-        for item in self.measure_items:
-            self.vb.removeItem(item)
+        for old in self.measure_items:
+            self.vb.removeItem(old)
         self.measure_items = []
         sx, sy = self.pixel_mm
         for kind, points, label in shapes:
@@ -300,7 +300,7 @@ class SliceView(pg.GraphicsView):
         ev.accept()
 
     def keyPressEvent(self, ev: QtGui.QKeyEvent) -> None:
-        keys = {
+        keys: dict[Any, int] = {
             QtCore.Qt.Key.Key_Up: 1,
             QtCore.Qt.Key.Key_Down: -1,
             QtCore.Qt.Key.Key_PageUp: 10,
