@@ -6,8 +6,6 @@ not silently change preprocessing.
 
 from __future__ import annotations
 
-import json
-import tomllib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -15,6 +13,7 @@ from typing import Any
 
 from inference.errors import ModelCardError
 from inference.suggest import did_you_mean, unknown_keys
+from inference.table_file import read_table
 
 
 class Task(StrEnum):
@@ -250,13 +249,6 @@ def parse_card(data: dict[str, Any], path: Path) -> ModelCard:
 
 
 def load_card(path: str | Path) -> ModelCard:
-    p = Path(path)
-    try:
-        text = p.read_bytes()
-    except OSError as exc:
-        raise ModelCardError(p, f"cannot read the card ({exc.strerror or exc})") from exc
-    try:
-        data = json.loads(text) if p.suffix == ".json" else tomllib.loads(text.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelCardError(p, f"not valid {'JSON' if p.suffix == '.json' else 'TOML'}: {exc}") from exc
-    return parse_card(data, p.resolve())
+    """A card file (TOML, or JSON when named ``.json``), validated."""
+    data = read_table(path, "the card", ModelCardError, json_too=True)
+    return parse_card(data, Path(path).resolve())

@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -64,6 +63,7 @@ from typing import Any
 from inference.engine.device import DEVICE_CHOICES
 from inference.errors import RadLensError
 from inference.suggest import did_you_mean, unknown_keys
+from inference.table_file import read_table
 
 SCHEDULES = ("cosine", "step", "none")
 #: What the mask-guided attention loss asks for (see ``train.attention_guidance_loss``).
@@ -403,16 +403,8 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> TrainingConf
 
 
 def load_config(path: str | Path) -> TrainingConfig:
-    p = Path(path)
-    try:
-        text = p.read_bytes()
-    except OSError as exc:
-        raise TrainingConfigError(p, f"cannot read the config ({exc.strerror or exc})") from exc
-    try:
-        data = tomllib.loads(text.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise TrainingConfigError(p, f"not valid TOML: {exc}") from exc
-    return parse_config(data, p.resolve())
+    """A training config file (TOML), validated."""
+    return parse_config(read_table(path, "the config", TrainingConfigError), Path(path).resolve())
 
 
 # --------------------------------------------------------------------------------------------
