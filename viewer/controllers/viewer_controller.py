@@ -26,6 +26,7 @@ from viewer.models.plane_cache import PlaneCache
 from viewer.models.viewer_model import ViewerModel
 from viewer.models.window_level import CT_PRESETS, WindowLevel, auto_window, drag_window
 from viewer.views.colormaps import grey_lut
+from viewer.views.file_dialogs import Asked, ask_folder, ask_open_file, ask_save_file
 from viewer.views.main_window import LAYOUTS, MainWindow
 from viewer.views.slice_view import Annotations
 
@@ -440,30 +441,15 @@ class ViewerController(QtCore.QObject):
 
     # --- dialogs ----------------------------------------------------------------------------
     def _ask_folder(self) -> None:
-        folder = QtWidgets.QFileDialog.getExistingDirectory(
-            self.window, "Open DICOM folder", self.settings.last_folder()
-        )
-        if folder:
+        if folder := ask_folder(self.window, "Open DICOM folder", self.settings.last_folder()):
             self.open_path(folder)
 
     def _ask_file(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self.window,
-            "Open image",
-            self.settings.last_folder(),
-            "Images (*.dcm *.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd);;All files (*)",
-        )
-        if path:
+        if path := ask_open_file(self.window, Asked.IMAGE, self.settings.last_folder()):
             self.open_path(path)
 
     def _ask_mask(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self.window,
-            "Open mask",
-            self.settings.last_folder(),
-            "Segmentations (*.dcm *.nii *.nii.gz *.nrrd *.mha *.mhd);;All files (*)",
-        )
-        if path:
+        if path := ask_open_file(self.window, Asked.MASK, self.settings.last_folder()):
             self.open_mask(path)
 
     def export_results(self, out_root: str | Path) -> bool:
@@ -477,8 +463,7 @@ class ViewerController(QtCore.QObject):
         )
 
     def _ask_export(self) -> None:
-        folder = QtWidgets.QFileDialog.getExistingDirectory(self.window, "Export results into", str(Path.home()))
-        if folder:
+        if folder := ask_folder(self.window, "Export results into", str(Path.home())):
             self.export_results(folder)
 
     def _on_exported(self, exported: Any) -> None:
@@ -499,8 +484,7 @@ class ViewerController(QtCore.QObject):
             self.model.set_window(WindowLevel(level, width))
 
     def _ask_screenshot(self, whole: bool) -> None:
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self.window, "Save screenshot", "radlens.png", "PNG (*.png)")
-        if path:
+        if path := ask_save_file(self.window, Asked.SCREENSHOT, "radlens.png"):
             self.save_screenshot(path, whole=whole)
 
     def save_screenshot(self, path: str | Path, whole: bool = True) -> Path:
