@@ -10,6 +10,7 @@ import numpy as np
 from PySide6 import QtCore, QtWidgets
 
 from inference import __version__
+from inference.display.window_level import CT_PRESETS, WindowLevel, auto_window, drag_window
 from inference.io.scan import ScanResult
 from inference.io.stacks import Stack
 from inference.models.registry import ModelRequest, Registry
@@ -24,7 +25,6 @@ from viewer.models.layers import HeatmapLayer, LabelLayer
 from viewer.models.measurements import Measurement, Plane, Shape
 from viewer.models.plane_cache import PlaneCache
 from viewer.models.viewer_model import ViewerModel
-from viewer.models.window_level import CT_PRESETS, WindowLevel, auto_window, drag_window
 from viewer.views.colormaps import grey_lut
 from viewer.views.file_dialogs import Asked, ask_folder, ask_open_file, ask_save_file
 from viewer.views.main_window import LAYOUTS, MainWindow
@@ -75,7 +75,6 @@ class ViewerController(QtCore.QObject):
         self.last_error = ""
         self._overlay_workers: set[Any] = set()
         self._staged: set[Plane] = set()  # panes of a new volume's first frame not yet drawn
-        self.render_count = 0
         self.auto_model: ModelRequest | None = None  # run on every volume shown
         self._building: set[int] = set()
         self.cine_timer = QtCore.QTimer(self)
@@ -296,7 +295,6 @@ class ViewerController(QtCore.QObject):
         cur = self.model.current
         if cur is None:
             return
-        self.render_count += 1
         cursor = self.model.cursor
         lut = grey_lut(self.model.invert)
         for plane, view in self.window.mpr.views.items():

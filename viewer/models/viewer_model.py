@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from inference.display.window_level import WindowLevel, default_window
 from inference.io.orientation import AxisMap, closest_lps_axes
 from inference.volume import Volume
 
@@ -15,7 +16,6 @@ from .events import Event
 from .layers import LayerList
 from .measurements import MeasurementList, Plane
 from .plane_cache import PlaneCache
-from .window_level import WindowLevel, default_window
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from inference.display.colormaps import HEATMAP_COLORMAPS
+from inference.display.colormaps import HEATMAP_COLORMAPS, heatmap_lut
 from viewer.models.layers import HeatmapLayer, LabelLayer, Layer, LayerList
-from viewer.views.colormaps import heatmap_lut
 
 
 class LayerPanel(QtWidgets.QWidget):

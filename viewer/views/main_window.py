@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from inference.display.window_level import AUTO_SHORTCUT, CT_PRESETS
 from viewer.models.layers import LayerList
 from viewer.models.measurements import Plane
-from viewer.models.window_level import AUTO_SHORTCUT, CT_PRESETS
 
 from .analysis_panel import AnalysisPanel, SliceScorePlot
 from .layer_panel import LayerPanel

@@ -37,7 +37,6 @@ class SliceView(pg.GraphicsView):
     dragged = QtCore.Signal(float, float)
     released = QtCore.Signal(float, float)
     hovered = QtCore.Signal(float, float)
-    left_view = QtCore.Signal()
     scrolled = QtCore.Signal(int)
     window_dragged = QtCore.Signal(float, float, bool)  # dx, dy, first
     activated = QtCore.Signal()
@@ -281,10 +280,6 @@ class SliceView(pg.GraphicsView):
         self._drag_button = None
         self._last_pos = None
         ev.accept()
-
-    def leaveEvent(self, ev: QtCore.QEvent) -> None:
-        self.left_view.emit()
-        super().leaveEvent(ev)
 
     def wheelEvent(self, ev: QtGui.QWheelEvent) -> None:
         if not self._has_image:
