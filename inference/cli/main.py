@@ -35,7 +35,7 @@ EXIT_USAGE = 2
 EXIT_CANCELLED = 130
 
 #: Commands whose numpy work is a few small matrices and streaming through volumes: OpenBLAS
-#: starting a thread per core when numpy is imported (~55 ms on 2 cores) buys them nothing.
+#: starting a thread per core when numpy is imported costs start-up time and buys them nothing.
 SINGLE_THREAD_BLAS = {"scan", "convert", "sample"}
 
 
