@@ -21,6 +21,21 @@ import numpy.typing as npt
 
 from inference.volume import Volume, VolumeMetadata, WindowPreset
 
+__all__ = [
+    "DEFAULT_SHAPE",
+    "DEFAULT_SPACING",
+    "MANIFEST_NAME",
+    "SAMPLE_VERSION",
+    "Nodule",
+    "default_sample_dir",
+    "is_complete_sample",
+    "lung_mask",
+    "make_chest_phantom",
+    "nodules_on_grid",
+    "sample_nodules",
+    "write_sample_study",
+]
+
 SAMPLE_VERSION = "sample-study-v1"
 MANIFEST_NAME = ".radlens-sample.json"  # hidden: scans skip dot-files
 DEFAULT_SHAPE = (80, 192, 192)

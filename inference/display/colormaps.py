@@ -16,6 +16,8 @@ import numpy.typing as npt
 
 from inference.suggest import did_you_mean
 
+__all__ = ["HEATMAP_COLORMAPS", "heatmap_lut"]
+
 #: The names a heatmap can be drawn with, in the order the viewer offers them.
 HEATMAP_COLORMAPS = ("inferno", "viridis", "jet", "hot")
 

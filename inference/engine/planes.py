@@ -15,6 +15,8 @@ from inference.models.intensity import ScaleIntensity
 if TYPE_CHECKING:
     import torch
 
+__all__ = ["CHUNK", "SlicePlanes"]
+
 #: Planes normalised and resized per call: a few source planes of float32 stay in the CPU's cache.
 CHUNK = 4
 

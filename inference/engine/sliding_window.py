@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from inference.engine.loaded_model import LoadedModel
     from inference.engine.result import Result
 
+__all__ = ["OVERLAP", "segment_probabilities", "window_count"]
+
 OVERLAP = 0.25
 
 

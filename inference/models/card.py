@@ -15,6 +15,19 @@ from inference.errors import ModelCardError
 from inference.suggest import did_you_mean, unknown_keys
 from inference.table_file import read_table
 
+__all__ = [
+    "DEFAULT_LABEL_COLOUR",
+    "Explanation",
+    "InputSpec",
+    "LabelSpec",
+    "ModelCard",
+    "Normalise",
+    "Task",
+    "WeightsFormat",
+    "load_card",
+    "parse_card",
+]
+
 
 class Task(StrEnum):
     SLICE_CLASSIFICATION = "slice-classification"

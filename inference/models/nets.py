@@ -16,6 +16,20 @@ from typing import Any
 import torch  # noqa: TID253 (imported lazily, only from build_model)
 from torch import nn  # noqa: TID253
 
+__all__ = [
+    "CNNRNN",
+    "POOL_SCALES",
+    "AttentionCNN",
+    "AttentionPool2d",
+    "Backbone",
+    "KerasBaseline",
+    "ResidualBlock",
+    "SelfAttention2d",
+    "SliceCNN",
+    "check_slices",
+    "unet3d",
+]
+
 
 def check_slices(x: torch.Tensor, name: str) -> None:
     """Refuse anything but a ``(B, C, H, W)`` batch of slices, naming the network that got it."""

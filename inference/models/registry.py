@@ -16,6 +16,18 @@ from inference.errors import ModelCardError, RadLensError
 from inference.models.card import ModelCard, load_card
 from inference.suggest import did_you_mean
 
+__all__ = [
+    "CARD_SUFFIXES",
+    "ENTRY_POINT_GROUP",
+    "DefaultModel",
+    "ModelRequest",
+    "Registry",
+    "discover",
+    "parse_model_request",
+    "resources_dir",
+    "user_models_dir",
+]
+
 
 class DefaultModel(Enum):
     """The registry's default model for the volume's modality, asked for as ``--model default``."""

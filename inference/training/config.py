@@ -65,6 +65,25 @@ from inference.errors import RadLensError
 from inference.suggest import did_you_mean, unknown_keys
 from inference.table_file import read_table
 
+__all__ = [
+    "ATTENTION_TARGETS",
+    "DEVICES",
+    "EXPLANATIONS",
+    "SCHEDULES",
+    "TRAINABLE_ARCHITECTURES",
+    "AugmentConfig",
+    "CardConfig",
+    "DataConfig",
+    "ModelConfig",
+    "OutputConfig",
+    "TrainConfig",
+    "TrainingConfig",
+    "TrainingConfigError",
+    "dumps_toml",
+    "load_config",
+    "parse_config",
+]
+
 SCHEDULES = ("cosine", "step", "none")
 #: What the mask-guided attention loss asks for (see ``train.attention_guidance_loss``).
 ATTENTION_TARGETS = ("touch", "coverage")
