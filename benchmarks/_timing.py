@@ -45,7 +45,7 @@ def child_env() -> dict[str, str]:
 
 
 # Printed by the child as its last line: the high-water mark of its resident set, in KiB.
-_HWM_SNIPPET = """
+HWM_SNIPPET = """
 def _hwm_kib():
     with open("/proc/self/status") as fp:
         for line in fp:
@@ -56,14 +56,11 @@ def _hwm_kib():
 """
 
 
-def child_peak_rss(code: str, *args: str) -> int:
-    """Run ``code`` in a fresh interpreter and return its peak RSS (VmHWM) in bytes.
-
-    ``code`` runs after the helper is defined; ``sys.argv[1:]`` holds ``args``.
-    """
-    program = _HWM_SNIPPET + code + "\nprint('HWM', _hwm_kib())\n"
+def run_python(code: str, *args: str) -> str:
+    """Run ``code`` in a fresh interpreter (the repository importable, ``sys.argv[1:]`` = ``args``);
+    its standard output. A failure raises RuntimeError with the end of its standard error."""
     done = subprocess.run(
-        [sys.executable, "-c", program, *args],
+        [sys.executable, "-c", code, *args],
         cwd=REPO_ROOT,
         env=child_env(),
         capture_output=True,
@@ -72,5 +69,17 @@ def child_peak_rss(code: str, *args: str) -> int:
     )
     if done.returncode != 0:
         raise RuntimeError(f"child failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    last = [line for line in done.stdout.splitlines() if line.startswith("HWM ")][-1]
-    return int(last.split()[1]) * 1024
+    return done.stdout
+
+
+def child_hwm_kib(stdout: str) -> int:
+    """The peak RSS (VmHWM, KiB) a child printed as ``HWM n`` (see :data:`HWM_SNIPPET`)."""
+    return int([line for line in stdout.splitlines() if line.startswith("HWM ")][-1].split()[1])
+
+
+def child_peak_rss(code: str, *args: str) -> int:
+    """Run ``code`` in a fresh interpreter and return its peak RSS (VmHWM) in bytes.
+
+    ``code`` runs after the helper is defined; ``sys.argv[1:]`` holds ``args``.
+    """
+    return child_hwm_kib(run_python(HWM_SNIPPET + code + "\nprint('HWM', _hwm_kib())\n", *args)) * 1024

@@ -29,14 +29,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
-from _timing import REPO_ROOT, child_env, median
+from _timing import HWM_SNIPPET, child_hwm_kib, median, run_python
 
 from inference.batch.identity import Identity
 from inference.batch.pipeline import BatchOptions, analyze, default_jobs, default_writers, load_for_batch
@@ -80,24 +78,10 @@ print("CHILD", children)
 
 def peak_memory(inputs: list[Path], out: Path, device: str, formats: tuple[str, ...]) -> tuple[int, int]:
     """(main process VmHWM, largest child's maxrss) in bytes for one analyze run."""
-    program = (
-        "def _hwm():\n"
-        "    for line in open('/proc/self/status'):\n"
-        "        if line.startswith('VmHWM:'):\n"
-        "            return int(line.split()[1])\n" + _PEAK_CHILD + "print('HWM', _hwm())\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", program, str(out), device, ",".join(formats), *map(str, inputs)],
-        cwd=REPO_ROOT,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr[-2000:])
-    lines = dict(line.split() for line in done.stdout.splitlines() if line.split()[0] in ("HWM", "CHILD"))
-    return int(lines["HWM"]) * 1024, int(lines["CHILD"]) * 1024
+    program = HWM_SNIPPET + _PEAK_CHILD + "print('HWM', _hwm_kib())\n"
+    stdout = run_python(program, str(out), device, ",".join(formats), *map(str, inputs))
+    children = [line for line in stdout.splitlines() if line.startswith("CHILD ")][-1]
+    return child_hwm_kib(stdout) * 1024, int(children.split()[1]) * 1024
 
 
 def main() -> None:

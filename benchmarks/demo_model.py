@@ -30,8 +30,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from _phantom import phantom
 from _timing import REPO_ROOT, median, spread
-from load_series import phantom
 
 from inference.engine.run import LoadedModel, load_model, run
 from inference.models.card import ModelCard, load_card

@@ -31,8 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _phantom import phantom
 from _timing import REPO_ROOT, child_env
-from load_series import phantom
 
 from inference.io.dicom_writer import write_dicom_series
 from inference.sample_study import write_sample_study

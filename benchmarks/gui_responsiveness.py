@@ -34,7 +34,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports
 import itertools
 
 import numpy as np
-from load_series import phantom
+from _phantom import phantom
 
 from inference.io.dicom_writer import write_dicom_series
 

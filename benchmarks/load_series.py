@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from _phantom import phantom
 from _timing import REPO_ROOT, child_env, child_peak_rss, median, median_time, spread
 
 from inference.io.dicom_loader import load_stack
@@ -55,32 +56,6 @@ MEMORY_TARGET = 1.25
 
 
 # --------------------------------------------------------------------------- data
-
-
-def phantom(n_slices: int, rows: int = ROWS, cols: int = COLS, seed: int = 0) -> np.ndarray:
-    """A noisy chest-like ellipse phantom in HU: air, soft-tissue body, lungs, spine, vessels."""
-    rng = np.random.default_rng(seed)
-    out = np.empty((n_slices, rows, cols), dtype=np.int16)
-    y, x = np.mgrid[0:rows, 0:cols].astype(np.float32)
-    y = (y - rows / 2) / (rows / 2)
-    x = (x - cols / 2) / (cols / 2)
-    for k in range(n_slices):
-        t = k / max(n_slices - 1, 1)
-        s = np.float32(0.85 + 0.1 * np.sin(np.pi * t))  # body widest mid-scan
-        plane = np.full((rows, cols), -1000.0, dtype=np.float32)
-        body = (x / (0.9 * s)) ** 2 + (y / (0.65 * s)) ** 2 <= 1
-        plane[body] = 40.0
-        lung_r = 0.25 + 0.1 * np.sin(np.pi * t)
-        for cx in (-0.4, 0.4):
-            lung = ((x - cx * s) / (lung_r * 1.1)) ** 2 + ((y + 0.05) / (lung_r * 1.6)) ** 2 <= 1
-            plane[lung & body] = -820.0
-        spine = (x / 0.09) ** 2 + ((y - 0.45 * s) / 0.09) ** 2 <= 1
-        plane[spine] = 700.0
-        aorta = ((x - 0.08) / 0.06) ** 2 + ((y - 0.2) / 0.06) ** 2 <= 1
-        plane[aorta] = 180.0
-        plane += rng.normal(0.0, 12.0, size=plane.shape).astype(np.float32)
-        out[k] = np.clip(np.rint(plane), -1024, 3071).astype(np.int16)
-    return out
 
 
 def write_header_folder(folder: Path, n_files: int) -> None:

@@ -40,7 +40,6 @@ import contextlib
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,9 +49,9 @@ from typing import Any
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
 
 import numpy as np
-from _timing import child_env, child_peak_rss, median, median_time, spread
+from _phantom import phantom
+from _timing import child_peak_rss, median, median_time, run_python, spread
 from gui_responsiveness import summary, tick_delays
-from load_series import phantom
 
 from inference.engine.run import LoadedModel, load_model, run
 from inference.models.card import ModelCard, load_card
@@ -123,18 +122,10 @@ print("THREADS", torch.get_num_threads(), torch.__version__, int(torch.cuda.is_a
 def make_models(folder: Path) -> tuple[dict[str, ModelCard], int, str, bool]:
     """Weights and cards in ``folder``; returns (cards by name, torch's default threads, torch version, cuda)."""
     folder.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [sys.executable, "-c", _MAKE_WEIGHTS, str(folder), str(2 * CONTEXT + 1), str(SIZE[0])],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"making weights failed:\n{done.stderr[-2000:]}")
+    stdout = run_python(_MAKE_WEIGHTS, str(folder), str(2 * CONTEXT + 1), str(SIZE[0]))
     sha: dict[str, str] = {}
     threads, version, cuda = 1, "?", False
-    for line in done.stdout.splitlines():
+    for line in stdout.splitlines():
         parts = line.split()
         if parts[0] == "SHA":
             sha[parts[1]] = parts[2]

@@ -50,6 +50,7 @@ from typing import Any
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
 
 import numpy as np
+from _phantom import phantom
 from _timing import REPO_ROOT
 
 if str(REPO_ROOT) not in sys.path:
@@ -65,32 +66,6 @@ PRIMARY = "panel.repaint()"
 
 
 # --------------------------------------------------------------------------- data
-
-
-def phantom(n_slices: int, seed: int = 0) -> np.ndarray:
-    """A noisy chest-like phantom in HU (body ellipse, lungs, spine, aorta), built slab-wise."""
-    rng = np.random.default_rng(seed)
-    y, x = np.ogrid[0:ROWS, 0:COLS]
-    y = (y - ROWS / 2) / (ROWS / 2)
-    x = (x - COLS / 2) / (COLS / 2)
-    out = np.empty((n_slices, ROWS, COLS), dtype=np.int16)
-    noise = rng.normal(0.0, 12.0, size=(8, ROWS, COLS)).astype(np.float32)  # recycled noise planes
-    for k in range(n_slices):
-        t = k / max(n_slices - 1, 1)
-        s = 0.85 + 0.1 * np.sin(np.pi * t)
-        plane = np.full((ROWS, COLS), -1000.0, dtype=np.float32)
-        body = (x / (0.9 * s)) ** 2 + (y / (0.65 * s)) ** 2 <= 1
-        plane[body] = 40.0
-        lung_r = 0.25 + 0.1 * np.sin(np.pi * t)
-        for cx in (-0.4, 0.4):
-            lung = ((x - cx * s) / (lung_r * 1.1)) ** 2 + ((y + 0.05) / (lung_r * 1.6)) ** 2 <= 1
-            plane[lung & body] = -820.0
-        plane[(x / 0.09) ** 2 + ((y - 0.45 * s) / 0.09) ** 2 <= 1] = 700.0
-        plane[((x - 0.08) / 0.06) ** 2 + ((y - 0.2) / 0.06) ** 2 <= 1] = 180.0
-        plane += noise[k % len(noise)]
-        np.clip(np.rint(plane), -1024, 3071, out=plane)
-        out[k] = plane
-    return out
 
 
 def spheres(shape: tuple[int, int, int], seed: int = 1) -> np.ndarray:
@@ -244,7 +219,7 @@ def main() -> int:
 
     t0 = time.perf_counter()
     shape = (args.slices, ROWS, COLS)
-    voxels = phantom(args.slices)
+    voxels = phantom(args.slices, ROWS, COLS, noise_planes=8)
     labels = spheres(shape)
     heat = heatmap(shape)
     volume = Volume(

@@ -87,3 +87,7 @@ class InferenceCancelled(OperationCancelled):
 
 class DeviceError(RadLensError):
     """The requested compute device is not available."""
+
+
+class TrainingError(RadLensError):
+    """Training cannot start or cannot go on (bad data, NaN loss, incompatible resume...)."""

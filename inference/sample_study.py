@@ -21,6 +21,21 @@ import numpy.typing as npt
 
 from inference.volume import Volume, VolumeMetadata, WindowPreset
 
+__all__ = [
+    "DEFAULT_SHAPE",
+    "DEFAULT_SPACING",
+    "MANIFEST_NAME",
+    "SAMPLE_VERSION",
+    "Nodule",
+    "default_sample_dir",
+    "is_complete_sample",
+    "lung_mask",
+    "make_chest_phantom",
+    "nodules_on_grid",
+    "sample_nodules",
+    "write_sample_study",
+]
+
 SAMPLE_VERSION = "sample-study-v1"
 MANIFEST_NAME = ".radlens-sample.json"  # hidden: scans skip dot-files
 DEFAULT_SHAPE = (80, 192, 192)
@@ -73,7 +88,9 @@ def _origin(shape: tuple[int, int, int], spacing: tuple[float, float, float]) ->
     return (-(ni - 1) / 2 * si, -(nj - 1) / 2 * sj, -(nk - 1) / 2 * sk)
 
 
-def _nodules(shape: tuple[int, int, int], spacing: tuple[float, float, float]) -> list[Nodule]:
+def nodules_on_grid(shape: tuple[int, int, int], spacing: tuple[float, float, float]) -> list[Nodule]:
+    """The phantom's nodules on a grid of ``shape`` (k, j, i) and ``spacing`` (i, j, k), as
+    :func:`make_chest_phantom` draws them there."""
     origin = np.asarray(_origin(shape, spacing))
     out = []
     for center, radius, _hu in _NODULES:
@@ -91,7 +108,7 @@ def _nodules(shape: tuple[int, int, int], spacing: tuple[float, float, float]) -
 
 def sample_nodules() -> list[Nodule]:
     """The nodules of the sample study (the default phantom), computed without building it."""
-    return _nodules(DEFAULT_SHAPE, DEFAULT_SPACING)
+    return nodules_on_grid(DEFAULT_SHAPE, DEFAULT_SPACING)
 
 
 def lung_mask(volume: Volume) -> npt.NDArray[np.bool_]:
@@ -189,7 +206,7 @@ def make_chest_phantom(
         source="phantom",
     )
     volume = Volume(voxels=hu, spacing=sp, origin=origin, direction=np.eye(3), metadata=metadata)
-    return volume, _nodules(grid_shape, sp)
+    return volume, nodules_on_grid(grid_shape, sp)
 
 
 def default_sample_dir() -> Path:

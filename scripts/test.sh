@@ -7,4 +7,5 @@ bash scripts/setup.sh
 export QT_QPA_PLATFORM=${QT_QPA_PLATFORM:-offscreen}
 echo "== ruff"; .venv/bin/ruff check .
 echo "== mypy"; .venv/bin/mypy
+echo "== import contracts"; PYTHONPATH=$PWD .venv/bin/lint-imports
 echo "== pytest"; .venv/bin/python -m pytest "$@"

@@ -116,10 +116,11 @@ def run_viewer(
         )
         return 2
     app = application()
+    from inference.models.registry import DefaultModel, parse_model_request
     from viewer.controllers.viewer_controller import ViewerController
 
     controller = ViewerController(interactive=screenshot is None)
-    controller.auto_model = model
+    controller.auto_model = None if model is None else parse_model_request(model)
     window = controller.window
     if screenshot is not None:
         window.resize(*size)
@@ -130,7 +131,7 @@ def run_viewer(
 
         path = str(write_sample_study())
         if model is None:
-            controller.auto_model = "default"  # the main job: the sample with the default model
+            controller.auto_model = DefaultModel.FOR_MODALITY  # the main job: the sample with the default model
     first_frame: list[float] = []
     controller.volume_shown.connect(lambda _v: first_frame.append(time.perf_counter() - t0))
     controller.open_path(path, stack_id)

@@ -24,7 +24,7 @@ from inference.display.window_level import WindowLevel
 from inference.engine.findings import label_values
 from inference.engine.result import Result
 from inference.io.atomic import atomic_write
-from inference.models.card import ModelCard
+from inference.models.card import DEFAULT_LABEL_COLOUR, ModelCard
 from inference.volume import Volume
 
 #: How the analysis panel shows a model's explanation map; key images use the same.
@@ -34,7 +34,6 @@ HEATMAP_OPACITY = 0.6
 MIN_GAP_SLICES = 3
 #: Images smaller than this (longer side, pixels) are enlarged by an integer factor.
 MIN_SIDE_PX = 256
-_DEFAULT_COLOUR = (230, 25, 75)
 _NAME = re.compile(r"^key_(\d{2,})_slice(\d{4,})\.png$")
 
 
@@ -151,7 +150,7 @@ def write_key_images(
     colours = {lab.value: lab.colour for lab in card.labels} if card is not None else {}
     if labels is not None:
         for value in label_values(labels):
-            colours.setdefault(value, _DEFAULT_COLOUR)
+            colours.setdefault(value, DEFAULT_LABEL_COLOUR)
         colours.pop(0, None)
     orientation = slice_orientation(volume)
     model = f"{card.name} {card.version}" if card is not None else f"{result.model} {result.model_version}"

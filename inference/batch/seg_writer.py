@@ -29,14 +29,13 @@ from inference.batch.errors import OutputNotSupported
 from inference.batch.source_headers import SourceHeaders, in_frame_order
 from inference.engine.findings import label_values
 from inference.io.stacks import Stack
-from inference.models.card import ModelCard
+from inference.models.card import DEFAULT_LABEL_COLOUR, ModelCard
 from inference.volume import Volume
 
 OUTPUT = "DICOM SEG"
 
 #: Series numbers of SEGs are the source's plus this, so a PACS lists them next to their source.
 SERIES_NUMBER_OFFSET = 1000
-_DEFAULT_COLOUR = (230, 25, 75)
 
 # (words in the label's name, SCT category, SCT type), first match wins.
 _PROPERTY_RULES: tuple[tuple[tuple[str, ...], str, str], ...] = (
@@ -85,7 +84,7 @@ def _segment_descriptions(
     )
     out = []
     for value, number in numbers.items():
-        name, colour = labels.get(value, (f"label {value}", _DEFAULT_COLOUR))
+        name, colour = labels.get(value, (f"label {value}", DEFAULT_LABEL_COLOUR))
         category, kind = segmented_property(name)
         out.append(
             hd.seg.SegmentDescription(

@@ -1,12 +1,13 @@
 """Handing objects that hold large numpy arrays (volumes, results) between the batch run's
 processes through shared memory instead of a pipe.
 
-A ``ProcessPoolExecutor`` pickles its arguments and results through a pipe: for a 512² × 120
-CT, its heatmap and its mask (≈220 MB) that took ≈0.5 s of CPU on both sides, as much as the
-inference itself. Here the object is pickled with protocol 5, its contiguous arrays out of band:
-they are copied once into one shared-memory block, and the receiver's arrays are views of that
-block (no copy). An array that already lies in a block this process opened (the volume the
-loader handed over, passed on to the writer) is referenced, not copied again.
+A ``ProcessPoolExecutor`` pickles its arguments and results through a pipe: for a large CT, its
+heatmap and its mask that costs as much CPU on both sides as the inference itself (figures in
+benchmarks/README.md, "Figures behind design choices"). Here the object is pickled with protocol
+5, its contiguous arrays out of band: they are copied once into one shared-memory block, and the
+receiver's arrays are views of that block (no copy). An array that already lies in a block this
+process opened (the volume the loader handed over, passed on to the writer) is referenced, not
+copied again.
 
 Lifetimes: the creator of a :class:`Parcel` keeps it registered with ``multiprocessing``'s
 resource tracker, so a run killed with SIGKILL leaves no block behind; the owner (the batch run)

@@ -47,9 +47,9 @@ from pydicom.uid import generate_uid
 
 from inference.batch.dicom_file import highdicom_building, producer_attributes, save_atomically
 from inference.batch.errors import OutputNotSupported
+from inference.batch.output_maps import label_table, output_label_map
 from inference.batch.seg_writer import segmented_property
 from inference.batch.source_headers import SourceHeaders
-from inference.batch.stack_outputs import label_table, output_label_map
 from inference.engine.result import Finding, Result
 from inference.errors import LoadError
 from inference.io.stacks import Stack
@@ -195,7 +195,7 @@ def write_findings_sr(
 
     ``seg_path`` names the DICOM SEG written for the same result: it is listed as evidence and
     a finding alone in its segment references that segment. ``label_map`` is the map the SEG was
-    written from (:func:`~inference.batch.stack_outputs.output_label_map` of ``result`` when not
+    written from (:func:`~inference.batch.output_maps.output_label_map` of ``result`` when not
     given). ``dataset_transform`` is applied to every source header before the report is built,
     as for the SEG (pass the same transform), so a de-identifying transform leaves the SR in the
     remapped study, referencing the remapped instances and the SEG. ``sources`` shares the

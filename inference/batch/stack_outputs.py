@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from inference import __version__
 from inference.batch.identity import Identity
+from inference.batch.output_maps import heatmap_name, label_table, output_heatmap, output_label_map
 from inference.batch.source_headers import SourceHeaders
 from inference.engine.result import Result
 from inference.io.atomic import atomic_write
@@ -37,40 +38,12 @@ DEFAULT_FORMATS = tuple(f for f in FORMATS if f != "pm")
 OWN_NAMES = (
     "seg.dcm", "findings-sr.dcm", "heatmap-pm.dcm", "mask.nii.gz", "heatmap.nii.gz", "findings.json", "report.pdf",
 )  # fmt: skip
-DEFAULT_COLOUR = (230, 25, 75)
 
 
 @dataclass
 class StackOutputs:
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # outputs not written, with the reason
-
-
-def output_label_map(result: Result, card: ModelCard) -> npt.NDArray[np.uint8] | None:
-    """The label map the outputs carry: the model's own, else its explanation map thresholded
-    at the card's threshold (the regions the findings were measured on)."""
-    if result.label_map is not None:
-        return result.label_map
-    if not result.heatmaps:
-        return None
-    heat = next(iter(result.heatmaps.values()))
-    value = card.labels[0].value if card.labels else 1
-    out = np.empty(heat.shape, dtype=np.uint8)
-    np.greater_equal(heat, card.threshold, out=out.view(np.bool_))
-    if value != 1:
-        out *= np.uint8(value)
-    return out
-
-
-def output_heatmap(result: Result) -> npt.NDArray[np.float32] | None:
-    if result.heatmaps:
-        return next(iter(result.heatmaps.values()))
-    return result.probability_map
-
-
-def heatmap_name(result: Result) -> str:
-    """What :func:`output_heatmap` is: the explanation's name, or ``"probability"``."""
-    return next(iter(result.heatmaps)) if result.heatmaps else "probability"
 
 
 #: heatmap.nii.gz holds uint8 steps of 1/255 with scl_slope 1/255: readers see values in [0, 1].
@@ -97,12 +70,6 @@ def quantised_heatmap(heat: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.uin
         np.rint(part, out=part)
         out[k : k + step] = part
     return out
-
-
-def label_table(card: ModelCard) -> dict[int, tuple[str, tuple[int, int, int]]]:
-    if not card.labels:
-        return {1: ("finding", DEFAULT_COLOUR)}
-    return {lab.value: (lab.name, tuple(lab.colour)) for lab in card.labels}  # type: ignore[misc]
 
 
 def _study_header(stack: Stack, volume: Volume, identity: Identity) -> dict[str, str]:

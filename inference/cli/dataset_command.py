@@ -105,16 +105,23 @@ def run(args: argparse.Namespace) -> int:
         print("usage: radlens dataset build INPUT... --out DIR  (see radlens dataset build --help)")
         return 2
     from inference.training.build_dataset import build_dataset
+    from inference.training.dataset_spec import DatasetSpec, LesionInsertion, PseudoCtHeads
 
     if len(args.size) not in (1, 2):
         raise DatasetError("--size takes one number (square) or two (height width)")
     size = (args.size[0], args.size[0]) if len(args.size) == 1 else (args.size[0], args.size[1])
     insertion = None
     if args.insert_lesions:
-        insertion = {"kind": args.insert_lesions, "per_volume": args.per_volume, "variants": args.variants}
-    out = build_dataset(
+        kinds = tuple(args.insert_lesions.split(","))
+        insertion = LesionInsertion(kinds, per_volume=args.per_volume, variants=args.variants)
+    heads = None
+    if args.pseudo_ct:
+        t1, brain, count = args.pseudo_ct
+        heads = PseudoCtHeads(
+            t1, brain, int(count), args.pseudo_ct_deform, args.pseudo_ct_atrophy, args.pseudo_ct_calcifications
+        )
+    spec = DatasetSpec(
         args.inputs,
-        args.out,
         labels=args.labels,
         size=size,
         window=(args.window[0], args.window[1]),
@@ -124,15 +131,12 @@ def run(args: argparse.Namespace) -> int:
         lesion_insertion=insertion,
         phantoms=args.phantoms,
         phantom_vessels=args.phantom_vessels,
-        pseudo_ct=None if not args.pseudo_ct else (args.pseudo_ct[0], args.pseudo_ct[1], int(args.pseudo_ct[2])),
-        pseudo_ct_deform_mm=args.pseudo_ct_deform,
-        pseudo_ct_atrophy_mm=args.pseudo_ct_atrophy,
-        pseudo_ct_calcify=args.pseudo_ct_calcifications,
+        pseudo_ct=heads,
         positives_per_source=args.positives_per_source,
         negatives_per_source=args.negatives_per_source,
         whole_stacks=args.whole_stacks,
-        on_progress=TerminalProgress(),
     )
+    out = build_dataset(spec, args.out, on_progress=TerminalProgress())
     dataset = read_dataset(out)
     manifest = dataset.manifest
     print(format_report(manifest["quality"]))

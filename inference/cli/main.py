@@ -25,8 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("inference.cli.train_command", "train a model from a config file"),
     "evaluate": ("inference.cli.evaluate_command", "evaluate a model on a dataset split"),
     "dataset": ("inference.cli.dataset_command", "build a training dataset from folders of scans"),
-    # The viewer's module imports Qt only inside run(), so listing it here keeps headless commands Qt-free.
-    "view": ("viewer.view_command", "open the viewer (default: the bundled sample study)"),
+    # The viewer is imported only inside run(), so listing it here keeps headless commands Qt-free.
+    "view": ("inference.cli.view_command", "open the viewer (default: the bundled sample study)"),
 }
 
 EXIT_OK = 0
@@ -35,7 +35,7 @@ EXIT_USAGE = 2
 EXIT_CANCELLED = 130
 
 #: Commands whose numpy work is a few small matrices and streaming through volumes: OpenBLAS
-#: starting a thread per core when numpy is imported (~55 ms on 2 cores) buys them nothing.
+#: starting a thread per core when numpy is imported costs start-up time and buys them nothing.
 SINGLE_THREAD_BLAS = {"scan", "convert", "sample"}
 
 

@@ -9,11 +9,14 @@ matplotlib's segment data (black, red, yellow, white).
 
 from __future__ import annotations
 
-import difflib
 from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
+
+from inference.suggest import did_you_mean
+
+__all__ = ["HEATMAP_COLORMAPS", "heatmap_lut"]
 
 #: The names a heatmap can be drawn with, in the order the viewer offers them.
 HEATMAP_COLORMAPS = ("inferno", "viridis", "jet", "hot")
@@ -76,8 +79,7 @@ def heatmap_lut(name: str) -> npt.NDArray[np.uint8]:
     The array is shared and read-only. Raises ValueError naming the choices for an unknown name.
     """
     if name not in HEATMAP_COLORMAPS:
-        close = difflib.get_close_matches(str(name), HEATMAP_COLORMAPS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, HEATMAP_COLORMAPS)
         raise ValueError(f"colormap {name!r} is not one of {', '.join(HEATMAP_COLORMAPS)}{hint}")
     positions, colours = _anchors(name)
     x = np.linspace(0.0, 1.0, 256)

@@ -11,13 +11,13 @@ import torch  # noqa: TID253 (imported lazily, only from inference.engine.optimi
 import torch.nn.functional as F  # noqa: TID253
 from torch import nn  # noqa: TID253
 
-from inference.models._nets import (
+from inference.models.nets import (
     AttentionCNN,
     AttentionPool2d,
     ResidualBlock,
     SelfAttention2d,
     SliceCNN,
-    _check_slices,
+    check_slices,
 )
 
 
@@ -129,7 +129,7 @@ class PooledShortcutCNN(nn.Module):
         self._body_steps = _steps(self.body)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_slices(x, "cnn")
+        check_slices(x, "cnn")
         f = _through(self._stem_steps, x)
         x = _through(self._body_steps, f)
         w = self.shortcut.weight
@@ -244,7 +244,7 @@ class FusedAttentionCNN(nn.Module):
         return self.pool.last_attention
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_slices(x, "cnn-attention")
+        check_slices(x, "cnn-attention")
         skip = _through(self._stem_steps, x)
         x = _through(self._deep_steps, skip)
         b, c, h, w = x.shape

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import sys
+from typing import Any
 
 from inference.errors import DeviceError
+
+__all__ = [
+    "DEVICE_CHOICES",
+    "autocast",
+    "autocast_dtype",
+    "configure_cpu_threads",
+    "is_out_of_memory",
+    "keep_freed_memory",
+    "select_device",
+]
 
 #: glibc ``mallopt`` parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -72,6 +84,17 @@ def autocast_dtype(device: str) -> object | None:
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return None
+
+
+def autocast(device: str, enabled: bool = True) -> contextlib.AbstractContextManager[Any]:
+    """Mixed precision at :func:`autocast_dtype` on CUDA when ``enabled``; nothing otherwise.
+    Inference and training (``train.amp``) both run under it."""
+    dtype = autocast_dtype(device) if enabled else None
+    if dtype is None:
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.autocast(device_type="cuda", dtype=dtype)  # type: ignore[arg-type]
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
+__all__ = ["resize", "resize_into", "spacing_to_shape"]
+
 
 def resize(t: torch.Tensor, size: tuple[int, ...], *, labels: bool = False) -> torch.Tensor:
     """Resize the trailing 2 or 3 spatial dims of ``(N, C, ...)`` to ``size``.

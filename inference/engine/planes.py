@@ -10,8 +10,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from inference.models.intensity import ScaleIntensity
+
 if TYPE_CHECKING:
     import torch
+
+__all__ = ["CHUNK", "SlicePlanes"]
 
 #: Planes normalised and resized per call: a few source planes of float32 stay in the CPU's cache.
 CHUNK = 4
@@ -20,7 +24,7 @@ CHUNK = 4
 class SlicePlanes:
     """``batch(start, stop)`` is the ``(stop - start, 2c + 1, *size)`` input of slices ``start..stop-1``:
     each slice with its ``c = context`` neighbours on either side (edge planes repeated), normalised
-    as ``clip((v - offset) * scale, 0, 1)`` (no clip unless ``clip``) and resized to ``size``
+    by ``intensity`` (:class:`~inference.models.intensity.ScaleIntensity`) and resized to ``size``
     (bilinear, :func:`inference.engine.grid.resize`), equal to that within float32 rounding.
 
     Planes are normalised and resized a few at a time, once each: a batch is a view on a window
@@ -33,14 +37,12 @@ class SlicePlanes:
     def __init__(
         self,
         voxels: npt.NDArray[Any],
-        offset: float,
-        scale: float,
-        clip: bool,
+        intensity: ScaleIntensity,
         size: tuple[int, int],
         context: int,
     ) -> None:
         self.voxels = voxels
-        self.offset, self.scale, self.clip = offset, scale, clip
+        self.intensity = intensity
         self.size = size
         self.context = context
         self._buf: torch.Tensor | None = None
@@ -82,8 +84,8 @@ class SlicePlanes:
         """Planes ``start..stop-1`` normalised and resized, written into ``out`` ``(stop - start, *size)``.
 
         Resizing is linear with weights summing to one, so the affine part of the normalisation
-        is applied after it, on the smaller planes; the clip to [0, 1] becomes a clip of the
-        source planes to ``[offset, offset + 1/scale]``. ``out`` must not overlap the volume."""
+        is applied after it, on the smaller planes; the clip to [0, top] becomes a clip of the
+        source planes to ``intensity.source_range``. ``out`` must not overlap the volume."""
         import torch
 
         from inference.engine.grid import resize_into
@@ -93,8 +95,8 @@ class SlicePlanes:
         if self._source is None or self._source.shape[0] < k or self._source.shape[1:] != source.shape[1:]:
             self._source = torch.empty(source.shape, dtype=torch.float32)
         planes = self._source[:k].copy_(source)  # float32, never in place on the volume's own memory
-        if self.clip:
-            planes.clamp_(self.offset, self.offset + 1.0 / self.scale)
+        if self.intensity.clip:
+            planes.clamp_(*self.intensity.source_range)
         resize_into(planes[:, None], out[:, None])
         # No clip after: the resize's rounding may leave 1e-7 outside [0, 1], as clipping before it did.
-        out.sub_(self.offset).mul_(self.scale)
+        out.sub_(float(self.intensity.offset)).mul_(self.intensity.scale)

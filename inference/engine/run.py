@@ -3,33 +3,40 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from inference.engine.device import autocast_dtype, is_out_of_memory, keep_freed_memory, select_device
+from inference.engine.device import is_out_of_memory, keep_freed_memory
 from inference.engine.findings import find_components
-from inference.engine.normalise import normalise, normalise_params
+from inference.engine.loaded_model import LoadedModel, forward, load_model
+from inference.engine.pipelines import pipeline_for
 from inference.engine.planes import SlicePlanes
 from inference.engine.result import Result
 from inference.errors import InferenceCancelled, RadLensError
 from inference.models.card import Explanation, ModelCard, Task
+from inference.models.intensity import intensity_for
 from inference.progress import CancelToken, ProgressCallback, no_progress
 from inference.volume import Volume
+
+__all__ = [
+    "CPU_BATCH",
+    "CPU_BATCH_EXPLAINED",
+    "EXPLAIN_MIN_PROBABILITY",
+    "ArrayAllocator",
+    "LoadedModel",
+    "load_model",
+    "run",
+]
 
 #: ``allocate(shape, dtype)`` → a zero-filled array the result may keep (see :func:`run`).
 ArrayAllocator = Callable[[tuple[int, ...], Any], npt.NDArray[Any]]
 
 if TYPE_CHECKING:
     import torch
-
-#: Models with their own multi-stage logic: card ``pipeline`` → "module:function".
-PIPELINES = {"deepbet": "inference.engine.deepbet_pipeline:run_deepbet"}
 
 #: Slices whose probability is below this get no explanation map (it would explain nothing): their
 #: part of the heatmap stays zero, and neither Grad-CAM nor the attention's upsampling runs for them.
@@ -38,41 +45,6 @@ EXPLAIN_MIN_PROBABILITY = 0.05
 #: Largest slice batch on the CPU; with explanations (Grad-CAM keeps every activation of a batch
 #: for its backward pass), the smaller one.
 CPU_BATCH, CPU_BATCH_EXPLAINED = 12, 8
-
-
-@dataclass
-class LoadedModel:
-    card: ModelCard
-    network: torch.nn.Module
-    device: str
-    _fast: tuple[str, torch.nn.Module] | None = field(default=None, init=False, repr=False, compare=False)
-
-    def forward_network(self) -> torch.nn.Module:
-        """``network`` for forward passes without gradients: BatchNorm folded into the convolution
-        before it (on the CPU: folded 2-D weights channels-last, conv + ReLU one call), the
-        ``cnn``'s last shortcut after its pooling (:mod:`inference.engine.optimize`); made once
-        per device. Explanations use ``network`` itself."""
-        if self._fast is None or self._fast[0] != self.device:
-            from inference.engine.optimize import inference_network
-
-            self._fast = (self.device, inference_network(self.network, cpu=self.device == "cpu"))
-        return self._fast[1]
-
-    @property
-    def channels_last(self) -> bool:
-        """Whether 2-D inputs go in channels-last order: on the CPU, for the architectures RadLens
-        builds (a TorchScript model may ``view`` a feature map in the order it was traced with)."""
-        import torch
-
-        return self.device == "cpu" and not isinstance(self.network, torch.jit.ScriptModule)
-
-
-def load_model(card: ModelCard, device: str = "auto") -> LoadedModel:
-    """Verify and load the card's weights onto the chosen device."""
-    from inference.models.safe_load import load_network
-
-    dev = select_device(device)
-    return LoadedModel(card, load_network(card, dev), dev)
 
 
 class _Batches:
@@ -118,18 +90,6 @@ class _Batches:
         raise RadLensError(f"out of memory on the CPU: {exc}") from exc
 
 
-def _forward(lm: LoadedModel, x: torch.Tensor) -> Any:
-    """The model's output on ``x``, for inference only (no gradients reach the loaded network)."""
-    import torch
-
-    network = lm.forward_network()
-    dtype = autocast_dtype(lm.device)
-    if dtype is None:
-        return network(x)
-    with torch.autocast(device_type="cuda", dtype=dtype):  # type: ignore[arg-type]
-        return network(x)
-
-
 def _slice_stack(vox: npt.NDArray[np.float32], start: int, stop: int, context: int) -> npt.NDArray[np.float32]:
     """``(b, 2c+1, rows, cols)``: each slice with its neighbours (edge slices repeated)."""
     n = vox.shape[0]
@@ -165,7 +125,7 @@ def _classify_slices(
     card = lm.card
     spec = card.input
     t0 = time.perf_counter()
-    offset, scale, clip = normalise_params(volume.voxels, spec)
+    intensity = intensity_for(volume.voxels, spec)
     n, rows, cols = volume.voxels.shape
     size = spec.size or (rows, cols)
     result.timings["preprocess"] = time.perf_counter() - t0
@@ -178,7 +138,7 @@ def _classify_slices(
     batch = spec.batch_size if lm.device != "cpu" else min(spec.batch_size, cpu_batch)
     batches = _Batches(lm, batch, result, cancel)
     # Each plane normalised and resized once (not once per batch it appears in), no float copy of the volume.
-    planes = SlicePlanes(volume.voxels, offset, scale, clip, (size[0], size[1]), spec.context_slices)
+    planes = SlicePlanes(volume.voxels, intensity, (size[0], size[1]), spec.context_slices)
 
     def model_input(start: int, stop: int) -> torch.Tensor:
         view = planes.batch(start, stop)  # overlapping planes: one copy, in the layout the convolutions like
@@ -189,7 +149,7 @@ def _classify_slices(
     def step(start: int, stop: int) -> None:
         x = model_input(start, stop)
         with torch.inference_mode():
-            p = _probabilities(_forward(lm, x)).cpu().numpy()
+            p = _probabilities(forward(lm, x)).cpu().numpy()
         probs[start:stop] = p
         if heat is None:
             return
@@ -240,7 +200,7 @@ def _classify_volume(
     from inference.engine.grid import resize
 
     spec = lm.card.input
-    vox = normalise(volume.voxels, spec)
+    vox = intensity_for(volume.voxels, spec)(volume.voxels)
     n, rows, cols = vox.shape
     size = spec.size or (rows, cols)
     x = resize(torch.from_numpy(_slice_stack(vox, 0, n, spec.context_slices)), size)
@@ -248,7 +208,7 @@ def _classify_volume(
     on_progress(0.1, "reading the whole stack")
     t1 = time.perf_counter()
     with torch.inference_mode():
-        out = _forward(lm, x[None].to(lm.device))
+        out = forward(lm, x[None].to(lm.device))
     study_logit, slice_logits = out if isinstance(out, tuple) else (out, None)
     result.timings["inference"] = time.perf_counter() - t1
     result.study_score = float(torch.sigmoid(study_logit.float().reshape(-1)[0]))
@@ -268,7 +228,7 @@ def _segment(
     card = lm.card
     spec = card.input
     t0 = time.perf_counter()
-    vox = normalise(volume.voxels, spec)
+    vox = intensity_for(volume.voxels, spec)(volume.voxels)
     src_shape = (vox.shape[0], vox.shape[1], vox.shape[2])
     t = torch.from_numpy(vox)[None, None]
     if spec.target_spacing is not None:
@@ -320,12 +280,7 @@ def run(
         shown = volume.metadata.modality or "unknown"
         raise RadLensError(f"model {card.name} is for {'/'.join(card.modality)}, this volume is {shown}")
     if card.pipeline:
-        target = PIPELINES.get(card.pipeline)
-        if target is None:
-            raise RadLensError(f"model {card.name}: unknown pipeline {card.pipeline!r}")
-        module, func = target.split(":")
-        pipeline = getattr(importlib.import_module(module), func)
-        pipeline_result: Result = pipeline(card, volume, on_progress, cancel, device)
+        pipeline_result = pipeline_for(card)(card, volume, on_progress, cancel, device)
         pipeline_result.timings["total"] = time.perf_counter() - t_start
         return pipeline_result
     if lm is None:

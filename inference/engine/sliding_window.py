@@ -15,8 +15,10 @@ from inference.progress import CancelToken, ProgressCallback
 if TYPE_CHECKING:
     import torch
 
+    from inference.engine.loaded_model import LoadedModel
     from inference.engine.result import Result
-    from inference.engine.run import LoadedModel
+
+__all__ = ["OVERLAP", "segment_probabilities", "window_count"]
 
 OVERLAP = 0.25
 
@@ -39,7 +41,7 @@ def segment_probabilities(
     import torch
     from monai.inferers.utils import sliding_window_inference
 
-    from inference.engine.run import _forward
+    from inference.engine.loaded_model import forward
 
     spec = lm.card.input
     shape = tuple(int(s) for s in image.shape[2:])
@@ -52,7 +54,7 @@ def segment_probabilities(
         nonlocal done
         if cancel.cancelled:
             raise InferenceCancelled(f"cancelled after {done} of {total} windows")
-        out = _forward(lm, x.to(lm.device)).float()
+        out = forward(lm, x.to(lm.device)).float()
         done += x.shape[0]
         on_progress(min(done / total, 1.0), f"window {done}/{total}")
         return out

@@ -21,33 +21,66 @@ name                      what it is
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
+
+from inference.suggest import did_you_mean
 
 if TYPE_CHECKING:
     import torch
 
-ARCHITECTURES: Mapping[str, str] = MappingProxyType(
+__all__ = ["ARCHITECTURES", "REGISTRY", "Architecture", "build_model", "unknown_architecture_message"]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A network a card can name: what it is, and the builder in :mod:`inference.models.nets` (a class or a
+    function taking the keyword arguments of :func:`build_model`), looked up only when one is built."""
+
+    summary: str
+    builder: str
+
+    def build(self, **kwargs: Any) -> torch.nn.Module:
+        from inference.models import nets
+
+        network: torch.nn.Module = getattr(nets, self.builder)(**kwargs)
+        return network
+
+
+#: Every architecture by the name cards and training configs use; a new one is a network in
+#: :mod:`inference.models.nets` and a line here.
+REGISTRY: Mapping[str, Architecture] = MappingProxyType(
     {
-        "keras-baseline": "Keras-style slice classifier: conv 32/64/128 + max-pool, dense 512, dense 1",
-        "cnn": "fast slice classifier: conv-BN 16/32/64/128, global average pooling, dropout, dense",
-        "cnn-attention": "cnn backbone + spatial self-attention (attention map for explanations)",
-        "cnn-rnn": "per-slice cnn features of a stack read by a bidirectional GRU; study and slice logits",
-        "unet3d": "MONAI 3-D UNet, channels (16, 32, 64, 128), strides (2, 2, 2), one residual unit",
+        "keras-baseline": Architecture(
+            "Keras-style slice classifier: conv 32/64/128 + max-pool, dense 512, dense 1", "KerasBaseline"
+        ),
+        "cnn": Architecture(
+            "fast slice classifier: conv-BN 16/32/64/128, global average pooling, dropout, dense", "SliceCNN"
+        ),
+        "cnn-attention": Architecture(
+            "cnn backbone + spatial self-attention (attention map for explanations)", "AttentionCNN"
+        ),
+        "cnn-rnn": Architecture(
+            "per-slice cnn features of a stack read by a bidirectional GRU; study and slice logits", "CNNRNN"
+        ),
+        "unet3d": Architecture(
+            "MONAI 3-D UNet, channels (16, 32, 64, 128), strides (2, 2, 2), one residual unit", "unet3d"
+        ),
     }
 )
+
+#: name → one-line summary (what ``radlens models`` and the docs show).
+ARCHITECTURES: Mapping[str, str] = MappingProxyType({name: a.summary for name, a in REGISTRY.items()})
 
 
 def unknown_architecture_message(name: object) -> str:
     """``unknown architecture 'cnn-atention'; did you mean 'cnn-attention'? (known: ...)``."""
     msg = f"unknown architecture {name!r}"
     if isinstance(name, str):
-        close = difflib.get_close_matches(name.strip().lower(), list(ARCHITECTURES), n=1, cutoff=0.5)
-        if close:
-            msg += f"; did you mean {close[0]!r}?"
-    return msg + f" (known: {', '.join(ARCHITECTURES)})"
+        msg += did_you_mean(name.strip().lower(), REGISTRY, cutoff=0.5)
+    return msg + f" (known: {', '.join(REGISTRY)})"
 
 
 def build_model(name: str, **kwargs: Any) -> torch.nn.Module:
@@ -67,18 +100,7 @@ def build_model(name: str, **kwargs: Any) -> torch.nn.Module:
     :raises ValueError: for an unknown name, with the closest known name as a suggestion.
     :raises TypeError: for a keyword the architecture does not take.
     """
-    if name not in ARCHITECTURES:
+    architecture = REGISTRY.get(name)
+    if architecture is None:
         raise ValueError(unknown_architecture_message(name))
-    from inference.models import _nets
-
-    if name == "keras-baseline":
-        return _nets.KerasBaseline(**kwargs)
-    if name == "cnn":
-        return _nets.SliceCNN(**kwargs)
-    if name == "cnn-attention":
-        return _nets.AttentionCNN(**kwargs)
-    if name == "cnn-rnn":
-        return _nets.CNNRNN(**kwargs)
-    if name == "unet3d":
-        return _nets.unet3d(**kwargs)
-    raise AssertionError(f"architecture {name!r} is registered but not built")  # pragma: no cover
+    return architecture.build(**kwargs)

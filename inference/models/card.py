@@ -6,15 +6,27 @@ not silently change preprocessing.
 
 from __future__ import annotations
 
-import difflib
-import json
-import tomllib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from inference.errors import ModelCardError
+from inference.suggest import did_you_mean, unknown_keys
+from inference.table_file import read_table
+
+__all__ = [
+    "DEFAULT_LABEL_COLOUR",
+    "Explanation",
+    "InputSpec",
+    "LabelSpec",
+    "ModelCard",
+    "Normalise",
+    "Task",
+    "WeightsFormat",
+    "load_card",
+    "parse_card",
+]
 
 
 class Task(StrEnum):
@@ -40,6 +52,10 @@ class Explanation(StrEnum):
     NONE = "none"
     GRADCAM = "gradcam"
     ATTENTION = "attention"
+
+
+#: A label's colour when its card gives none (RGB): what outputs and the viewer draw findings in.
+DEFAULT_LABEL_COLOUR = (230, 25, 75)
 
 
 @dataclass(frozen=True)
@@ -164,19 +180,14 @@ def _enum(enum: type[StrEnum], value: Any, key: str, path: Path) -> Any:
         return enum(value)
     except ValueError:
         choices = [e.value for e in enum]
-        close = difflib.get_close_matches(str(value), choices, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(value, choices)
         raise ModelCardError(path, f"{key} = {value!r} is not one of {', '.join(choices)}{hint}") from None
 
 
 def _unknown(keys: set[str], allowed: set[str], where: str, path: Path) -> None:
-    extra = sorted(keys - allowed)
-    if extra:
-        hints = [
-            f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, allowed, n=1)) else repr(k)
-            for k in extra
-        ]
-        raise ModelCardError(path, f"unknown key(s) in {where}: {', '.join(hints)}")
+    hints = unknown_keys(keys, allowed)
+    if hints:
+        raise ModelCardError(path, f"unknown key(s) in {where}: {hints}")
 
 
 def _tuple(value: Any, n: int, kind: type, key: str, path: Path) -> Any:
@@ -218,7 +229,7 @@ def parse_card(data: dict[str, Any], path: Path) -> ModelCard:
     labels = []
     for n, lab in enumerate(data.get("labels", [])):
         try:
-            colour = _tuple(lab.get("colour", (230, 25, 75)), 3, int, f"labels[{n}].colour", path)
+            colour = _tuple(lab.get("colour", DEFAULT_LABEL_COLOUR), 3, int, f"labels[{n}].colour", path)
             labels.append(LabelSpec(int(lab["value"]), str(lab["name"]), colour))
         except KeyError as exc:
             raise ModelCardError(path, f"labels[{n}] needs {exc.args[0]!r}") from None
@@ -251,13 +262,6 @@ def parse_card(data: dict[str, Any], path: Path) -> ModelCard:
 
 
 def load_card(path: str | Path) -> ModelCard:
-    p = Path(path)
-    try:
-        text = p.read_bytes()
-    except OSError as exc:
-        raise ModelCardError(p, f"cannot read the card ({exc.strerror or exc})") from exc
-    try:
-        data = json.loads(text) if p.suffix == ".json" else tomllib.loads(text.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelCardError(p, f"not valid {'JSON' if p.suffix == '.json' else 'TOML'}: {exc}") from exc
-    return parse_card(data, p.resolve())
+    """A card file (TOML, or JSON when named ``.json``), validated."""
+    data = read_table(path, "the card", ModelCardError, json_too=True)
+    return parse_card(data, Path(path).resolve())

@@ -8,11 +8,43 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from enum import Enum
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from inference.errors import ModelCardError, RadLensError
 from inference.models.card import ModelCard, load_card
+from inference.suggest import did_you_mean
+
+__all__ = [
+    "CARD_SUFFIXES",
+    "ENTRY_POINT_GROUP",
+    "DefaultModel",
+    "ModelRequest",
+    "Registry",
+    "discover",
+    "parse_model_request",
+    "resources_dir",
+    "user_models_dir",
+]
+
+
+class DefaultModel(Enum):
+    """The registry's default model for the volume's modality, asked for as ``--model default``."""
+
+    FOR_MODALITY = "default"
+
+
+#: A model asked for by name (``name`` or ``name@version``) or as the modality's default.
+ModelRequest = str | DefaultModel
+
+
+def parse_model_request(text: ModelRequest) -> ModelRequest:
+    """``"default"`` (any case) → :attr:`DefaultModel.FOR_MODALITY`; any other text is a model name."""
+    if isinstance(text, str) and text.strip().lower() == DefaultModel.FOR_MODALITY.value:
+        return DefaultModel.FOR_MODALITY
+    return text
+
 
 ENTRY_POINT_GROUP = "radlens.models"
 CARD_SUFFIXES = (".toml", ".json")
@@ -63,13 +95,18 @@ class Registry:
         wanted, _, version = name.partition("@")
         matches = [c for c in self.cards if c.name == wanted and (not version or c.version == version)]
         if not matches:
-            import difflib
-
             names = sorted({c.name for c in self.cards})
-            close = difflib.get_close_matches(wanted, names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(wanted, names)
             raise RadLensError(f"no model {name!r} (known: {', '.join(names) or 'none'}){hint}")
         return max(matches, key=lambda c: tuple(int(p) if p.isdigit() else 0 for p in c.version.split(".")))
+
+    def card_for(self, request: ModelRequest, modality: str) -> ModelCard | None:
+        """The card ``request`` names (an unknown name raises, with the closest known one), or the
+        default for ``modality`` (``None`` when it has none)."""
+        request = parse_model_request(request)
+        if isinstance(request, DefaultModel):
+            return self.default_for(modality)
+        return self.get(request)
 
     def for_modality(self, modality: str) -> list[ModelCard]:
         return [c for c in self.cards if c.accepts(modality)]

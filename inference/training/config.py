@@ -28,7 +28,7 @@ Example::
     seed = 0
     amp = true                           # mixed precision, CUDA only
     num_threads = 0                      # CPU threads; 0 = torch's default
-    device = "auto"                      # auto | cpu | cuda
+    device = "auto"                      # auto | cpu | cuda | cuda:N | mps (as inference chooses)
 
     [augment]
     flip = true                          # random left-right flips
@@ -54,20 +54,40 @@ Example::
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from inference.engine.device import DEVICE_CHOICES
 from inference.errors import RadLensError
+from inference.suggest import did_you_mean, unknown_keys
+from inference.table_file import read_table
+
+__all__ = [
+    "ATTENTION_TARGETS",
+    "DEVICES",
+    "EXPLANATIONS",
+    "SCHEDULES",
+    "TRAINABLE_ARCHITECTURES",
+    "AugmentConfig",
+    "CardConfig",
+    "DataConfig",
+    "ModelConfig",
+    "OutputConfig",
+    "TrainConfig",
+    "TrainingConfig",
+    "TrainingConfigError",
+    "dumps_toml",
+    "load_config",
+    "parse_config",
+]
 
 SCHEDULES = ("cosine", "step", "none")
 #: What the mask-guided attention loss asks for (see ``train.attention_guidance_loss``).
 ATTENTION_TARGETS = ("touch", "coverage")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = DEVICE_CHOICES
 EXPLANATIONS = ("gradcam", "attention", "none")
 #: Architectures ``train`` can fit: (B, C, H, W) slice classifiers with one logit, the CNN + RNN
 #: over windows of consecutive slices (a stack classifier), and the 3-D U-Net on patches (lesion masks).
@@ -199,21 +219,23 @@ _SECTIONS: dict[str, type] = {
 
 
 def _unknown(keys: set[str], allowed: set[str], where: str, path: Path | None) -> None:
-    extra = sorted(keys - allowed)
-    if extra:
-        hints = [
-            f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, allowed, n=1)) else repr(k)
-            for k in extra
-        ]
-        raise TrainingConfigError(path, f"unknown key(s) in {where}: {', '.join(hints)}")
+    hints = unknown_keys(keys, allowed)
+    if hints:
+        raise TrainingConfigError(path, f"unknown key(s) in {where}: {hints}")
 
 
 def _choice(value: Any, choices: tuple[str, ...], key: str, path: Path | None) -> str:
     if isinstance(value, str) and value in choices:
         return value
-    close = difflib.get_close_matches(str(value), list(choices), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(value, choices)
     raise TrainingConfigError(path, f"{key} = {value!r} is not one of {', '.join(choices)}{hint}")
+
+
+def _device(value: Any, path: Path | None) -> str:
+    """One of :data:`DEVICES`, or ``cuda:N`` for one GPU of several."""
+    if isinstance(value, str) and value.startswith("cuda:") and value[5:].isdigit():
+        return value
+    return _choice(value, DEVICES, "train.device", path)
 
 
 def _bool(value: Any, key: str, path: Path | None) -> bool:
@@ -337,7 +359,7 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> TrainingConf
         sequence_length=_int(t.get("sequence_length", dt.sequence_length), "train.sequence_length", path, 2),
         patch_size=_patch(t.get("patch_size", list(dt.patch_size)), "train.patch_size", path),
         num_threads=_int(t.get("num_threads", dt.num_threads), "train.num_threads", path, 0),
-        device=_choice(t.get("device", dt.device), DEVICES, "train.device", path),
+        device=_device(t.get("device", dt.device), path),
     )
     if train_cfg.lr <= 0:
         raise TrainingConfigError(path, f"train.lr must be positive, got {train_cfg.lr!r}")
@@ -400,16 +422,8 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> TrainingConf
 
 
 def load_config(path: str | Path) -> TrainingConfig:
-    p = Path(path)
-    try:
-        text = p.read_bytes()
-    except OSError as exc:
-        raise TrainingConfigError(p, f"cannot read the config ({exc.strerror or exc})") from exc
-    try:
-        data = tomllib.loads(text.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise TrainingConfigError(p, f"not valid TOML: {exc}") from exc
-    return parse_config(data, p.resolve())
+    """A training config file (TOML), validated."""
+    return parse_config(read_table(path, "the config", TrainingConfigError), Path(path).resolve())
 
 
 # --------------------------------------------------------------------------------------------

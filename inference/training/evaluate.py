@@ -79,14 +79,6 @@ def resolve_card(model: ModelCard | str | Path) -> ModelCard:
     raise EvaluationError(f"{p}: no such card file or run folder")
 
 
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    import torch.nn.functional as F
-
-    if tuple(x.shape[-2:]) == size:
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-
 def _batches(idx: npt.NDArray[np.int64], batch_size: int) -> list[npt.NDArray[np.int64]]:
     return [idx[i : i + batch_size] for i in range(0, idx.size, batch_size)]
 
@@ -94,14 +86,15 @@ def _batches(idx: npt.NDArray[np.int64], batch_size: int) -> list[npt.NDArray[np
 def _load_batch(ds: SliceDataset, rows: npt.NDArray[np.int64], device: str, size: tuple[int, int]) -> torch.Tensor:
     import torch
 
-    from inference.training.train import check_finite_inputs, to_input
+    from inference.engine.grid import resize
+    from inference.training.batches import check_finite_inputs, to_input
 
     order = np.argsort(rows)  # memory-mapped reads in file order
     images = np.empty((rows.size, *ds.images.shape[1:]), dtype=ds.images.dtype)
     images[order] = ds.images[rows[order]]
     x = to_input(torch.from_numpy(images), device)
     check_finite_inputs(x, torch.from_numpy(rows), "evaluation")
-    return _resize(x, size)
+    return resize(x, size)
 
 
 def _explain(network: torch.nn.Module, x: torch.Tensor, explanation: Explanation) -> npt.NDArray[np.float32]:
@@ -117,9 +110,11 @@ def _explain(network: torch.nn.Module, x: torch.Tensor, explanation: Explanation
 def _maps_to_data_grid(maps: npt.NDArray[np.float32], size: tuple[int, int]) -> npt.NDArray[np.float32]:
     import torch
 
+    from inference.engine.grid import resize
+
     if maps.shape[-2:] == size:
         return maps
-    t = _resize(torch.from_numpy(np.ascontiguousarray(maps))[:, None], size)[:, 0]
+    t = resize(torch.from_numpy(np.ascontiguousarray(maps))[:, None], size)[:, 0]
     return t.clamp_(0.0, 1.0).numpy().astype(np.float32)
 
 

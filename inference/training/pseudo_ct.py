@@ -468,8 +468,8 @@ def add_pseudo_ct(
     judge a model on held-out real CT.
     """
     from inference.errors import RadLensError
-    from inference.training.build_dataset import SourceVolume
     from inference.training.calcifications import check_mni
+    from inference.training.sources import SourceVolume
 
     cache: dict[str, Any] = {}
     seeds = np.random.default_rng([seed, 7919]).integers(2**31, size=n)

@@ -94,9 +94,9 @@ class _Task:
         self.augment = AugmentParams.from_config(config.augment)
 
     def forward(self, model: torch.nn.Module, x: torch.Tensor) -> Any:
-        from inference.training.train import autocast_context
+        from inference.engine.device import autocast
 
-        with autocast_context(self.device, self.amp):
+        with autocast(self.device, self.amp):
             return model(x)
 
     def card_input(self, size: tuple[int, int], context: int, window: tuple[float, float]) -> dict[str, Any]:
@@ -132,7 +132,7 @@ class SliceTask(_Task):
         from torch.utils.data import DataLoader
 
         from inference.training.augment import augment_batch
-        from inference.training.train import MemmapSlices, batch_masks, check_finite_inputs, to_input
+        from inference.training.batches import MemmapSlices, batch_masks, check_finite_inputs, to_input
 
         cfg = self.config.train
         shuffle = torch.Generator().manual_seed(shuffle_seed)
@@ -148,7 +148,7 @@ class SliceTask(_Task):
             yield Batch(x=x, y=labels.to(self.device, torch.float32), rows=indices, masks=masks)
 
     def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-        from inference.training.train import attention_guidance_loss
+        from inference.training.losses import attention_guidance_loss
 
         cfg = self.config.train
         logits = self.forward(model, batch.x)
@@ -162,7 +162,7 @@ class SliceTask(_Task):
         import torch
         from torch.utils.data import DataLoader
 
-        from inference.training.train import MemmapSlices, check_finite_inputs, to_input
+        from inference.training.batches import MemmapSlices, check_finite_inputs, to_input
 
         samples: Any = MemmapSlices(self.ds, self.val_idx)
         loader: DataLoader[Any] = DataLoader(samples, batch_size=self.config.train.batch_size, shuffle=False)
@@ -221,7 +221,7 @@ class StackTask(_Task):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         import torch
 
-        from inference.training.train import check_finite_inputs, to_input
+        from inference.training.batches import check_finite_inputs, to_input
 
         rows = [window_rows(runs, w) for w in windows]
         images = read_rows(self.ds.images, np.concatenate(rows))
@@ -325,7 +325,7 @@ class SegmentationTask(_Task):
         import torch
 
         from inference.training.augment import augment_batch
-        from inference.training.train import check_finite_inputs, to_input
+        from inference.training.batches import check_finite_inputs, to_input
 
         cfg = self.config.train
         rng = np.random.default_rng(shuffle_seed)
@@ -352,7 +352,7 @@ class SegmentationTask(_Task):
         import torch
         from monai.inferers.utils import sliding_window_inference
 
-        from inference.training.train import to_input
+        from inference.training.batches import to_input
 
         x = to_input(torch.from_numpy(images)[None, None], self.device)
         with torch.inference_mode():

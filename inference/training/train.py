@@ -46,9 +46,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from inference.errors import DeviceError, RadLensError
+from inference.engine.device import autocast_dtype, select_device
+from inference.errors import TrainingError
 from inference.io.atomic import atomic_write
 from inference.progress import CancelToken, ProgressCallback, no_progress
+from inference.training.batches import sample_list
 from inference.training.config import DataConfig, OutputConfig, TrainingConfig, TrainingConfigError, dumps_toml
 from inference.training.dataset_format import DatasetError, SliceDataset, read_dataset
 from inference.training.metrics import finite_or_none
@@ -74,10 +76,6 @@ _FINGERPRINT_SECTIONS = ("data", "model", "train", "augment")
 _SHOWN = {"auc": "AUC", "f1": "F1", "accuracy": "acc", "dice": "Dice"}
 
 EpochCallback = Callable[[dict[str, Any]], None]
-
-
-class TrainingError(RadLensError):
-    """Training cannot start or cannot go on (bad data, NaN loss, incompatible resume...)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,80 +140,6 @@ def _check_split(ds: SliceDataset, split: str, idx: npt.NDArray[np.int64], both_
         )
 
 
-class MemmapSlices:
-    """Map-style dataset over memory-mapped arrays: ``(image uint8 (C, H, W), label, index)``.
-
-    A plain sequence is all ``torch.utils.data.DataLoader`` needs; nothing is read until asked.
-    """
-
-    def __init__(self, ds: SliceDataset, indices: npt.NDArray[np.int64]) -> None:
-        self.ds = ds
-        self.indices = indices
-
-    def __len__(self) -> int:
-        return int(self.indices.size)
-
-    def __getitem__(self, i: int) -> tuple[npt.NDArray[Any], int, int]:
-        j = int(self.indices[i])
-        return np.array(self.ds.images[j]), int(self.ds.labels[j]), j
-
-
-def batch_masks(ds: SliceDataset, indices: torch.Tensor, device: str) -> torch.Tensor:
-    import torch
-
-    rows = indices.numpy()
-    order = np.argsort(rows)
-    masks = np.empty((rows.size, *ds.masks.shape[1:]), dtype=np.uint8)
-    masks[order] = ds.masks[rows[order]]  # memory-mapped: read in file order
-    return torch.from_numpy(masks).to(device)
-
-
-def attention_guidance_loss(
-    model: torch.nn.Module, masks: torch.Tensor, labels: torch.Tensor, target: str = "touch"
-) -> torch.Tensor:
-    """Mask-guided attention, mean over the positive slices that have a lesion in their mask.
-
-    ``model.attention_weights`` (B, h, w; each map sums to 1, from the forward just run, with its
-    graph) is compared with the slices' lesion masks (B, H, W) on the attention's grid:
-
-    * ``target="touch"``: ``−log`` of the attention on the cells the lesion touches (max-pooled
-      masks). Any spread over those cells costs nothing, so the peak may sit on a cell the lesion
-      barely touches, whose centre lies outside it.
-    * ``target="coverage"``: the cross-entropy from the lesion's share of each cell (average-pooled
-      masks, normalised to sum to 1) to the attention: the attention is drawn to the cells the
-      lesion fills, so its peak lands inside the lesion.
-
-    Negatives, and positives whose lesion augmentation moved off the image, add nothing. The
-    simulated lesions' masks come free with the dataset: this teaches the attention to point at them.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    attn = getattr(model, "attention_weights", None)
-    if not isinstance(attn, torch.Tensor):
-        raise TrainingError(
-            f"train.attention_loss needs a model with attention pooling (cnn-attention with pooling = "
-            f'"attention"); {type(model).__name__} has none'
-        )
-    m = masks[:, None].float()
-    if target == "coverage":
-        h, w = attn.shape[-2:]
-        share = F.adaptive_avg_pool2d(m, (h, w))[:, 0].flatten(1)
-        total = share.sum(dim=1)
-        keep = (labels > 0.5) & (total > 0)
-        if not bool(keep.any()):
-            return attn.sum() * 0.0
-        wanted = share[keep] / total[keep, None]
-        log_attn = torch.log(attn.float().flatten(1)[keep].clamp_min(1e-6))
-        return -(wanted * log_attn).sum(dim=1).mean()
-    grid = F.adaptive_max_pool2d(m, attn.shape[-2:])[:, 0] > 0
-    keep = (labels > 0.5) & grid.flatten(1).any(dim=1)
-    if not bool(keep.any()):
-        return attn.sum() * 0.0
-    inside = (attn.float() * grid).flatten(1).sum(dim=1)[keep]
-    return -torch.log(inside.clamp_min(1e-6)).mean()
-
-
 def weight_average(model: torch.nn.Module, decay: float) -> Any:
     """An exponential moving average of ``model``'s weights and buffers (BatchNorm statistics too),
     updated after every optimiser step; ``None`` when ``decay`` is 0. Averaged weights generalise
@@ -247,31 +171,6 @@ def weight_average(model: torch.nn.Module, decay: float) -> Any:
                 k.copy_(c)
 
     return AveragedModel(model, multi_avg_fn=average, use_buffers=True)
-
-
-def to_input(images: torch.Tensor, device: str) -> torch.Tensor:
-    """uint8 0–255 (or float on the same scale) → float32 in [0, 1] on ``device``."""
-    import torch
-
-    return images.to(device, non_blocking=True).to(torch.float32).mul_(1.0 / 255.0)
-
-
-def check_finite_inputs(x: torch.Tensor, indices: torch.Tensor, where: str) -> None:
-    """Refuse a batch with NaN/inf pixels, naming the dataset samples that have them."""
-    import torch
-
-    finite = torch.isfinite(x.flatten(1)).all(dim=1)
-    if not bool(finite.all()):
-        bad = indices[~finite.cpu()].tolist()
-        raise TrainingError(
-            f"non-finite values (NaN or inf) in the input images of dataset sample(s) {_list(bad)} ({where}); "
-            "fix or drop these slices and rebuild the dataset"
-        )
-
-
-def _list(ix: list[int], limit: int = 20) -> str:
-    shown = ", ".join(str(i) for i in ix[:limit])
-    return shown + (f", … ({len(ix)} in all)" if len(ix) > limit else "")
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,18 +229,6 @@ def lr_factor(step: int, steps_per_epoch: int, epochs: int, warmup_epochs: int, 
     if schedule == "step":
         return 0.1 ** (int(p >= 0.5) + int(p >= 0.75))
     return 1.0
-
-
-def choose_device(preference: str) -> str:
-    import torch
-
-    if preference == "cpu":
-        return "cpu"
-    if torch.cuda.is_available():
-        return "cuda"
-    if preference == "cuda":
-        raise DeviceError("train.device = 'cuda' but no CUDA device is available (CPU-only torch or no GPU)")
-    return "cpu"
 
 
 @contextlib.contextmanager
@@ -495,20 +382,6 @@ def _write_card(run_dir: Path, data: dict[str, Any]) -> Path:
 # the loop
 
 
-def _autocast(device: str, enabled: bool) -> tuple[contextlib.AbstractContextManager[Any], Any]:
-    import torch
-
-    if not (enabled and device.startswith("cuda")):
-        return contextlib.nullcontext(), None
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast(device_type="cuda", dtype=dtype), dtype
-
-
-def autocast_context(device: str, amp: bool) -> contextlib.AbstractContextManager[Any]:
-    """Mixed precision on CUDA when ``amp``; nothing otherwise."""
-    return _autocast(device, amp)[0]
-
-
 def train(
     config: TrainingConfig,
     on_progress: ProgressCallback = no_progress,
@@ -570,7 +443,7 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(run_dir / CONFIG_COPY, dumps_toml(config.to_dict()))
 
-    device = choose_device(cfg.device)
+    device = select_device(cfg.device)
     amp = cfg.amp and device.startswith("cuda")
     label_name = str(ds.manifest.get("label_name") or DEFAULT_LABEL)
     with _torch_settings(cfg.num_threads):
@@ -586,7 +459,7 @@ def train(
             return lr_factor(step, steps_per_epoch, cfg.epochs, cfg.warmup_epochs, cfg.schedule)
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        _, amp_dtype = _autocast(device, amp)
+        amp_dtype = autocast_dtype(device) if amp else None
         scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
 
         history: list[dict[str, Any]] = []
@@ -626,7 +499,7 @@ def train(
                 if not math.isfinite(loss_value):
                     raise TrainingError(
                         f"the loss became {loss_value} at batch {step + 1} of epoch {epoch + 1} (dataset samples "
-                        f"{_list(batch.rows.tolist())}); training stopped; lower train.lr or check these slices"
+                        f"{sample_list(batch.rows.tolist())}); training stopped; lower train.lr or check these slices"
                     )
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()  # type: ignore[no-untyped-call]

@@ -17,8 +17,10 @@ import pytest
 from inference.io.dicom_writer import write_dicom_series
 from inference.io.nifti_writer import write_nifti
 from inference.sample_study import make_chest_phantom
-from inference.training.build_dataset import build_dataset, label_from_name
+from inference.training.build_dataset import build_dataset
 from inference.training.dataset_format import DatasetError, read_dataset
+from inference.training.dataset_spec import DatasetSpec
+from inference.training.sources import label_from_name
 from inference.volume import Volume
 
 PHANTOM_SHAPE = (14, 48, 48)
@@ -82,7 +84,7 @@ def test_label_from_name() -> None:
 
 def test_build_from_named_folders(named_tree: Path, tmp_path: Path) -> None:
     before = tree_digest(named_tree)
-    out = build_dataset([named_tree], tmp_path / "ds", size=(64, 64), context_slices=1, seed=3)
+    out = build_dataset(DatasetSpec([named_tree], size=(64, 64), context_slices=1, seed=3), tmp_path / "ds")
     assert tree_digest(named_tree) == before  # inputs are only read
     ds = read_dataset(out)
     m = ds.manifest
@@ -118,8 +120,8 @@ def test_build_from_named_folders(named_tree: Path, tmp_path: Path) -> None:
 
 
 def test_same_seed_same_dataset(named_tree: Path, tmp_path: Path) -> None:
-    a = read_dataset(build_dataset([named_tree], tmp_path / "a", size=(32, 32), seed=5))
-    b = read_dataset(build_dataset([named_tree], tmp_path / "b", size=(32, 32), seed=5))
+    a = read_dataset(build_dataset(DatasetSpec([named_tree], size=(32, 32), seed=5), tmp_path / "a"))
+    b = read_dataset(build_dataset(DatasetSpec([named_tree], size=(32, 32), seed=5), tmp_path / "b"))
     assert np.array_equal(a.images, b.images) and a.manifest["splits"] == b.manifest["splits"]
 
 
@@ -137,7 +139,9 @@ def test_labels_csv_with_mask(tmp_path: Path) -> None:
         w = csv.writer(fp)
         w.writerow(["path", "label", "mask"])
         w.writerows([["data/s0", 0, ""], ["data/s1", 0, ""], ["data/s2", 1, ""], ["data/s3", 1, "s3_mask.nii.gz"]])
-    ds = read_dataset(build_dataset([], tmp_path / "out", labels=labels, size=(48, 48), split=(1.0, 0.0, 0.0)))
+    ds = read_dataset(
+        build_dataset(DatasetSpec([], labels=labels, size=(48, 48), split=(1.0, 0.0, 0.0)), tmp_path / "out")
+    )
     m = ds.manifest
     assert m["label_source"] == "csv"
     by_name = {Path(s["name"]).name: s for s in m["sources"]}
@@ -167,7 +171,9 @@ def test_csv_lesion_mask_hosts_simulated_lesions(tmp_path: Path) -> None:
     labels = tmp_path / "labels.csv"
     labels.write_text("path,label,mask\nreal,1,real_mask.nii.gz\nunmasked,1,\n")
     insertion = {"kind": "solid", "per_volume": 2}
-    out = build_dataset([], tmp_path / "ds", labels=labels, size=(48, 48), lesion_insertion=insertion, seed=3)
+    out = build_dataset(
+        DatasetSpec([], labels=labels, size=(48, 48), lesion_insertion=insertion, seed=3), tmp_path / "ds"
+    )
     ds = read_dataset(out)
     (src,) = ds.manifest["sources"]
     assert Path(src["name"]).name == "real"
@@ -182,7 +188,7 @@ def test_csv_lesion_mask_hosts_simulated_lesions(tmp_path: Path) -> None:
         assert not mask[max(k - 1, 0) : k + 2, max(j - 2, 0) : j + 3, max(i - 2, 0) : i + 3].any()
     labels.write_text("path,label\nunmasked,1\n")
     with pytest.raises(DatasetError, match=r"unmasked: labelled abnormal: not used as a host"):
-        build_dataset([], tmp_path / "ds2", labels=labels, lesion_insertion=insertion)
+        build_dataset(DatasetSpec([], labels=labels, lesion_insertion=insertion), tmp_path / "ds2")
     assert not (tmp_path / "ds2").exists()
 
 
@@ -191,7 +197,7 @@ def test_csv_naming_missing_files_is_an_error(tmp_path: Path) -> None:
     labels = tmp_path / "labels.csv"
     labels.write_text("path,label\ns0,0\ngone/series,1\nalso-gone.nii.gz,1\n")
     with pytest.raises(DatasetError, match="do not exist") as info:
-        build_dataset([], tmp_path / "out", labels=labels)
+        build_dataset(DatasetSpec([], labels=labels), tmp_path / "out")
     assert "gone/series" in str(info.value) and "also-gone.nii.gz" in str(info.value)
     assert not (tmp_path / "out").exists()
 
@@ -203,12 +209,10 @@ def test_lesion_insertion_gives_balanced_aligned_samples(tmp_path: Path, head_sm
     voxels, spacing = head_small
     write_dicom_series(voxels, data / "head", spacing=spacing, uid_seed="dataset-test-head")
     out = build_dataset(
-        [data],
+        DatasetSpec(
+            [data], size=(48, 48), context_slices=0, lesion_insertion={"kind": "solid", "per_volume": 2}, seed=1
+        ),
         tmp_path / "ds",
-        size=(48, 48),
-        context_slices=0,
-        lesion_insertion={"kind": "solid", "per_volume": 2},
-        seed=1,
     )
     ds = read_dataset(out)
     m = ds.manifest
@@ -244,9 +248,17 @@ def test_whole_stacks_keep_every_slice_in_order_for_the_stack_models(tmp_path: P
     for n in range(2):
         write_phantom(data / f"chest{n}", n)
     out = build_dataset(
-        [data], tmp_path / "ds", size=(32, 32), context_slices=1, whole_stacks=True, split=(0.5, 0.5, 0.0),
-        lesion_insertion={"kind": "solid", "per_volume": 2}, seed=2,
-    )  # fmt: skip
+        DatasetSpec(
+            [data],
+            size=(32, 32),
+            context_slices=1,
+            whole_stacks=True,
+            split=(0.5, 0.5, 0.0),
+            lesion_insertion={"kind": "solid", "per_volume": 2},
+            seed=2,
+        ),
+        tmp_path / "ds",
+    )
     ds = read_dataset(out)
     assert ds.manifest["preprocessing"]["slices"] == "every slice, in order"
     slices = phantom_voxels(0).shape[0]
@@ -257,7 +269,7 @@ def test_whole_stacks_keep_every_slice_in_order_for_the_stack_models(tmp_path: P
         assert np.array_equal(labels, masks.reshape(slices, -1).any(axis=1))  # every slice, labelled by its mask
         assert labels.any() and not labels.all()
     with pytest.raises(DatasetError, match="--whole-stacks keeps every slice"):
-        build_dataset([data], tmp_path / "bad", whole_stacks=True, positives_per_source=5)
+        build_dataset(DatasetSpec([data], whole_stacks=True, positives_per_source=5), tmp_path / "bad")
 
 
 def test_quality_report(tmp_path: Path) -> None:
@@ -282,7 +294,7 @@ def test_quality_report(tmp_path: Path) -> None:
     write_phantom(data / "normal" / "e", 4, conflict)
     write_dicom_series(conflict, data / "nodule" / "e-again", spacing=PHANTOM_SPACING, uid_seed="other-uids")
     before = tree_digest(tmp_path)
-    ds = read_dataset(build_dataset([data, other], tmp_path / "ds", size=(32, 32), split=(1.0, 0.0, 0.0)))
+    ds = read_dataset(build_dataset(DatasetSpec([data, other], size=(32, 32), split=(1.0, 0.0, 0.0)), tmp_path / "ds"))
     assert {k: v for k, v in tree_digest(tmp_path).items() if not k.startswith("ds")} == before
     q = ds.manifest["quality"]
     assert [Path(u["path"]).name for u in q["unreadable"]] == ["broken.dcm"]
@@ -303,15 +315,15 @@ def test_quality_report(tmp_path: Path) -> None:
 def test_errors(tmp_path: Path) -> None:
     write_phantom(tmp_path / "normal" / "a", 0)
     with pytest.raises(DatasetError, match="not found"):
-        build_dataset([tmp_path / "nowhere"], tmp_path / "out")
+        build_dataset(DatasetSpec([tmp_path / "nowhere"]), tmp_path / "out")
     with pytest.raises(DatasetError, match="no positive"):
-        build_dataset([tmp_path / "normal"], tmp_path / "out")
+        build_dataset(DatasetSpec([tmp_path / "normal"]), tmp_path / "out")
     with pytest.raises(DatasetError, match="inside the input"):
-        build_dataset([tmp_path], tmp_path / "normal" / "ds")
+        build_dataset(DatasetSpec([tmp_path]), tmp_path / "normal" / "ds")
 
 
 def test_phantoms_alone(tmp_path: Path) -> None:
-    ds = read_dataset(build_dataset([], tmp_path / "ph", phantoms=3, size=(32, 32), seed=2))
+    ds = read_dataset(build_dataset(DatasetSpec([], phantoms=3, size=(32, 32), seed=2), tmp_path / "ph"))
     assert ds.manifest["label_source"] == "phantom-nodules"
     assert len(ds.manifest["sources"]) == 3
     assert (ds.masks[ds.labels == 1].reshape((ds.labels == 1).sum(), -1).any(axis=1)).all()

@@ -138,6 +138,7 @@ def test_a_head_not_aligned_with_mni_axes_is_refused_before_any_head_is_built(co
 
     from inference.training.build_dataset import build_dataset
     from inference.training.dataset_format import DatasetError
+    from inference.training.dataset_spec import DatasetSpec, PseudoCtHeads
 
     from .colin27 import BRAIN, T1
 
@@ -150,6 +151,7 @@ def test_a_head_not_aligned_with_mni_axes_is_refused_before_any_head_is_built(co
     sitk.WriteImage(moved, str(tmp_path / "moved.nii.gz"))
     with pytest.raises(DatasetError, match=r"moved\.nii\.gz: the head is not in MNI space"):
         build_dataset(
-            [], tmp_path / "out", pseudo_ct=(str(tmp_path / "moved.nii.gz"), str(BRAIN), 3), pseudo_ct_calcify=True
+            DatasetSpec([], pseudo_ct=PseudoCtHeads(str(tmp_path / "moved.nii.gz"), str(BRAIN), 3, calcify=True)),
+            tmp_path / "out",
         )
     assert not (tmp_path / "out").exists()

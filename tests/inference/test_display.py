@@ -70,15 +70,18 @@ def test_unknown_colormap_names_the_choices() -> None:
 
 def test_viewer_draws_with_the_same_tables_and_window_definitions() -> None:
     import inference.display.window_level as display_wl
-    import viewer.models.window_level as viewer_wl
+    import viewer.controllers.plane_render as viewer_render
+    import viewer.controllers.viewer_controller as viewer_controller
+    import viewer.views.main_window as viewer_window
     from viewer.models.layers import HEATMAP_COLORMAPS as VIEWER_COLORMAPS
-    from viewer.views.colormaps import heatmap_lut as viewer_lut
 
     assert tuple(VIEWER_COLORMAPS) == HEATMAP_COLORMAPS
     for name in HEATMAP_COLORMAPS:
-        np.testing.assert_array_equal(viewer_lut(name), heatmap_lut(name))
-    for attr in ("WindowLevel", "CT_PRESETS", "auto_window", "default_window", "drag_window", "AUTO_SHORTCUT"):
-        assert getattr(viewer_wl, attr) is getattr(display_wl, attr)
+        np.testing.assert_array_equal(viewer_render.heatmap_lut(name), heatmap_lut(name))
+    for attr in ("WindowLevel", "CT_PRESETS", "auto_window", "drag_window"):
+        assert getattr(viewer_controller, attr) is getattr(display_wl, attr)
+    for attr in ("CT_PRESETS", "AUTO_SHORTCUT"):
+        assert getattr(viewer_window, attr) is getattr(display_wl, attr)
 
 
 def test_display_and_writers_import_neither_qt_nor_matplotlib_nor_torch() -> None:

@@ -10,13 +10,13 @@ from torch import nn
 from inference.engine import _fast_nets
 from inference.engine.device import keep_freed_memory
 from inference.engine.grid import resize, resize_into
-from inference.engine.normalise import normalise, normalise_params
 from inference.engine.optimize import fold_batchnorm, inference_network
 from inference.engine.planes import SlicePlanes
 from inference.engine.run import EXPLAIN_MIN_PROBABILITY, _slice_stack, run
 from inference.models.architectures import build_model
 from inference.models.card import InputSpec, Normalise
 from inference.models.explain import attention_map, grad_cam
+from inference.models.intensity import intensity_for
 from inference.volume import Volume
 
 from .oracle_models import card, loaded
@@ -66,7 +66,7 @@ def _last_layer(net: nn.Module, arch: str) -> nn.Module:
 
 def _reference_input(voxels: np.ndarray, spec: InputSpec, size: tuple[int, int]) -> torch.Tensor:
     """The slice stack as the engine defined it before: normalise the volume, stack neighbours, resize."""
-    vox = normalise(voxels, spec)
+    vox = intensity_for(voxels, spec)(voxels)
     return resize(torch.from_numpy(_slice_stack(vox, 0, vox.shape[0], spec.context_slices)), size)
 
 
@@ -196,7 +196,7 @@ def test_slice_planes_match_the_whole_volume_stack(context: int, normalise_mode:
     voxels = rng.integers(-1000, 1500, (11, 40, 36)).astype(np.int16)
     spec = InputSpec(size=(24, 20), context_slices=context, window=(40.0, 400.0), normalise=normalise_mode)
     want = _reference_input(voxels, spec, (24, 20))
-    planes = SlicePlanes(voxels, *normalise_params(voxels, spec), (24, 20), context)
+    planes = SlicePlanes(voxels, intensity_for(voxels, spec), (24, 20), context)
     # Batches as the engine makes them, including one cut short (out of memory) and one going back.
     for start, stop in [(0, 4), (4, 8), (8, 9), (9, 11), (0, 11), (3, 5), (2, 3), (10, 11)]:
         got = planes.batch(start, stop)
@@ -216,7 +216,7 @@ def test_slice_planes_without_resize_and_a_float_volume_left_as_it_was() -> None
     voxels = np.random.default_rng(3).normal(size=(3, 16, 16)).astype(np.float32)
     before = voxels.copy()
     spec = InputSpec(size=None, context_slices=2, normalise=Normalise.ZSCORE)
-    planes = SlicePlanes(voxels, *normalise_params(voxels, spec), (16, 16), 2)
+    planes = SlicePlanes(voxels, intensity_for(voxels, spec), (16, 16), 2)
     torch.testing.assert_close(planes.batch(0, 3), _reference_input(voxels, spec, (16, 16)), rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(voxels, before)
 
@@ -306,7 +306,7 @@ def test_keep_freed_memory_is_set_once_where_glibc_is() -> None:
 def test_the_demo_models_map_comes_from_its_single_forward_pass() -> None:
     """The engine reads the shipped demo model's attention from the forward pass that gave the
     probabilities (the fused network's own pooling) instead of running the network again."""
-    from inference.engine.run import _forward, load_model
+    from inference.engine.loaded_model import forward, load_model
     from inference.models.explain import last_attention_map
     from inference.models.registry import discover
 
@@ -315,7 +315,7 @@ def test_the_demo_models_map_comes_from_its_single_forward_pass() -> None:
     g = torch.Generator().manual_seed(5)
     x = torch.randn((6, 3, 128, 128), generator=g).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        _forward(lm, x)
+        forward(lm, x)
     got = last_attention_map(lm.forward_network(), x.shape)
     assert got is not None and got.shape == (6, 128, 128)
     want = attention_map(lm.network, x)

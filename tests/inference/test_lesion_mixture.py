@@ -12,6 +12,7 @@ from inference.io.nifti_writer import write_nifti
 from inference.sample_study import make_chest_phantom
 from inference.training.build_dataset import build_dataset
 from inference.training.dataset_format import DatasetError, read_dataset
+from inference.training.dataset_spec import DatasetSpec
 from inference.training.insertion import insert_mixed, parse_kinds
 from inference.training.lesions import insert_lesions, soft_tissue_region
 from inference.volume import Volume
@@ -82,12 +83,14 @@ def test_variants_reuse_a_source_with_other_lesions_in_one_split(tmp_path: Path)
         inputs.append(path)
     ds = read_dataset(
         build_dataset(
-            [tmp_path / "in"],
+            DatasetSpec(
+                [tmp_path / "in"],
+                size=(32, 32),
+                split=(0.34, 0.33, 0.33),
+                seed=4,
+                lesion_insertion={"kind": "solid,hypodense", "per_volume": 2, "variants": 3},
+            ),
             tmp_path / "ds",
-            size=(32, 32),
-            split=(0.34, 0.33, 0.33),
-            seed=4,
-            lesion_insertion={"kind": "solid,hypodense", "per_volume": 2, "variants": 3},
         )
     )
     sources = ds.manifest["sources"]
@@ -100,4 +103,4 @@ def test_variants_reuse_a_source_with_other_lesions_in_one_split(tmp_path: Path)
     centres = [tuple(tuple(les["centre_ijk"]) for les in s["lesions"]) for s in sources]
     assert len(set(centres)) == 9  # every variant has lesions of its own
     with pytest.raises(DatasetError, match="variants must be at least 1"):
-        build_dataset(inputs, tmp_path / "bad", lesion_insertion={"kind": "solid", "variants": 0})
+        build_dataset(DatasetSpec(inputs, lesion_insertion={"kind": "solid", "variants": 0}), tmp_path / "bad")

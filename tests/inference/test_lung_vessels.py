@@ -10,9 +10,11 @@ import pytest
 from scipy import ndimage
 
 from inference.sample_study import lung_mask, make_chest_phantom
-from inference.training.build_dataset import _phantom_nodule_mask, build_dataset
+from inference.training.build_dataset import build_dataset
 from inference.training.dataset_format import read_dataset
+from inference.training.dataset_spec import DatasetSpec
 from inference.training.lung_vessels import VESSEL_HU, add_lung_vessels, vessel_balls
+from inference.training.phantom_sources import phantom_nodule_mask
 
 SHAPE, SPACING = (30, 112, 112), (2.5, 2.5, 5.0)
 
@@ -21,7 +23,7 @@ SHAPE, SPACING = (30, 112, 112), (2.5, 2.5, 5.0)
 def phantom():
     volume, _ = make_chest_phantom(SHAPE, SPACING)
     lungs = lung_mask(volume)
-    keep_out = ndimage.binary_dilation(_phantom_nodule_mask(volume) > 0, iterations=2)
+    keep_out = ndimage.binary_dilation(phantom_nodule_mask(volume) > 0, iterations=2)
     return volume, lungs, keep_out
 
 
@@ -63,9 +65,9 @@ def test_trees_thin_out_from_the_hilum(phantom) -> None:
 
 
 def test_dataset_build_draws_vessels_only_when_asked(tmp_path: Path) -> None:
-    plain = read_dataset(build_dataset([], tmp_path / "plain", phantoms=2, size=(64, 64), seed=5))
+    plain = read_dataset(build_dataset(DatasetSpec([], phantoms=2, size=(64, 64), seed=5), tmp_path / "plain"))
     vessels = read_dataset(
-        build_dataset([], tmp_path / "vessels", phantoms=2, phantom_vessels=True, size=(64, 64), seed=5)
+        build_dataset(DatasetSpec([], phantoms=2, phantom_vessels=True, size=(64, 64), seed=5), tmp_path / "vessels")
     )
     assert all("vessel_seed" not in s["phantom"] for s in plain.manifest["sources"])
     assert all("vessel_seed" in s["phantom"] for s in vessels.manifest["sources"])

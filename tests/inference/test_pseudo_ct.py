@@ -10,6 +10,7 @@ import pytest
 
 from inference.training.build_dataset import build_dataset
 from inference.training.dataset_format import DatasetError, read_dataset
+from inference.training.dataset_spec import DatasetSpec, PseudoCtHeads
 from inference.training.pseudo_ct import (
     MATRIX,
     PseudoCtParams,
@@ -219,15 +220,17 @@ def test_pseudo_ct_parameters_are_recorded_as_plain_data() -> None:
 
 def test_pseudo_ct_sources_build_a_dataset_with_lesions(tmp_path: Path) -> None:
     out = build_dataset(
-        [],
+        DatasetSpec(
+            [],
+            size=(32, 32),
+            split=(0.5, 0.5, 0.0),
+            seed=3,
+            lesion_insertion={"kind": "solid,hyperdense", "per_volume": 2},
+            positives_per_source=6,
+            negatives_per_source=6,
+            pseudo_ct=PseudoCtHeads(str(T1), str(BRAIN), 2),
+        ),
         tmp_path / "ds",
-        pseudo_ct=(str(T1), str(BRAIN), 2),
-        size=(32, 32),
-        split=(0.5, 0.5, 0.0),
-        seed=3,
-        lesion_insertion={"kind": "solid,hyperdense", "per_volume": 2},
-        positives_per_source=6,
-        negatives_per_source=6,
     )
     ds = read_dataset(out)
     assert [s["name"] for s in ds.manifest["sources"]] == ["pseudo-ct-000", "pseudo-ct-001"]
@@ -236,9 +239,13 @@ def test_pseudo_ct_sources_build_a_dataset_with_lesions(tmp_path: Path) -> None:
     assert ds.labels.sum() > 0 and (ds.labels == 0).sum() > 0
     assert "pseudo-CT head" in " ".join(ds.manifest["inputs"])
     with pytest.raises(DatasetError, match="pseudo-ct-deform"):
-        build_dataset([], tmp_path / "bad", pseudo_ct=(str(T1), str(BRAIN), 1), pseudo_ct_deform_mm=-1.0)
+        build_dataset(
+            DatasetSpec([], pseudo_ct=PseudoCtHeads(str(T1), str(BRAIN), 1, deform_mm=-1.0)), tmp_path / "bad"
+        )
     with pytest.raises(DatasetError, match="pseudo-ct-atrophy"):
-        build_dataset([], tmp_path / "bad", pseudo_ct=(str(T1), str(BRAIN), 1), pseudo_ct_atrophy_mm=9.0)
+        build_dataset(
+            DatasetSpec([], pseudo_ct=PseudoCtHeads(str(T1), str(BRAIN), 1, atrophy_mm=9.0)), tmp_path / "bad"
+        )
 
 
 def test_the_cli_bends_ages_and_calcifies_heads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -495,7 +495,7 @@ def test_deterministic_settings_are_restored(dataset: Path, tmp_path: Path) -> N
 
 def test_attention_guidance_loss_values_and_gradient() -> None:
     from inference.models.architectures import build_model
-    from inference.training.train import attention_guidance_loss
+    from inference.training.losses import attention_guidance_loss
 
     torch.manual_seed(0)
     model = build_model("cnn-attention", channels=[8, 16, 32], pooling="attention", fused_channels=16)
@@ -521,7 +521,7 @@ def test_attention_guidance_loss_values_and_gradient() -> None:
 def test_attention_guidance_on_the_finer_grid() -> None:
     """With ``pool_scale=2`` the attention and its target are on a grid at 1/2 of the input (2-pixel cells)."""
     from inference.models.architectures import build_model
-    from inference.training.train import attention_guidance_loss
+    from inference.training.losses import attention_guidance_loss
 
     torch.manual_seed(0)
     model = build_model("cnn-attention", channels=[8, 16, 32], pooling="attention", fused_channels=8, pool_scale=2)
@@ -540,7 +540,7 @@ def test_attention_guidance_on_the_finer_grid() -> None:
 
 def test_the_coverage_target_asks_for_the_attention_where_the_lesion_fills_the_cells() -> None:
     from inference.models.architectures import build_model
-    from inference.training.train import attention_guidance_loss
+    from inference.training.losses import attention_guidance_loss
 
     torch.manual_seed(0)
     model = build_model("cnn-attention", channels=[8, 16, 32], pooling="attention", fused_channels=16)
@@ -568,7 +568,7 @@ def test_the_coverage_target_puts_the_peak_inside_small_lesions() -> None:
     """Lesions that spill a pixel into the next cell: trained on "coverage", the attention's peak
     ends in the cell the lesion fills, not in the one it grazes."""
     from inference.models.architectures import build_model
-    from inference.training.train import attention_guidance_loss
+    from inference.training.losses import attention_guidance_loss
 
     torch.manual_seed(2)
     model = build_model("cnn-attention", channels=[8, 16, 32], pooling="attention", fused_channels=16).eval()
@@ -598,7 +598,7 @@ def test_attention_loss_moves_the_attention_onto_the_lesions() -> None:
     import torch.nn.functional as F
 
     from inference.models.architectures import build_model
-    from inference.training.train import attention_guidance_loss
+    from inference.training.losses import attention_guidance_loss
 
     torch.manual_seed(1)
     model = build_model("cnn-attention", channels=[8, 16, 32], pooling="attention", fused_channels=16).eval()

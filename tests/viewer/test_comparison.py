@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from inference.display.window_level import WindowLevel
 from inference.io.dicom_writer import write_dicom_series
 from tests.viewer.conftest import open_and_wait, settle
 from viewer.models.measurements import Plane
-from viewer.models.window_level import WindowLevel
 
 FRAME = "1.2.826.0.1.3680043.8.498.777000111"
 STUDY = "1.2.826.0.1.3680043.8.498.777000222"

@@ -38,7 +38,7 @@ def _mr_series_with_per_slice_windows(folder: Path) -> tuple[list[Path], tuple[f
 
 
 def test_per_slice_windows_open_with_the_middle_slice_or_auto(qtbot: Any, controller: Any, tmp_path: Path) -> None:
-    from viewer.models.window_level import auto_window
+    from inference.display.window_level import auto_window
 
     _paths, (mid_centre, mid_width) = _mr_series_with_per_slice_windows(tmp_path / "mr")
     cur = open_and_wait(qtbot, controller, tmp_path / "mr")
@@ -63,7 +63,7 @@ def test_head_ct_presets_and_user_presets_are_kept(qtbot: Any, controller: Any, 
     actions["preset-temporal-bone"].trigger()
     assert (controller.model.window.center, controller.model.window.width) == (600, 2800)
 
-    from viewer.models.window_level import WindowLevel
+    from inference.display.window_level import WindowLevel
 
     controller.model.set_window(WindowLevel(-450, 1234))
     controller.save_user_preset("My lung")
@@ -80,7 +80,7 @@ def test_head_ct_presets_and_user_presets_are_kept(qtbot: Any, controller: Any, 
 
 
 def test_window_drag_follows_the_window_and_shift_is_finer(qtbot: Any, controller: Any, sample_study: Path) -> None:
-    from viewer.models.window_level import WindowLevel
+    from inference.display.window_level import WindowLevel
 
     open_and_wait(qtbot, controller, sample_study)
     moved = {}

@@ -65,7 +65,7 @@ class AnalysisController(QtCore.QObject):
 
         def work() -> None:
             import inference.engine.run
-            import inference.models._nets  # noqa: F401  (torch and the network classes)
+            import inference.models.nets  # noqa: F401  (torch and the network classes)
 
         self._preloader = create_worker(work)
         self._preloader.start()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from PySide6 import QtCore
 
+from inference.display.window_level import WindowLevel, drag_window, volume_window
 from inference.io.scan import ScanResult
 from inference.io.stacks import Stack
 from inference.volume import Volume
@@ -22,7 +23,6 @@ from viewer.controllers.loading import LoadController
 from viewer.models.comparison import Comparison
 from viewer.models.measurements import Plane
 from viewer.models.viewer_model import OpenVolume, ViewerModel
-from viewer.models.window_level import WindowLevel, drag_window, volume_window
 from viewer.views.colormaps import grey_lut
 from viewer.views.main_window import MainWindow
 from viewer.views.slice_view import Annotations

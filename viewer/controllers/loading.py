@@ -66,7 +66,7 @@ class LoadController(QtCore.QObject):
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # QA is shown from the stack, not as warnings
-                volume = load_stack_for_viewer(stack, cancel, lambda f, m: self._report(generation, f, m))
+                volume = load_stack(stack, on_progress=lambda f, m: self._report(generation, f, m), cancel=cancel)
             return stack, volume
 
         self._run(generation, work, lambda result: self.loaded.emit(*result))
@@ -150,7 +150,3 @@ class LoadController(QtCore.QObject):
         self.progress.emit(1.0, f"{len(result.stacks())} stack(s) found")
         self.scanned.emit(result)
         self.thumbnails.emit(thumbs)
-
-
-def load_stack_for_viewer(stack: Stack, cancel: CancelToken, on_progress: Any) -> Volume:
-    return load_stack(stack, on_progress=on_progress, cancel=cancel)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from inference.display.colormaps import heatmap_lut
 from inference.display.render import outline
 from inference.io.orientation import orientation_label
 from viewer.models.annotation_store import roi_values
@@ -16,7 +17,6 @@ from viewer.models.measurements import Measurement, Plane, Shape
 from viewer.models.oblique import reslice
 from viewer.models.plane_cache import PlaneCache
 from viewer.models.viewer_model import OpenVolume, ViewerModel
-from viewer.views.colormaps import heatmap_lut
 
 Overlay = tuple[npt.NDArray[Any], npt.NDArray[np.uint8], tuple[float, float], float]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from PySide6 import QtCore, QtWidgets
 
-from viewer.models.window_level import WindowLevel
+from inference.display.window_level import WindowLevel
 
 MAX_RECENT = 10
 
@@ -46,7 +46,7 @@ class Settings:
         value = self.qsettings.value("recent", [])
         if isinstance(value, str):
             value = [value]
-        return [str(v) for v in (value or [])]
+        return [str(v) for v in value] if isinstance(value, list | tuple) else []
 
     def add_recent(self, folder: str) -> None:
         items = [folder, *[f for f in self.recent() if f != folder]][:MAX_RECENT]
@@ -60,7 +60,7 @@ class Settings:
     def user_presets(self) -> list[tuple[str, WindowLevel]]:
         """The user's own window presets, oldest first (entries that do not parse are left out)."""
         value = self.qsettings.value("window_presets", [])
-        items = [value] if isinstance(value, str) else list(value or [])
+        items: list[object] = [value] if isinstance(value, str) else list(value) if isinstance(value, list) else []
         out = []
         for item in items:
             name, _, numbers = str(item).rpartition("|")

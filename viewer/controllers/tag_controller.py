@@ -38,7 +38,7 @@ class TagController(QtCore.QObject):
         self._pinned = False  # showing a file the user picked, until the slice changes
         model.cursor_changed.connect(self._follow_slice)
         model.volume_changed.connect(self._follow_slice)
-        dock.visibilityChanged.connect(lambda visible: visible and not self._pinned and self._schedule())
+        dock.visibilityChanged.connect(self._on_visibility)
 
     @property
     def busy(self) -> bool:
@@ -91,6 +91,10 @@ class TagController(QtCore.QObject):
             self.browser.source_label.setText(label)
             return
         self.show_file(path, label, pin=False)
+
+    def _on_visibility(self, visible: bool) -> None:
+        if visible and not self._pinned:
+            self._schedule()
 
     def _follow_slice(self) -> None:
         self._pinned = False

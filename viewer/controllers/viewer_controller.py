@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,10 @@ import numpy as np
 from PySide6 import QtCore, QtWidgets
 
 from inference import __version__
+from inference.display.window_level import CT_PRESETS, WindowLevel, auto_window, drag_window, preset_action_name
 from inference.io.scan import ScanResult
 from inference.io.stacks import Stack
-from inference.models.registry import Registry
+from inference.models.registry import ModelRequest, Registry
 from inference.volume import Volume
 from viewer.controllers import plane_render as pr
 from viewer.controllers.analysis_controller import AnalysisController
@@ -30,8 +32,8 @@ from viewer.models.oblique import Oblique, reslice, reslice_coordinates, rotate_
 from viewer.models.plane_cache import PlaneCache
 from viewer.models.slab import Slab, SlabMode
 from viewer.models.viewer_model import ViewerModel
-from viewer.models.window_level import CT_PRESETS, WindowLevel, auto_window, drag_window, preset_action_name
 from viewer.views.colormaps import grey_lut
+from viewer.views.file_dialogs import Asked, ask_folder, ask_open_file, ask_save_file
 from viewer.views.main_window import DEFAULT_SIZE, LAYOUTS, MainWindow
 from viewer.views.slice_view import Annotations
 
@@ -88,7 +90,8 @@ class ViewerController(QtCore.QObject):
         self.current_stack: Stack | None = None
         self.pending_stack_id: str | None = None
         self._wl_start: WindowLevel | None = None
-        self._shown_index: dict[Plane, int | None] = {p: None for p in Plane}
+        # What each pane shows: its slice index (or, when resliced obliquely, index, angle and cursor).
+        self._shown_index: dict[Plane, object] = {p: None for p in Plane}
         self.last_error = ""
         self._overlay_workers: set[Any] = set()
         self._staged: set[Plane] = set()  # panes of a new volume's first frame not yet drawn
@@ -96,8 +99,7 @@ class ViewerController(QtCore.QObject):
         self._rotating = False  # Tools → Rotate crosshair is on
         self._rotation_start: tuple[Plane, float, float] | None = None
         self._fill: tuple[Any, float] | None = None
-        self.render_count = 0
-        self.auto_model: str | None = None  # "default" or a model name, run on every volume shown
+        self.auto_model: ModelRequest | None = None  # run on every volume shown
         self._building: set[int] = set()
         self.cine_timer = QtCore.QTimer(self)
         self.cine_timer.setInterval(100)
@@ -405,7 +407,6 @@ class ViewerController(QtCore.QObject):
         cur = self.model.current
         if cur is None:
             return
-        self.render_count += 1
         cursor = self.model.cursor
         lut = grey_lut(self.model.invert)
         for plane, view in self.window.mpr.views.items():
@@ -604,9 +605,7 @@ class ViewerController(QtCore.QObject):
         QtCore.QTimer.singleShot(0, self.reset_views)
 
     def _ask_compare(self) -> None:
-        folder = QtWidgets.QFileDialog.getExistingDirectory(
-            self.window, "Open study for comparison", self.settings.last_folder()
-        )
+        folder = ask_folder(self.window, "Open study for comparison", self.settings.last_folder())
         if folder:
             self.comparison.open_path(folder)
 
@@ -623,30 +622,15 @@ class ViewerController(QtCore.QObject):
 
     # --- dialogs ----------------------------------------------------------------------------
     def _ask_folder(self) -> None:
-        folder = QtWidgets.QFileDialog.getExistingDirectory(
-            self.window, "Open DICOM folder", self.settings.last_folder()
-        )
-        if folder:
+        if folder := ask_folder(self.window, "Open DICOM folder", self.settings.last_folder()):
             self.open_path(folder)
 
     def _ask_file(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self.window,
-            "Open image",
-            self.settings.last_folder(),
-            "Images (*.dcm *.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd);;All files (*)",
-        )
-        if path:
+        if path := ask_open_file(self.window, Asked.IMAGE, self.settings.last_folder()):
             self.open_path(path)
 
     def _ask_mask(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self.window,
-            "Open mask",
-            self.settings.last_folder(),
-            "Segmentations (*.dcm *.nii *.nii.gz *.nrrd *.mha *.mhd);;All files (*)",
-        )
-        if path:
+        if path := ask_open_file(self.window, Asked.MASK, self.settings.last_folder()):
             self.open_mask(path)
 
     def export_results(self, out_root: str | Path) -> bool:
@@ -660,8 +644,7 @@ class ViewerController(QtCore.QObject):
         )
 
     def _ask_export(self) -> None:
-        folder = QtWidgets.QFileDialog.getExistingDirectory(self.window, "Export results into", str(Path.home()))
-        if folder:
+        if folder := ask_folder(self.window, "Export results into", str(Path.home())):
             self.export_results(folder)
 
     def _on_exported(self, exported: Any) -> None:
@@ -682,8 +665,7 @@ class ViewerController(QtCore.QObject):
             self.model.set_window(WindowLevel(level, width))
 
     def _ask_screenshot(self, whole: bool) -> None:
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self.window, "Save screenshot", "radlens.png", "PNG (*.png)")
-        if path:
+        if path := ask_save_file(self.window, Asked.SCREENSHOT, "radlens.png"):
             self.save_screenshot(path, whole=whole)
 
     def save_screenshot(self, path: str | Path, whole: bool = True) -> Path:
@@ -714,15 +696,25 @@ class ViewerController(QtCore.QObject):
         menu = self.window.recent_menu
         menu.clear()
         for folder in self.settings.recent():
-            menu.addAction(folder, lambda f=folder: self.open_path(f))
+
+            def open_recent(f: str = folder) -> None:
+                self.open_path(f)
+
+            menu.addAction(folder, open_recent)
 
     def _refresh_user_presets(self) -> None:
         menu = self.window.user_presets_menu
         menu.clear()
         presets = self.settings.user_presets()
         for name, wl in presets:
-            menu.addAction(f"{name}: W {wl.width:g} L {wl.center:g}", lambda v=wl: self.model.set_window(v))
+            menu.addAction(f"{name}: W {wl.width:g} L {wl.center:g}", self._window_setter(wl))
         menu.setEnabled(bool(presets))
+
+    def _window_setter(self, wl: WindowLevel) -> Callable[[], None]:
+        def set_window() -> None:
+            self.model.set_window(wl)
+
+        return set_window
 
     def save_user_preset(self, name: str) -> None:
         """Keep the current window as the user's preset ``name`` (listed under Window → My presets)."""
@@ -759,31 +751,26 @@ class ViewerController(QtCore.QObject):
             return
         for preset in cur.volume.metadata.windows:
             wl = WindowLevel(preset.center, preset.width)
-            menu.addAction(
-                f"{preset.name}: W {preset.width:g} L {preset.center:g}", lambda v=wl: self.model.set_window(v)
-            )
+            menu.addAction(f"{preset.name}: W {preset.width:g} L {preset.center:g}", self._window_setter(wl))
 
     def _on_drop(self, paths: list[str]) -> None:
         if paths:
             self.open_path(paths[0])
 
-    def run_model(self, name: str) -> bool:
-        """Run a model on the shown volume: by name, or "default" for the modality's default model."""
+    def run_model(self, request: ModelRequest) -> bool:
+        """Run a model on the shown volume: by name, or the modality's default model."""
         cur = self.model.current
         if cur is None:
             return False
         try:
-            if name == "default":
-                card = self.analysis.registry.default_for(cur.volume.metadata.modality or "")
-                if card is None:
-                    self.window.statusBar().showMessage(
-                        f"no default model for {cur.volume.metadata.modality or 'this modality'}", 10000
-                    )
-                    return False
-            else:
-                card = self.analysis.registry.get(name)
+            card = self.analysis.registry.card_for(request, cur.volume.metadata.modality or "")
         except Exception as exc:
             self._error(str(exc))
+            return False
+        if card is None:
+            self.window.statusBar().showMessage(
+                f"no default model for {cur.volume.metadata.modality or 'this modality'}", 10000
+            )
             return False
         index = self.window.analysis_panel.model_box.findData(card.key)
         if index >= 0:
@@ -826,7 +813,7 @@ class ViewerController(QtCore.QObject):
         return True
 
     def _ask_export_measurements(self) -> None:
-        folder = QtWidgets.QFileDialog.getExistingDirectory(self.window, "Export measurements into", str(Path.home()))
+        folder = ask_folder(self.window, "Export measurements into", str(Path.home()))
         if folder:
             self.export_measurements(folder)
 
@@ -857,9 +844,7 @@ class ViewerController(QtCore.QObject):
         self.window.statusBar().showMessage(f"{len(items)} measurement(s) added", 15000)
 
     def _ask_measurement_sr(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self.window, "Open measurements (DICOM SR)", self.settings.last_folder(), "DICOM SR (*.dcm);;All files (*)"
-        )
+        path = ask_open_file(self.window, Asked.MEASUREMENT_SR, self.settings.last_folder())
         if path:
             self.open_measurements(path)
 

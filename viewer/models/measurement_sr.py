@@ -64,25 +64,24 @@ TRACKING_IDENTIFIER = ("112039", "DCM")
 def _region_points(m: Measurement, cur: OpenVolume) -> npt.NDArray[np.float64]:
     """The points of ``m``'s SCOORD3D in LPS mm, as its graphic type wants them."""
     ca, ra = m.plane.in_plane_axes
+    first, last = np.asarray(m.points[0], dtype=np.float64), np.asarray(m.points[-1], dtype=np.float64)
     if m.shape == Shape.RECTANGLE:
-        (a, b) = m.points[0], m.points[-1]
         corners = []
-        for c, r in ((a[ca], a[ra]), (b[ca], a[ra]), (b[ca], b[ra]), (a[ca], b[ra]), (a[ca], a[ra])):
-            p = list(a)
-            p[ca], p[ra] = c, r
-            corners.append((p[0], p[1], p[2]))
+        for c, r in ((first, first), (last, first), (last, last), (first, last), (first, first)):
+            p = first.copy()
+            p[ca], p[ra] = c[ca], r[ra]
+            corners.append((float(p[0]), float(p[1]), float(p[2])))
         return np.asarray(to_lps(Measurement(m.shape, m.plane, corners), cur))
     if m.shape == Shape.ELLIPSE:
-        a, b = np.asarray(m.points[0]), np.asarray(m.points[-1])
-        centre = (a + b) / 2
-        half = np.abs(b - a) / 2
-        axes = sorted(((half[ca], ca), (half[ra], ra)), reverse=True)  # major axis first
+        centre = (first + last) / 2
+        half = np.abs(last - first) / 2
+        axes = sorted(((float(half[ca]), ca), (float(half[ra]), ra)), reverse=True)  # major axis first
         ends = []
         for radius, axis in axes:
             for sign in (-1.0, 1.0):
-                p = centre.copy()
-                p[axis] += sign * radius
-                ends.append((float(p[0]), float(p[1]), float(p[2])))
+                end = centre.copy()
+                end[axis] += sign * radius
+                ends.append((float(end[0]), float(end[1]), float(end[2])))
         return np.asarray(to_lps(Measurement(m.shape, m.plane, ends), cur))
     pts = np.asarray(to_lps(m, cur))
     if m.shape == Shape.FREEHAND:

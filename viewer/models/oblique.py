@@ -58,7 +58,7 @@ def reslice_coordinates(
     centre = np.asarray(cursor, dtype=np.float64)[:, None, None]
     mm = (points - centre) * spacing
     turned = np.einsum("ij,jrc->irc", rotation_mm(cur, oblique), mm) / spacing + centre
-    return turned[::-1]  # (z, y, x): the display array's axis order
+    return np.asarray(turned[::-1], dtype=np.float64)  # (z, y, x): the display array's axis order
 
 
 def reslice(

@@ -1,8 +1,9 @@
 """Fast plane extraction: contiguous copies of a ``[z, y, x]`` array with a plane's normal outermost.
 
-Slicing a z-major volume sagittally touches one element per cache line (≈ 6 ms for 300×512²);
-from an x-major copy the same image is one contiguous block (≈ 0.03 ms). Copies are built off
-the GUI thread; until one exists, the plain (slower) slice is used.
+Slicing a z-major volume sagittally touches one element per cache line; from an x-major copy the
+same image is one contiguous block, two orders of magnitude faster (figures in benchmarks/README.md,
+"Figures behind design choices"). Copies are built off the GUI thread; until one exists, the plain
+(slower) slice is used.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from inference.display.window_level import WindowLevel, volume_window
 from inference.io.orientation import AxisMap, closest_lps_axes
 from inference.volume import Volume
 
@@ -17,7 +18,6 @@ from .measurements import MeasurementList, Plane
 from .oblique_state import Oblique
 from .plane_cache import PlaneCache
 from .slab import Slab, slab_range
-from .window_level import WindowLevel, volume_window
 
 
 @dataclass(frozen=True)
@@ -72,9 +72,9 @@ class OpenVolume:
         self, plane: Plane, index: int, array: npt.NDArray[Any] | None = None
     ) -> npt.NDArray[Any]:
         """The plane as ``[row axis, column axis]`` in ascending display index (for ROI masks)."""
-        a = self.display if array is None else array
+        a: npt.NDArray[Any] = self.display if array is None else array
         if plane == Plane.AXIAL:
-            return a[index]
+            return a[index]  # type: ignore[no-any-return]
         if plane == Plane.CORONAL:
             return a[:, index]
         return a[:, :, index]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from viewer.models.layers import HEATMAP_COLORMAPS, HeatmapLayer, LabelLayer, Layer, LayerList
-from viewer.views.colormaps import heatmap_lut
+from inference.display.colormaps import HEATMAP_COLORMAPS, heatmap_lut
+from viewer.models.layers import HeatmapLayer, LabelLayer, Layer, LayerList
 
 
 class LayerPanel(QtWidgets.QWidget):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from inference.display.window_level import AUTO_SHORTCUT, CT_PRESETS, preset_action_name
 from viewer.models.layers import LayerList
 from viewer.models.measurements import Plane
-from viewer.models.window_level import AUTO_SHORTCUT, CT_PRESETS, preset_action_name
 
 from .analysis_panel import AnalysisPanel, SliceScorePlot
 from .layer_panel import LayerPanel
@@ -68,7 +68,7 @@ class MprPanel(QtWidgets.QWidget):
                 self.grid.addWidget(self.views[plane], 0, col)
                 self.grid.setColumnStretch(col, 1)
         elif name == "2x2":
-            for n, w in enumerate([*self.views.values(), self.fourth]):
+            for n, w in enumerate(widgets):
                 self.grid.addWidget(w, n // 2, n % 2)
             for i in range(2):
                 self.grid.setColumnStretch(i, 1)
@@ -150,7 +150,7 @@ class MainWindow(QtWidgets.QMainWindow):
         menu: QtWidgets.QMenu,
         name: str,
         text: str,
-        shortcut: str | QtGui.QKeySequence | None = None,
+        shortcut: str | QtGui.QKeySequence | QtGui.QKeySequence.StandardKey | None = None,
         checkable: bool = False,
     ) -> QtGui.QAction:
         action = QtGui.QAction(text, self)

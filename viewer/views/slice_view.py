@@ -42,7 +42,6 @@ class SliceView(pg.GraphicsView):
     dragged = QtCore.Signal(float, float)
     released = QtCore.Signal(float, float)
     hovered = QtCore.Signal(float, float)
-    left_view = QtCore.Signal()
     scrolled = QtCore.Signal(int)
     window_dragged = QtCore.Signal(float, float, bool, bool)  # dx, dy, first, fine (Shift held)
     activated = QtCore.Signal()
@@ -145,8 +144,8 @@ class SliceView(pg.GraphicsView):
         """Each: (kind, image points, label, selected); kinds: 'line', 'rect', 'ellipse',
         'polyline' (an angle), 'cobb' (two lines), 'arrow' (head at the first point), 'point',
         'polygon' (a freehand ROI). Labels are drawn in screen space, placed off each other."""
-        for item in self.measure_items:
-            self.vb.removeItem(item)
+        for old in self.measure_items:
+            self.vb.removeItem(old)
         self.measure_items = []
         self.measure_labels = []
         sx, sy = self.pixel_mm
@@ -343,10 +342,6 @@ class SliceView(pg.GraphicsView):
         self._last_pos = None
         ev.accept()
 
-    def leaveEvent(self, ev: QtCore.QEvent) -> None:
-        self.left_view.emit()
-        super().leaveEvent(ev)
-
     def wheelEvent(self, ev: QtGui.QWheelEvent) -> None:
         if not self._has_image:
             return
@@ -361,7 +356,7 @@ class SliceView(pg.GraphicsView):
         ev.accept()
 
     def keyPressEvent(self, ev: QtGui.QKeyEvent) -> None:
-        keys = {
+        keys: dict[Any, int] = {
             QtCore.Qt.Key.Key_Up: 1,
             QtCore.Qt.Key.Key_Down: -1,
             QtCore.Qt.Key.Key_PageUp: 10,

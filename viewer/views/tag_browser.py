@@ -53,7 +53,8 @@ class TagBrowser(QtWidgets.QWidget):
 
     def shown_nodes(self) -> list[TagNode]:
         """The top-level nodes the tree shows now (after the search)."""
-        return [self.tree.topLevelItem(n).data(0, NODE_ROLE) for n in range(self.tree.topLevelItemCount())]
+        items = (self.tree.topLevelItem(n) for n in range(self.tree.topLevelItemCount()))
+        return [item.data(0, NODE_ROLE) for item in items if item is not None]
 
     def copy_selection(self) -> str:
         """Put the selected rows (all shown rows when none is selected) on the clipboard."""

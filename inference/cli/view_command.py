@@ -1,4 +1,8 @@
-"""``radlens view [PATH] [--stack ID] [--screenshot FILE.png]``. Imports Qt only when run."""
+"""``radlens view [PATH] [--stack ID] [--model NAME|default] [--screenshot FILE.png]``.
+
+The one place the command line reaches the viewer (an import-linter contract in pyproject.toml
+allows this module, and only it, to import ``viewer.app``); Qt is imported only when it runs.
+"""
 
 from __future__ import annotations
 

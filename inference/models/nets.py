@@ -16,8 +16,23 @@ from typing import Any
 import torch  # noqa: TID253 (imported lazily, only from build_model)
 from torch import nn  # noqa: TID253
 
+__all__ = [
+    "CNNRNN",
+    "POOL_SCALES",
+    "AttentionCNN",
+    "AttentionPool2d",
+    "Backbone",
+    "KerasBaseline",
+    "ResidualBlock",
+    "SelfAttention2d",
+    "SliceCNN",
+    "check_slices",
+    "unet3d",
+]
 
-def _check_slices(x: torch.Tensor, name: str) -> None:
+
+def check_slices(x: torch.Tensor, name: str) -> None:
+    """Refuse anything but a ``(B, C, H, W)`` batch of slices, naming the network that got it."""
     if x.ndim != 4:
         raise ValueError(f"{name} expects a (B, C, H, W) batch of slices, got shape {tuple(x.shape)}")
 
@@ -55,7 +70,7 @@ class KerasBaseline(nn.Module):
         return self.block3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_slices(x, "keras-baseline")
+        check_slices(x, "keras-baseline")
         if x.shape[-2:] != (self.input_size, self.input_size):
             raise ValueError(
                 f"keras-baseline was built for {self.input_size}×{self.input_size} slices, "
@@ -157,7 +172,7 @@ class SliceCNN(nn.Module):
         return self.backbone.gradcam_layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_slices(x, "cnn")
+        check_slices(x, "cnn")
         f = self.backbone(x).mean(dim=(2, 3))
         out: torch.Tensor = self.fc(self.dropout(f))
         return out
@@ -292,7 +307,7 @@ class AttentionCNN(nn.Module):
         return self.pool.weights if self.pooling == "attention" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_slices(x, "cnn-attention")
+        check_slices(x, "cnn-attention")
         if self.pooling == "mean":
             f = self.attention(self.backbone(x)).mean(dim=(2, 3))
             out: torch.Tensor = self.fc(self.dropout(f))
