@@ -35,6 +35,7 @@ from inference.batch.resume import (
 from inference.batch.shared_arrays import Opened, Parcel, pack, release, unlink, unpack
 from inference.batch.stack_outputs import DEFAULT_FORMATS, FORMATS, clear_outputs, write_stack_outputs
 from inference.batch.summary import FAILED, OK, SKIPPED, base_row, problem_rows, result_row, write_summary
+from inference.batch.worker_lifetime import init_worker
 from inference.errors import LoadError, OperationCancelled, RadLensError
 from inference.io.atomic import atomic_write
 from inference.io.paths import is_within
@@ -134,9 +135,7 @@ class _Loader:
     def __init__(self, jobs: int, stacks: list[Stack]) -> None:
         self.stacks = deque(stacks)
         self.pending: deque[Future[tuple[Parcel | None, float, str]]] = deque()
-        self.pool = (
-            ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) if jobs > 0 else None
-        )
+        self.pool = worker_pool(jobs) if jobs > 0 else None
         self.ahead = max(jobs, 1)
         self._fill()
 
@@ -172,6 +171,17 @@ class _Loader:
                 parcel = fut.result()[0] if fut.done() and not fut.cancelled() and fut.exception() is None else None
                 if parcel is not None:
                     release(parcel)
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """Spawned worker processes that exit with this one and leave Ctrl+C to it
+    (:mod:`inference.batch.worker_lifetime`)."""
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=init_worker,
+        initargs=(os.getpid(),),
+    )
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -279,7 +289,7 @@ class _Run:
         # held the GIL between the model's operations (measured: analyze 2-5x slower).
         self.writers = (options.writers or self._default_writers()) if options.jobs > 0 else 1
         self.writer: Executor = (
-            ProcessPoolExecutor(max_workers=self.writers, mp_context=multiprocessing.get_context("spawn"))
+            worker_pool(self.writers)
             if options.jobs > 0
             else ThreadPoolExecutor(max_workers=1, thread_name_prefix="radlens-writer")
         )

@@ -60,8 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from inference.batch.interrupt import stop_on_signals
     from inference.batch.pipeline import BatchOptions, analyze, default_jobs
     from inference.batch.summary import FAILED, OK, SKIPPED
+    from inference.errors import OperationCancelled
+    from inference.progress import CancelToken
 
     policy = (
         IdentityPolicy.ANONYMIZE
@@ -82,7 +85,19 @@ def run(args: argparse.Namespace) -> int:
         file_modality=args.modality,
         key_images=max(0, args.key_images),
     )
-    report = analyze(args.inputs, options, on_progress=TerminalProgress())
+    cancel = CancelToken()
+    with stop_on_signals(cancel) as stopped:
+        try:
+            report = analyze(args.inputs, options, on_progress=TerminalProgress(), cancel=cancel)
+        except OperationCancelled:
+            if not stopped.signum:
+                raise
+            print(
+                f"\nradlens analyze: interrupted by {stopped.name}: the stacks finished so far are complete in "
+                f"{args.out} (summary.csv lists the rest as not run); run the same command again to resume",
+                file=sys.stderr,
+            )
+            return stopped.exit_code
     for row in report.rows:
         status = row.get("status", "")
         if status in (FAILED, "unreadable") or (status == SKIPPED and row.get("folder")):
