@@ -24,7 +24,7 @@ from inference.errors import (
     UnsupportedTransferSyntaxError,
 )
 from inference.io.cpus import spare_cpu
-from inference.io.dicom_header import DicomHeader, check_pixel_length
+from inference.io.dicom_record import DicomHeader, check_pixel_length
 from inference.io.geometry_qa import QACode, median, slice_normal
 from inference.io.stacks import Stack
 from inference.progress import CancelToken, ProgressCallback, no_progress

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inference.errors import LoadError, NotDicomError, UnreadableFileError
-from inference.io.dicom_header import DicomHeader, check_pixel_length, read_header
+from inference.io.dicom_header import read_header
+from inference.io.dicom_record import DicomHeader, check_pixel_length
 from inference.io.fast_header import SeriesHeaderReader
 from inference.io.paths import display_path
 from inference.io.stacks import Stack, Study, build_studies

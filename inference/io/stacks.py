@@ -8,7 +8,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from inference.io.dicom_header import DicomHeader, FrameGeometry
+from inference.io.dicom_record import DicomHeader, FrameGeometry
 from inference.io.geometry_qa import QACode, QAIssue, check_stack_geometry, median, slice_normal
 
 
