@@ -13,12 +13,15 @@ import struct
 from typing import Any
 
 from inference.errors import (
+    AbsurdDimensionsError,
     EmptyFileError,
+    InvalidValueError,
     LoadError,
     NotDicomError,
     TruncatedFileError,
     UnreadableFileError,
 )
+from inference.io.bounded_file import SizeBoundedReader
 from inference.io.dicom_record import (
     BIG_ENDIAN,
     DicomHeader,
@@ -26,7 +29,16 @@ from inference.io.dicom_record import (
     check_pixel_length,
     header_from_dataset,
 )
-from inference.io.fast_header import SeriesHeaderReader, read_header_fd
+from inference.io.fast_header import NEEDED, SeriesHeaderReader, read_header_fd
+
+#: Every attribute the header record is built from (the fast reader's, and the multi-frame ones).
+READ_KEYWORDS = (
+    *(keyword for keyword, _ in NEEDED.values()),
+    "GridFrameOffsetVector",
+    "DoseGridScaling",
+    "SharedFunctionalGroupsSequence",
+    "PerFrameFunctionalGroupsSequence",
+)
 
 __all__ = ["DicomHeader", "FrameGeometry", "check_pixel_length", "read_header", "transfer_syntax_of"]
 
@@ -114,7 +126,7 @@ def _read_header_pydicom(p: str, st: os.stat_result) -> DicomHeader:
     from pydicom.errors import InvalidDicomError
 
     try:
-        with open(p, "rb") as fp:
+        with SizeBoundedReader(p) as fp:
             try:
                 ds = pydicom.dcmread(fp, stop_before_pixels=True)
             except InvalidDicomError as exc:
@@ -131,6 +143,10 @@ def _read_header_pydicom(p: str, st: os.stat_result) -> DicomHeader:
                 raise TruncatedFileError(p, "the file ends inside its DICOM header") from exc
             except OSError:
                 raise
+            except RecursionError:
+                raise InvalidValueError(p, "sequences nested too deep for a DICOM object") from None
+            except MemoryError:
+                raise AbsurdDimensionsError(p, "an element of the header claims more memory than there is") from None
             except Exception as exc:  # pydicom raises many types for garbage
                 raise NotDicomError(p, f"unreadable DICOM header ({type(exc).__name__}: {exc})") from exc
             if _value_cut_short(ds):
@@ -153,9 +169,23 @@ def _read_header_pydicom(p: str, st: os.stat_result) -> DicomHeader:
     if "SOPClassUID" not in ds and "Modality" not in ds and "Rows" not in ds:
         raise NotDicomError(p, "no DICOM image or object attributes found")
 
+    _check_readable(ds, p)
     try:
         return header_from_dataset(ds, p, st, ts, has_pixels, offset, length)
     except LoadError:
         raise
+    except RecursionError:
+        raise InvalidValueError(p, "sequences nested too deep for a DICOM object") from None
     except Exception as exc:  # a malformed value deep in pydicom
         raise LoadError(p, f"malformed DICOM header ({type(exc).__name__}: {str(exc)[:200]})") from exc
+
+
+def _check_readable(ds: Any, p: str) -> None:
+    """pydicom converts values when first asked: ask for each attribute RadLens uses, so that one
+    that cannot be converted (a wrong VR, an unknown VR, bytes that are no value) is named."""
+    for keyword in READ_KEYWORDS:
+        try:
+            ds.get(keyword)
+        except Exception as exc:
+            detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            raise InvalidValueError(p, f"{keyword} cannot be read ({detail})") from None

@@ -15,12 +15,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inference.errors import AbsurdDimensionsError, TruncatedFileError
+from inference.errors import AbsurdDimensionsError, InvalidValueError, TruncatedFileError
 
 #: Largest frame and object RadLens agrees to allocate (a 4096² × 4096 int16 volume is 128 GiB;
 #: real CT/MR objects stay far below these).
 MAX_ROWS_COLS = 16384
 MAX_OBJECT_BYTES = 8 * 1024**3
+MAX_FRAMES = 100_000
+#: SamplesPerPixel is 1 (grey) or 3 (colour); 4 was ARGB/CMYK, retired.
+MAX_SAMPLES = 4
+MAX_BITS = 64
+#: Bytes each frame takes at least in a file: an encapsulated frame needs one 8-byte item header.
+MIN_FRAME_BYTES = 8
+#: Rescale values beyond this magnitude are no physical unit's (they overflow the volume's type).
+MAX_RESCALE = 1e9
+#: Patient coordinates and pixel spacings beyond these (mm) place nothing on a patient.
+MAX_COORDINATE_MM = 1e7
+MIN_SPACING_MM = 1e-6
 
 NATIVE_LITTLE_ENDIAN = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 BIG_ENDIAN = "1.2.840.10008.1.2.2"
@@ -146,34 +157,76 @@ def _int(ds: Any, keyword: str, default: int = 0) -> int:
 
 
 def _floats(value: Any, n: int, positive: bool = False) -> tuple[float, ...] | None:
+    """``n`` finite numbers within :data:`MAX_COORDINATE_MM` (positive ones at least
+    :data:`MIN_SPACING_MM` when ``positive``), or None: a value that places nothing counts as missing."""
     if value is None:
         return None
     try:
         out = tuple(map(float, value))
     except (TypeError, ValueError):
         return None
-    if len(out) != n or not all(map(math.isfinite, out)):
+    if len(out) != n or not all(math.isfinite(v) and abs(v) <= MAX_COORDINATE_MM for v in out):
         return None
-    if positive and not all(v > 0 for v in out):
+    if positive and not all(v >= MIN_SPACING_MM for v in out):
         return None
     return out
+
+
+class BadAttribute(Exception):
+    """An attribute whose value cannot be used (:func:`header_from_dataset` raises it as a typed error)."""
+
+    def __init__(self, keyword: str, reason: str) -> None:
+        super().__init__(f"{keyword} {reason}")
+        self.keyword = keyword
+        self.reason = reason
+
+
+def _shown(value: Any) -> str:
+    text = repr(value) if isinstance(value, str | bytes) else str(value)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def number(ds: Any, keyword: str, default: float, limit: float = MAX_RESCALE) -> float:
+    """The single finite number ``keyword`` holds (``default`` when absent, empty or zero);
+    raises :class:`BadAttribute` saying what it holds instead."""
+    value = ds.get(keyword, None)
+    if value is None or value == "":
+        return default
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        raise BadAttribute(keyword, f"holds {len(value)} values where one number belongs")
+    try:
+        out = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise BadAttribute(keyword, f"is {_shown(value)}, not a number") from None
+    if not math.isfinite(out) or abs(out) > limit:
+        raise BadAttribute(keyword, f"is {_shown(value)}: not a finite number within ±{limit:g}")
+    return out or default
+
+
+def _first_item(item: Any, keyword: str) -> Any:
+    """The first item of the sequence ``keyword`` in ``item``, or None (absent, empty, or not a sequence)."""
+    seq = item.get(keyword) if hasattr(item, "get") else None
+    try:
+        first = seq[0] if seq else None
+    except (TypeError, IndexError, KeyError):
+        return None
+    return first if hasattr(first, "get") else None
 
 
 def _frame(item: Any, fallback: FrameGeometry, index: int) -> FrameGeometry:
     """Geometry of one frame from a functional-groups item, falling back on shared values."""
     position, orientation, spacing = fallback.position, fallback.orientation, fallback.pixel_spacing
     slope, intercept = fallback.slope, fallback.intercept
-    if item is not None:
-        if "PlanePositionSequence" in item:
-            position = _floats(item.PlanePositionSequence[0].get("ImagePositionPatient"), 3)  # type: ignore[assignment]
-        if "PlaneOrientationSequence" in item:
-            orientation = _floats(item.PlaneOrientationSequence[0].get("ImageOrientationPatient"), 6)
-        if "PixelMeasuresSequence" in item:
-            spacing = _floats(item.PixelMeasuresSequence[0].get("PixelSpacing"), 2, positive=True)  # type: ignore[assignment]
-        if "PixelValueTransformationSequence" in item:
-            pvt = item.PixelValueTransformationSequence[0]
-            slope = float(pvt.get("RescaleSlope", slope) or slope)
-            intercept = float(pvt.get("RescaleIntercept", intercept) or intercept)
+    if item is not None and hasattr(item, "get"):
+        if (plane := _first_item(item, "PlanePositionSequence")) is not None:
+            position = _floats(plane.get("ImagePositionPatient"), 3)  # type: ignore[assignment]
+        if (orient := _first_item(item, "PlaneOrientationSequence")) is not None:
+            orientation = _floats(orient.get("ImageOrientationPatient"), 6)
+        if (measures := _first_item(item, "PixelMeasuresSequence")) is not None:
+            spacing = _floats(measures.get("PixelSpacing"), 2, positive=True)  # type: ignore[assignment]
+        if (pvt := _first_item(item, "PixelValueTransformationSequence")) is not None:
+            slope = number(pvt, "RescaleSlope", slope)
+            intercept = number(pvt, "RescaleIntercept", intercept)
     return FrameGeometry(position, orientation, spacing, slope, intercept, index)
 
 
@@ -209,6 +262,15 @@ def _frames(ds: Any, n_frames: int, base: FrameGeometry) -> tuple[FrameGeometry,
     )
 
 
+def _thickness(ds: Any) -> float:
+    """SliceThickness only labels a stack (positions give the spacing): a bad value counts as absent."""
+    try:
+        value = number(ds, "SliceThickness", 0.0, limit=MAX_COORDINATE_MM)
+    except BadAttribute:
+        return 0.0
+    return value if value > 0 else 0.0
+
+
 def _text_of(keyword: str) -> Callable[[Any], str]:
     return lambda ds: _text(ds, keyword)
 
@@ -240,15 +302,15 @@ ONE_ATTRIBUTE_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "PixelRepresentation": ("pixel_representation", _int_of("PixelRepresentation")),
     "EchoNumbers": ("echo_number", _text_of("EchoNumbers")),
     "AcquisitionNumber": ("acquisition_number", _text_of("AcquisitionNumber")),
-    "SliceThickness": ("slice_thickness", lambda ds: float(ds.get("SliceThickness", 0.0) or 0.0)),
+    "SliceThickness": ("slice_thickness", lambda ds: _thickness(ds)),
 }
 #: Attributes of the (single) frame's geometry, with the FrameGeometry field each feeds, and how.
 GEOMETRY_ATTRIBUTES: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "ImagePositionPatient": ("position", lambda ds: _floats(ds.get("ImagePositionPatient"), 3)),
     "ImageOrientationPatient": ("orientation", lambda ds: _floats(ds.get("ImageOrientationPatient"), 6)),
     "PixelSpacing": ("pixel_spacing", lambda ds: _floats(ds.get("PixelSpacing"), 2, positive=True)),
-    "RescaleSlope": ("slope", lambda ds: float(ds.get("RescaleSlope", 1.0) or 1.0)),
-    "RescaleIntercept": ("intercept", lambda ds: float(ds.get("RescaleIntercept", 0.0) or 0.0)),
+    "RescaleSlope": ("slope", lambda ds: number(ds, "RescaleSlope", 1.0)),
+    "RescaleIntercept": ("intercept", lambda ds: number(ds, "RescaleIntercept", 0.0)),
 }
 WINDOW_ATTRIBUTES = frozenset({"WindowCenter", "WindowWidth"})
 
@@ -257,7 +319,7 @@ def _base_frame(ds: Any) -> FrameGeometry:
     """The geometry and rescale of the object as a whole (of its only frame when it has one)."""
     geometry = {name: compute(ds) for name, compute in GEOMETRY_ATTRIBUTES.values()}
     if "DoseGridScaling" in ds:
-        geometry["slope"] = float(ds.DoseGridScaling)
+        geometry["slope"] = number(ds, "DoseGridScaling", 1.0)
     return FrameGeometry(**geometry)
 
 
@@ -270,9 +332,11 @@ def _windows(ds: Any) -> tuple[tuple[float, float], ...]:
         ws = list(widths) if not isinstance(widths, int | float | str) and hasattr(widths, "__iter__") else [widths]
         for c, w in zip(cs, ws, strict=False):
             try:
-                windows.append((float(c), float(w)))
-            except (TypeError, ValueError):
+                center, width = float(c), float(w)
+            except (TypeError, ValueError, OverflowError):
                 continue
+            if math.isfinite(center) and math.isfinite(width) and width > 0:  # else no window to show
+                windows.append((center, width))
     return tuple(windows)
 
 
@@ -318,20 +382,68 @@ def replace_fields(header: DicomHeader, changes: dict[str, Any]) -> DicomHeader:
     return new
 
 
+def _dimension(ds: Any, keyword: str, default: int, low: int, high: int) -> int:
+    """An image dimension (Rows, Columns…): an integer in ``[low, high]``, else :class:`BadAttribute`."""
+    value = ds.get(keyword, None)
+    if value is None or value == "":
+        return default
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        raise BadAttribute(keyword, f"holds {len(value)} values where one number belongs")
+    try:
+        out = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise BadAttribute(keyword, f"is {_shown(value)}, not a whole number") from None
+    if not low <= out <= high:
+        raise BadAttribute(keyword, f"is {out}, outside {low}…{high}")
+    return out
+
+
 def header_from_dataset(
     ds: Any, p: str, st: os.stat_result, ts: str, has_pixels: bool, offset: int | None, length: int | None
 ) -> DicomHeader:
-    rows, cols = _int(ds, "Rows"), _int(ds, "Columns")
-    n_frames = max(_int(ds, "NumberOfFrames", 1), 1)
-    spp = max(_int(ds, "SamplesPerPixel", 1), 1)
-    bits = _int(ds, "BitsAllocated", 16)
-    if rows > MAX_ROWS_COLS or cols > MAX_ROWS_COLS or n_frames > 100_000:
-        raise AbsurdDimensionsError(p, f"header claims {n_frames} frame(s) of {rows}×{cols}; refusing to allocate")
+    """The :class:`DicomHeader` of the data set ``ds`` (a pydicom ``Dataset`` or a dict of values
+    by keyword) read from the file ``p`` (``st`` its ``os.stat``; ``offset``/``length`` where its
+    native pixel data lie). Raises :class:`AbsurdDimensionsError` for dimensions the file cannot
+    hold and :class:`InvalidValueError` for an attribute whose value no image has, each naming it."""
+    try:
+        return _header(ds, p, st, ts, has_pixels, offset, length)
+    except BadAttribute as bad:
+        if bad.keyword in _DIMENSIONS:
+            raise AbsurdDimensionsError(p, f"{bad.keyword} {bad.reason}; refusing to allocate") from None
+        raise InvalidValueError(p, f"{bad.keyword} {bad.reason}") from None
+
+
+_DIMENSIONS = ("Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated")
+
+
+def _header(
+    ds: Any, p: str, st: os.stat_result, ts: str, has_pixels: bool, offset: int | None, length: int | None
+) -> DicomHeader:
+    rows = _dimension(ds, "Rows", 0, 0, MAX_ROWS_COLS)
+    cols = _dimension(ds, "Columns", 0, 0, MAX_ROWS_COLS)
+    n_frames = max(_dimension(ds, "NumberOfFrames", 1, -(2**31), MAX_FRAMES), 1)
+    spp = max(_dimension(ds, "SamplesPerPixel", 1, 0, MAX_SAMPLES), 1)
+    bits = _dimension(ds, "BitsAllocated", 16, 0, MAX_BITS)
     if rows * cols * n_frames * spp * max(bits, 1) // 8 > MAX_OBJECT_BYTES:
         raise AbsurdDimensionsError(p, f"header claims {n_frames}×{rows}×{cols} pixels; refusing to allocate")
+    if has_pixels and n_frames > 1:
+        # Each frame takes bytes in the file: a count the file cannot hold is refused before any
+        # per-frame record (or pixel buffer) is made for it.
+        per_frame = rows * cols * spp * max(bits, 1) // 8 if offset is not None else MIN_FRAME_BYTES
+        if n_frames * max(per_frame, 1) > st.st_size:
+            raise AbsurdDimensionsError(
+                p,
+                f"NumberOfFrames is {n_frames}, but a file of {st.st_size} bytes cannot hold that many "
+                f"frames of {rows}×{cols}; refusing to allocate",
+            )
 
     base = _base_frame(ds)
-    frames = _frames(ds, n_frames, base) if n_frames > 1 else (base,)
+    try:
+        frames = _frames(ds, n_frames, base) if n_frames > 1 else (base,)
+    except BadAttribute:
+        raise
+    except Exception as exc:  # a functional-groups item of the wrong shape
+        raise BadAttribute("PerFrameFunctionalGroupsSequence", f"cannot be read ({type(exc).__name__})") from None
     return DicomHeader(
         path=p,
         file_size=st.st_size,
