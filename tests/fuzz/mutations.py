@@ -152,7 +152,7 @@ def dicom_sequence(data: bytes, rng: random.Random) -> Mutant:
         e = next((x for x in elements if x.header_pos >= 132), None)
         explicit = e.explicit if e is not None else True
         depth = rng.choice((50, 2000, 20000))
-        head = (b"\x09\x00\x10\x10SQ\0\0\xff\xff\xff\xff" if explicit else b"\x09\x00\x10\x10\xff\xff\xff\xff")
+        head = b"\x09\x00\x10\x10SQ\0\0\xff\xff\xff\xff" if explicit else b"\x09\x00\x10\x10\xff\xff\xff\xff"
         item = b"\xfe\xff\x00\xe0\xff\xff\xff\xff"
         bomb = (head + item) * depth
         return Mutant(data[:at] + bomb + data[at:], f"{depth} nested open sequences in a private tag")
@@ -310,7 +310,9 @@ def _specials_for(value: str) -> dict[str, str]:
     return {"fifo.raw": "fifo"} if "fifo" in value else {"dir.raw": "dir"} if "dir.raw" in value else {}
 
 
-def _mutate_fields(header: str, table: dict[str, tuple[str, ...]], sep: str, rng: random.Random) -> tuple[str, str, dict[str, str]]:
+def _mutate_fields(
+    header: str, table: dict[str, tuple[str, ...]], sep: str, rng: random.Random
+) -> tuple[str, str, dict[str, str]]:
     lines = header.split("\n")
     notes, specials = [], {}
     for _ in range(rng.choice((1, 1, 2, 3))):

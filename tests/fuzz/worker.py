@@ -13,6 +13,7 @@ still be found and load with its own values.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -59,10 +60,8 @@ def run_case(request: dict[str, Any], good_values: list[np.ndarray]) -> dict[str
                     continue
                 if all(p in stack.paths for p in good):
                     good_loaded = _holds(volume, stack, good, good_values)
-            try:
+            with contextlib.suppress(RadLensError):
                 open_volume(folder / request["mutant"])
-            except RadLensError:
-                pass
         if not good_loaded:
             problems = [f"{Path(p.path).name}: {p.error}: {p.reason}" for p in result.errors]
             return {"class": "LOST-GOOD-SERIES", "detail": "; ".join(problems)[:500] or "good pair not found"}
@@ -73,7 +72,7 @@ def run_case(request: dict[str, Any], good_values: list[np.ndarray]) -> dict[str
         return {"class": "LOST-GOOD-SERIES", "detail": f"scan raised {type(exc).__name__}: {exc}"[:500]}
     except (KeyboardInterrupt, SystemExit):
         raise
-    except BaseException as exc:  # noqa: BLE001 - the point: anything untyped is a finding
+    except BaseException as exc:  # the point: anything untyped is a finding
         text = str(exc).splitlines()[0][:200] if str(exc) else ""
         return {"class": "UNTYPED", "detail": f"{_where(exc)}: {text}"}
 
@@ -99,14 +98,12 @@ def main() -> None:
     import nrrd  # noqa: F401
     import pydicom  # noqa: F401
 
-    import inference.io.dicom_loader  # noqa: F401
-    import inference.io.image_file  # noqa: F401
+    import inference.io.dicom_loader
+    import inference.io.image_file
     import inference.io.open_path  # noqa: F401
 
-    try:
+    with contextlib.suppress(ImportError):
         import SimpleITK  # noqa: F401
-    except ImportError:
-        pass
     good_values = [np.load(p) for p in json.loads(os.environ["RADLENS_FUZZ_GOOD_VALUES"])]
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     answers.write(json.dumps({"ready": True}) + "\n")
