@@ -17,11 +17,11 @@ import numpy.typing as npt
 
 from inference.errors import (
     InconsistentStackError,
+    InvalidValueError,
     LoadError,
     MissingGeometryError,
     TruncatedFileError,
     UnreadableFileError,
-    UnsupportedTransferSyntaxError,
 )
 from inference.io.cpus import spare_cpu
 from inference.io.dicom_record import DicomHeader, check_pixel_length
@@ -157,33 +157,14 @@ _HAVE_PREADV = hasattr(os, "preadv")
 
 
 def _decode(h: DicomHeader) -> npt.NDArray[Any]:
-    """All frames of one file through pydicom's decoders: ``(frames, rows, cols[, samples])``."""
-    import pydicom
+    """All frames of one file through pydicom's decoders: ``(frames, rows, cols[, samples])``.
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(h.path, force=True)  # the header parser already accepted it
-            if not getattr(ds.file_meta, "TransferSyntaxUID", None):
-                ds.file_meta.TransferSyntaxUID = h.transfer_syntax
-            arr = ds.pixel_array
-    except FileNotFoundError as exc:
-        raise UnreadableFileError(h.path, "file disappeared after the scan") from exc
-    except (NotImplementedError, RuntimeError) as exc:
-        msg = str(exc)
-        if "raised by all available plugins" in msg:
-            detail = " ".join(msg.splitlines()[1:]).strip()[:200]
-            raise LoadError(h.path, f"compressed pixel data is corrupt: {detail}") from exc
-        if any(w in msg.lower() for w in ("plugin", "dependenc", "not supported", "no pixel data handler")):
-            raise UnsupportedTransferSyntaxError(
-                h.path, f"no installed decoder for transfer syntax {h.transfer_syntax}"
-            ) from exc
-        raise LoadError(h.path, f"cannot decode pixel data: {msg.splitlines()[0][:200]}") from exc
-    except (ValueError, EOFError, OSError, AttributeError, KeyError) as exc:
-        msg = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        if "truncat" in msg.lower() or "length" in msg.lower() or isinstance(exc, EOFError):
-            raise TruncatedFileError(h.path, f"pixel data cannot be decoded: {msg}") from exc
-        raise LoadError(h.path, f"cannot decode pixel data: {msg}") from exc
+    Sizes are checked against the file before decoding, and only decoders that fail safely run in
+    this process (see :mod:`inference.io.pixel_decode`)."""
+    from inference.io.pixel_decode import decode_all_frames, read_dataset
+
+    ds = read_dataset(h)
+    arr = decode_all_frames(h, ds)
     arr = np.asarray(arr)
     expected_frame = (h.rows, h.columns) if h.samples_per_pixel == 1 else (h.rows, h.columns, h.samples_per_pixel)
     if h.number_of_frames == 1 or arr.shape == expected_frame:
@@ -193,7 +174,10 @@ def _decode(h: DicomHeader) -> npt.NDArray[Any]:
     if h.photometric == "PALETTE COLOR":
         from pydicom.pixels import apply_color_lut
 
-        rgb = np.asarray(apply_color_lut(arr, ds))
+        try:
+            rgb = np.asarray(apply_color_lut(arr, ds))
+        except Exception as exc:
+            raise InvalidValueError(h.path, f"the palette colour lookup table cannot be applied ({exc})") from None
         # Palette entries may be 8- or 16-bit; display wants 8-bit RGB.
         arr = (rgb >> 8).astype(np.uint8) if rgb.max(initial=0) > 255 else rgb.astype(np.uint8)
     result: npt.NDArray[Any] = arr
