@@ -25,8 +25,9 @@ from inference.errors import (
 )
 from inference.io.cpus import spare_cpu
 from inference.io.dicom_record import DicomHeader, check_pixel_length
+from inference.io.error_boundary import typed_errors
 from inference.io.geometry_qa import QACode, median, slice_normal
-from inference.io.stacks import Stack
+from inference.io.stacks import SliceRef, Stack
 from inference.progress import CancelToken, ProgressCallback, no_progress
 from inference.volume import Volume, VolumeMetadata, WindowPreset
 
@@ -225,13 +226,58 @@ def load_stack(
 
     A CT/MR stack without position, orientation or spacing raises :class:`MissingGeometryError`
     unless ``allow_missing_geometry`` is set, in which case it is shown on 1 mm pixels and says so.
+    A file of a several-file stack whose pixels cannot be read is left out, and the volume's QA
+    notes say which and why (the rest of the series still loads); every error is a
+    :class:`~inference.errors.RadLensError` naming a file.
     """
     if stack.kind == "file":
         from inference.io.image_file import read_image_file
 
         volume: Volume = read_image_file(stack.file_path)
         return volume
-    cancel = cancel or CancelToken()
+    first = stack.headers[0].path if stack.headers else None
+    with typed_errors(first, "loading this stack"):
+        left_out: list[str] = []
+        while True:
+            try:
+                return _load(stack, on_progress, cancel or CancelToken(), allow_missing_geometry, left_out)
+            except _FileFailed as failed:
+                if len({h.path for h in stack.headers}) <= 1:
+                    raise failed.error from None
+                bad = stack.headers[failed.header_index]
+                left_out.append(f"{os.path.basename(bad.path)} left out ({failed.error.reason})")
+                stack = _without_file(stack, failed.header_index)
+
+
+class _FileFailed(Exception):
+    """Reading one file of a stack failed with ``error``."""
+
+    def __init__(self, header_index: int, error: LoadError) -> None:
+        super().__init__(error)
+        self.header_index = header_index
+        self.error = error
+
+
+def _without_file(stack: Stack, header_index: int) -> Stack:
+    """``stack`` without the slices of one file (the others keep their order)."""
+    import dataclasses
+
+    headers = tuple(h for n, h in enumerate(stack.headers) if n != header_index)
+    slices = tuple(
+        dataclasses.replace(r, header_index=r.header_index - (r.header_index > header_index))
+        for r in stack.slices
+        if r.header_index != header_index
+    )
+    return dataclasses.replace(stack, headers=headers, slices=slices)
+
+
+def _load(
+    stack: Stack,
+    on_progress: ProgressCallback,
+    cancel: CancelToken,
+    allow_missing_geometry: bool,
+    left_out: list[str],
+) -> Volume:
     spacing, origin, direction, notes, out_dtype, checked = _prepare(stack, allow_missing_geometry)
     try:
         out = _read_slices(stack, out_dtype, checked, on_progress, cancel)
@@ -239,8 +285,22 @@ def load_stack(
         out = _read_slices(stack, np.dtype(np.float32), False, on_progress, cancel)
     n = len(stack.slices)
     on_progress(1.0, f"loaded {n} slices")
-    qa = _warn_qa(stack, notes)
-    return Volume(out, spacing, origin, direction, _metadata(stack, out.dtype), qa)
+    qa = _warn_qa(stack, notes + [f"{QACode.MISSING_SLICES.value}: {note}" for note in left_out])
+    return _volume(stack, out, spacing, origin, direction, qa)
+
+
+def _volume(
+    stack: Stack,
+    voxels: npt.NDArray[Any],
+    spacing: tuple[float, float, float],
+    origin: tuple[float, float, float],
+    direction: npt.NDArray[np.float64],
+    qa: tuple[str, ...],
+) -> Volume:
+    try:
+        return Volume(voxels, spacing, origin, direction, _metadata(stack, voxels.dtype), qa)
+    except ValueError as exc:  # a grid no volume has (spacing, direction): name what the files gave
+        raise InvalidValueError(stack.headers[0].path, f"the slices give no usable grid: {exc}") from None
 
 
 def _prepare(
@@ -471,33 +531,52 @@ def _fill(
             ready(k)
         plane = target(k)
         h = headers[ref.header_index]
-        g = ref.geometry
-        raw: npt.NDArray[Any] | None = None
-        if h.native and h.photometric != "MONOCHROME1":
-            check_pixel_length(h)
-            if direct and h.bits_allocated == 16 and g.slope == 1 and g.intercept == int(g.intercept):
-                unsigned = h.pixel_representation != 1
-                bits = plane.view(np.uint16) if unsigned else plane
-                _read_native_into(bits, h, ref.frame_index, None)
-                _shift_in_place(bits, int(g.intercept), unsigned)
-            else:
-                _read_native_into(plane, h, ref.frame_index, scratch)
-                if scratch is None:
-                    _rescale_in_place(plane, g.slope, g.intercept)
-                else:
-                    raw = scratch
-        else:
-            if ref.header_index not in decoded:
-                decoded.clear()  # keep one decoded file (all frames of a multi-frame object) at a time
-                decoded[ref.header_index] = _decode(h)
-            raw = decoded[ref.header_index][ref.frame_index]
-        if raw is not None:
-            if h.is_colour:
-                plane[...] = raw
-            else:
-                plane[...] = _rescaled(raw, h, g.slope, g.intercept, out_dtype, checked)
+        try:
+            _fill_one(plane, h, ref, decoded, out_dtype, checked, direct, scratch)
+        except LoadError as exc:
+            if exc.path is not None and os.fspath(exc.path) == h.path:
+                raise _FileFailed(ref.header_index, exc) from exc
+            raise
         if emit is not None:
             emit(k, plane)
+
+
+def _fill_one(
+    plane: npt.NDArray[Any],
+    h: DicomHeader,
+    ref: SliceRef,
+    decoded: dict[int, npt.NDArray[Any]],
+    out_dtype: np.dtype[Any],
+    checked: bool,
+    direct: bool,
+    scratch: npt.NDArray[Any] | None,
+) -> None:
+    """Read, decode and rescale one slice into ``plane`` (``decoded`` keeps the last decoded file)."""
+    g = ref.geometry
+    raw: npt.NDArray[Any] | None = None
+    if h.native and h.photometric != "MONOCHROME1":
+        check_pixel_length(h)
+        if direct and h.bits_allocated == 16 and g.slope == 1 and g.intercept == int(g.intercept):
+            unsigned = h.pixel_representation != 1
+            bits = plane.view(np.uint16) if unsigned else plane
+            _read_native_into(bits, h, ref.frame_index, None)
+            _shift_in_place(bits, int(g.intercept), unsigned)
+        else:
+            _read_native_into(plane, h, ref.frame_index, scratch)
+            if scratch is None:
+                _rescale_in_place(plane, g.slope, g.intercept)
+            else:
+                raw = scratch
+    else:
+        if ref.header_index not in decoded:
+            decoded.clear()  # keep one decoded file (all frames of a multi-frame object) at a time
+            decoded[ref.header_index] = _decode(h)
+        raw = decoded[ref.header_index][ref.frame_index]
+    if raw is not None:
+        if h.is_colour:
+            plane[...] = raw
+        else:
+            plane[...] = _rescaled(raw, h, g.slope, g.intercept, out_dtype, checked)
 
 
 def _shift_in_place(plane: npt.NDArray[Any], intercept: int, unsigned: bool) -> None:
@@ -530,7 +609,8 @@ def _rescaled(
     raw: npt.NDArray[Any], h: DicomHeader, slope: float, intercept: float, out_dtype: np.dtype[Any], checked: bool
 ) -> npt.NDArray[Any]:
     """Stored values → physical values (HU for CT), MONOCHROME1 inverted to display like MONOCHROME2."""
-    values = raw.astype(np.float32) if out_dtype == np.float32 else raw.astype(np.int32)
+    # int64: stored values up to 2**32 times a slope up to MAX_RESCALE cannot wrap around.
+    values = raw.astype(np.float32) if out_dtype == np.float32 else raw.astype(np.int64)
     if h.photometric == "MONOCHROME1":
         lo, hi = _stored_range(h)
         values = (lo + hi) - values
