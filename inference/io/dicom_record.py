@@ -424,8 +424,6 @@ def _header(
     n_frames = max(_dimension(ds, "NumberOfFrames", 1, -(2**31), MAX_FRAMES), 1)
     spp = max(_dimension(ds, "SamplesPerPixel", 1, 0, MAX_SAMPLES), 1)
     bits = _dimension(ds, "BitsAllocated", 16, 0, MAX_BITS)
-    if rows * cols * n_frames * spp * max(bits, 1) // 8 > MAX_OBJECT_BYTES:
-        raise AbsurdDimensionsError(p, f"header claims {n_frames}×{rows}×{cols} pixels; refusing to allocate")
     if has_pixels and n_frames > 1:
         # Each frame takes bytes in the file: a count the file cannot hold is refused before any
         # per-frame record (or pixel buffer) is made for it.
@@ -436,6 +434,12 @@ def _header(
                 f"NumberOfFrames is {n_frames}, but a file of {st.st_size} bytes cannot hold that many "
                 f"frames of {rows}×{cols}; refusing to allocate",
             )
+    if rows * cols * n_frames * spp * max(bits, 1) // 8 > MAX_OBJECT_BYTES:
+        raise AbsurdDimensionsError(
+            p,
+            f"NumberOfFrames × Rows × Columns × SamplesPerPixel ({n_frames}×{rows}×{cols}×{spp}) of {bits} bits "
+            f"is more than {MAX_OBJECT_BYTES >> 30} GiB; refusing to allocate",
+        )
 
     base = _base_frame(ds)
     try:

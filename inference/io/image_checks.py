@@ -191,6 +191,23 @@ def _check_nifti(p: Path, st: os.stat_result, compressed: bool) -> None:
 _NRRD_TEXT = ("ascii", "text", "txt")
 
 
+def _bad_nrrd_field(p: Path) -> str | None:
+    """``field 'sizes' is '4 x 2' (reason)`` for the first header line pynrrd cannot parse alone, or None."""
+    import nrrd
+
+    with p.open("rb") as fh:
+        head = fh.read(1 << 16).split(b"\n\n", 1)[0].decode("latin-1", "replace").splitlines()
+    for line in head[1:]:
+        if not line.strip() or line.startswith("#") or ":=" in line:
+            continue
+        try:
+            nrrd.read_header([head[0], line])
+        except Exception as exc:
+            key, _, value = line.partition(":")
+            return f"field {key.strip()!r} is {value.strip()[:60]!r} ({str(exc)[:100]})"
+    return None
+
+
 def _check_nrrd(p: Path, st: os.stat_result) -> None:
     import nrrd
     import numpy as np
@@ -201,7 +218,7 @@ def _check_nrrd(p: Path, st: os.stat_result) -> None:
             data_start = fh.tell()
     except Exception as exc:  # pynrrd raises NRRDError, ValueError, KeyError, TypeError… on garbage
         text = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise InvalidValueError(p, f"the NRRD header cannot be read: {text}") from None
+        raise InvalidValueError(p, f"the NRRD header cannot be read: {_bad_nrrd_field(p) or text}") from None
     if "sizes" not in header or "type" not in header:
         raise InvalidValueError(p, "the NRRD header has no 'sizes' or 'type' field")
     try:

@@ -33,7 +33,7 @@ from inference.io.bounded_file import SizeBoundedReader
 from inference.io.dicom_record import DicomHeader
 
 #: Decoders that report a corrupt stream with a Python exception, in the order they are tried.
-SAFE_PLUGINS = ("pydicom", "pylibjpeg", "pillow", "pyjpegls")
+SAFE_PLUGINS = ("pylibjpeg", "pydicom", "pillow", "pyjpegls")
 #: Decoders that can abort the process on a corrupt stream: run apart, and only as a last resort.
 ISOLATED_PLUGINS = ("gdcm",)
 #: Seconds the isolated decoder may take for one file.
@@ -231,7 +231,7 @@ def _decode_isolated(h: DicomHeader, plugin: str) -> npt.NDArray[Any]:
         except EOFError:
             proc.join(5)
             code = proc.exitcode
-            how = f"signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+            how = _death(code)
             raise LoadError(h.path, f"the {plugin} decoder crashed on this file's pixel data ({how})") from None
     finally:
         receive.close()
@@ -267,3 +267,15 @@ def _isolated_child(path: str, ts: str, plugin: str, limit: int, send: Any) -> N
     finally:
         send.close()
         os._exit(0)
+
+
+def _death(code: int | None) -> str:
+    """How a worker process ended, in words (``killed by SIGABRT``, ``exit status 1``)."""
+    import signal
+
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
