@@ -102,7 +102,7 @@ class _Worker:
         self.proc.wait()
 
 
-def _make_case(corpus: Corpus, index: int, master: int, root: Path) -> dict[str, Any]:
+def make_case(corpus: Corpus, index: int, master: int, root: Path) -> dict[str, Any]:
     rng = random.Random(f"{master}-{index}")
     seed: Seed = rng.choice(corpus.seeds)
     data = seed.path.read_bytes()
@@ -222,7 +222,7 @@ def run(
             while True:
                 for w in pool:
                     if w.case is None and more():
-                        w.send(_make_case(corpus, next_index, seed, cases_dir), timeout)
+                        w.send(make_case(corpus, next_index, seed, cases_dir), timeout)
                         next_index += 1
                 busy = [w for w in pool if w.case is not None]
                 if not busy:
