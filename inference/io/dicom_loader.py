@@ -532,7 +532,8 @@ def _fill(
         plane = target(k)
         h = headers[ref.header_index]
         try:
-            _fill_one(plane, h, ref, decoded, out_dtype, checked, direct, scratch)
+            with typed_errors(h.path, "reading this file's pixels", passing=(_Int16Overflow,)):
+                _fill_one(plane, h, ref, decoded, out_dtype, checked, direct, scratch)
         except LoadError as exc:
             if exc.path is not None and os.fspath(exc.path) == h.path:
                 raise _FileFailed(ref.header_index, exc) from exc

@@ -18,12 +18,15 @@ _PASS_THROUGH = (RadLensError, KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
 @contextmanager
-def typed_errors(path: str | os.PathLike[str] | None, doing: str = "reading this file") -> Iterator[None]:
-    """Turn any exception but a :class:`RadLensError` (and interrupts) into a :class:`LoadError` for ``path``."""
+def typed_errors(
+    path: str | os.PathLike[str] | None, doing: str = "reading this file", passing: tuple[type[BaseException], ...] = ()
+) -> Iterator[None]:
+    """Turn any exception but a :class:`RadLensError` (and interrupts, and ``passing``: the caller's own
+    control flow) into a :class:`LoadError` for ``path``."""
     where = None if path is None else os.fspath(path)
     try:
         yield
-    except _PASS_THROUGH:
+    except _PASS_THROUGH + passing:
         raise
     except MemoryError:
         raise LoadError(where, f"not enough memory while {doing}") from None

@@ -171,9 +171,12 @@ def _plugins(ts: str) -> tuple[list[str], list[str]]:
 def decode_all_frames(h: DicomHeader, ds: Any) -> npt.NDArray[Any]:
     """``ds.pixel_array`` (every frame) through the decoders that fail safely; see the module."""
     from pydicom.pixels.decoders.base import get_decoder
+    from pydicom.uid import UID
 
-    check_decodable(h, ds)
     ts = str(ds.file_meta.TransferSyntaxUID)
+    if not UID(ts).is_transfer_syntax:
+        raise UnsupportedTransferSyntaxError(h.path, f"TransferSyntaxUID {ts[:64]!r} is not a transfer syntax")
+    check_decodable(h, ds)
     try:
         get_decoder(ts)
     except NotImplementedError:
