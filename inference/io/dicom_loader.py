@@ -383,6 +383,9 @@ def stream_stack(
             sink.abort()
             out_dtype, checked = np.dtype(np.float32), False
             continue
+        except _FileFailed as failed:  # slices already written: the file cannot be left out here
+            sink.abort()
+            raise failed.error from None
         except BaseException:
             sink.abort()
             raise
