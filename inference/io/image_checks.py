@@ -99,13 +99,13 @@ def _fits(path: Path, need: int, have: int, compressed: str | None, field: str) 
         )
 
 
-def check_image_file(path: str | os.PathLike[str]) -> None:
-    """Refuse a header no reader should be handed (see the module); returns when the file may be read."""
-    from inference.io.image_file import image_suffix
+def check_image_file(path: str | os.PathLike[str], suffix: str | None) -> None:
+    """Refuse a header no reader should be handed (see the module); returns when the file may be read.
 
+    ``suffix`` is the file's image suffix (``.nii``, ``.nii.gz``, ``.nrrd``, ``.nhdr``, ``.mha``, ``.mhd``).
+    """
     p = Path(path)
     st = check_regular_file(p)
-    suffix = image_suffix(p)
     if suffix in (".nii", ".nii.gz"):
         _check_nifti(p, st, suffix == ".nii.gz")
     elif suffix in (".nrrd", ".nhdr"):
@@ -171,7 +171,7 @@ def _check_nifti(p: Path, st: os.stat_result, compressed: bool) -> None:
         raise InvalidValueError(p, f"vox_offset is {vox_offset}: not where voxels can start")
     voxels = math.prod(sizes)
     need = voxels * bitpix // 8
-    if voxels > MAX_VOXELS * 8:
+    if voxels > MAX_VOXELS * 8:  # all volumes of a 4-D series (the first is read, the rest checked)
         raise AbsurdDimensionsError(p, f"dim {sizes} claims {voxels} voxels; refusing to allocate")
     if compressed:
         _fits(p, need, st.st_size, "gzip", f"dim {sizes}")

@@ -31,7 +31,7 @@ from inference.errors import (
     TruncatedFileError,
 )
 from inference.io.error_boundary import typed_errors
-from inference.io.image_checks import check_image_file
+from inference.io.image_checks import MAX_VOXELS, check_image_file
 from inference.io.image_file_fallback import read_info, use_simpleitk
 from inference.volume import Volume, VolumeMetadata
 
@@ -47,9 +47,6 @@ _IMAGE_IO: dict[str, str] = {
     ".mha": "MetaImageIO",
     ".mhd": "MetaImageIO",
 }
-
-# More voxels than this (times components) is no real CT/MR image: refuse before allocating.
-MAX_VOXELS = 2**31
 
 
 def image_suffix(path: str | os.PathLike[str]) -> str | None:
@@ -259,8 +256,8 @@ def read_image_file(path: str | os.PathLike[str]) -> Volume:
 
 
 def _read_image_file(p: Path) -> Volume:
-    check_image_file(p)
     suffix = _suffix(p)
+    check_image_file(p, suffix)
     if suffix in (".nii", ".nii.gz"):
         _check_nifti_complete(p, compressed=suffix == ".nii.gz")
     if not use_simpleitk():

@@ -78,7 +78,7 @@ def read_info(path: Path, suffix: str) -> ImageInfo:
     if suffix not in readers:
         raise LoadError(path, f"no reader for {suffix!r} files")
     with typed_errors(path, "reading the image header"):
-        check_image_file(path)
+        check_image_file(path, suffix)
         info = readers[suffix](path)
     return _guarded(path, info)
 

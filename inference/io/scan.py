@@ -249,9 +249,10 @@ def _image_file_stack(path: str, n: int) -> Stack | FileProblem:
 
 def _image_file_header_stack(path: str, n: int) -> Stack | FileProblem:
     from inference.io.image_checks import check_image_file
+    from inference.io.image_file import image_suffix
     from inference.io.image_file_fallback import use_simpleitk
 
-    check_image_file(path)
+    check_image_file(path, image_suffix(path))
 
     if use_simpleitk():
         import SimpleITK as sitk
