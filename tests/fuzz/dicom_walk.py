@@ -9,6 +9,7 @@ EXPLICIT_32 = {b"OB", b"OD", b"OF", b"OL", b"OW", b"OV", b"SQ", b"SV", b"UC", b"
 ITEM, ITEM_END, SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 UNDEFINED = 0xFFFFFFFF
 MAX_ELEMENTS = 4000
+MAX_DEPTH = 40  # deeper nesting (a fuzzed sequence bomb) is not walked into
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ def _run(
         if tag == 0x7FE00010 and depth == 0:
             return pos  # pixel data: the rest is pixels
         if vr_text == "SQ" or (length == UNDEFINED and not explicit):
+            if depth >= MAX_DEPTH:
+                return len(data)
             pos = _sequence(data, value_pos, length, end, explicit, little, depth + 1, out)
             if pos < 0:
                 return len(data)

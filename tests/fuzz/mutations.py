@@ -112,6 +112,45 @@ def dicom_value(data: bytes, rng: random.Random) -> Mutant:
     return Mutant(data, "value: " + "; ".join(notes))
 
 
+#: (tag, VR) of attributes the loader reads, to add where a file lacks them.
+INSERTABLE = (
+    (0x00280008, "IS"), (0x00281053, "DS"), (0x00281052, "DS"), (0x00280030, "DS"), (0x00200032, "DS"),
+    (0x00200037, "DS"), (0x00180050, "DS"), (0x00281050, "DS"), (0x00281051, "DS"), (0x00280006, "US"),
+    (0x3004000E, "DS"), (0x3004000C, "DS"), (0x00080060, "CS"), (0x00280004, "CS"), (0x00280002, "US"),
+)  # fmt: skip
+
+
+def dicom_insert(data: bytes, rng: random.Random) -> Mutant:
+    """Add an attribute the file lacks (or a second copy of one it has), in tag order, at the top level."""
+    elements, pixel, _ = walk(data)
+    top = [e for e in elements if e.depth == 0 and e.header_pos >= 132 and (e.tag >> 16) != 2]
+    if not top or pixel is None:
+        return dicom_value(data, rng)
+    tag, vr = rng.choice(INSERTABLE)
+    explicit, little = top[0].explicit, top[0].little
+    probe = Element(tag, vr, explicit, little, 0, 0, 2, 0, 0, 0)
+    value = _value_for(probe, rng)
+    order = "<" if little else ">"
+    head = struct.pack(order + "HH", tag >> 16, tag & 0xFFFF)
+    if explicit:
+        head += vr.encode() + struct.pack(order + "H", len(value))
+    else:
+        head += struct.pack(order + "I", len(value))
+    at = next((e.header_pos for e in top if e.tag >= tag), pixel)
+    return Mutant(
+        data[:at] + head + value + data[at:], f"inserted ({tag >> 16:04X},{tag & 0xFFFF:04X}) {vr} {value[:40]!r}"
+    )
+
+
+def dicom_multi(data: bytes, rng: random.Random) -> Mutant:
+    """Two mutations of different families, one after the other."""
+    families = [dicom_value, dicom_length, dicom_vr, dicom_insert, flip_header, dicom_flip_pixels, dicom_sequence]
+    first, second = rng.sample(families, 2)
+    a = first(data, rng)
+    b = second(a.data, rng)
+    return Mutant(b.data, f"{a.note} + {b.note}")
+
+
 def dicom_length(data: bytes, rng: random.Random) -> Mutant:
     elements, _, _ = walk(data)
     if not elements:
@@ -387,6 +426,8 @@ FAMILIES: dict[str, dict[str, Family]] = {
         "dicom-truncate": truncate,
         "dicom-flip-header": flip_header,
         "dicom-flip-pixels": dicom_flip_pixels,
+        "dicom-insert": dicom_insert,
+        "dicom-multi": dicom_multi,
     },
     "nifti": {"nifti-field": nifti_field, "nifti-truncate": truncate, "nifti-flip": nifti_flip},
     "nrrd": {"nrrd-field": nrrd_field, "nrrd-truncate": truncate, "nrrd-flip": text_flip},

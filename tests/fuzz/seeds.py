@@ -33,6 +33,9 @@ DICOM_SEEDS = (
     "SC_rgb_rle.dcm",
     "SC_rgb_small_odd.dcm",
     "liver.dcm",  # SEG (a non-image object)
+    "JPEG-LL.dcm",  # JPEG lossless, process 14
+    "693_J2KR.dcm",  # JPEG 2000 lossless CT
+    "MR_small_padded.dcm",
 )
 
 GOOD_SERIES_UID = "1.2.826.0.1.3680043.8.498.24242424242424242424"
@@ -103,6 +106,9 @@ def _nifti_seeds(folder: Path) -> list[Seed]:
     shear_img.set_sform(sheared, code=1)
     nib.save(shear_img, folder / "sheared.nii")
     seeds.append(Seed("sheared.nii", folder / "sheared.nii", "nifti"))
+    two = nib.Nifti2Image(vol, affine)
+    nib.save(two, folder / "nifti2.nii")
+    seeds.append(Seed("nifti2.nii", folder / "nifti2.nii", "nifti"))
     return seeds
 
 
@@ -128,6 +134,16 @@ def _nrrd_seeds(folder: Path) -> list[Seed]:
     seeds.append(Seed("detached.nhdr", folder / "detached.nhdr", "nrrd", (data,)))
     nrrd.write(str(folder / "ascii.nrrd"), vol[:4, :3, :2], dict(header, encoding="ascii"))
     seeds.append(Seed("ascii.nrrd", folder / "ascii.nrrd", "nrrd"))
+    vector = np.stack([vol, vol + 1, vol + 2])  # components first: a "vector" axis
+    vector_header = {
+        "space": "left-posterior-superior",
+        "space directions": np.vstack([np.full(3, np.nan), np.diag([0.8, 0.9, 2.0])]),
+        "space origin": np.array([10.0, -20.0, 30.0]),
+        "kinds": ["vector", "domain", "domain", "domain"],
+        "encoding": "gzip",
+    }
+    nrrd.write(str(folder / "vector.nrrd"), vector, vector_header)
+    seeds.append(Seed("vector.nrrd", folder / "vector.nrrd", "nrrd"))
     return seeds
 
 
@@ -144,6 +160,12 @@ def _meta_seeds(folder: Path) -> list[Seed]:
     seeds.append(Seed("zipped.mha", folder / "zipped.mha", "meta"))
     sitk.WriteImage(img, str(folder / "split.mhd"))
     seeds.append(Seed("split.mhd", folder / "split.mhd", "meta", (folder / "split.raw",)))
+    four = sitk.GetImageFromArray(np.stack([_volume(), _volume() + 1]))  # 4-D: (t, k, j, i)
+    sitk.WriteImage(four, str(folder / "four_d.mha"))
+    seeds.append(Seed("four_d.mha", folder / "four_d.mha", "meta"))
+    rgb = sitk.GetImageFromArray(np.stack([_volume()] * 3, axis=-1).astype(np.uint8), isVector=True)
+    sitk.WriteImage(rgb, str(folder / "rgb.mha"))
+    seeds.append(Seed("rgb.mha", folder / "rgb.mha", "meta"))
     return seeds
 
 
