@@ -43,6 +43,11 @@ class AbsurdDimensionsError(LoadError):
     """The header claims dimensions no real image has; nothing is allocated."""
 
 
+class InvalidValueError(LoadError):
+    """An attribute or header field holds a value no image has (NaN rescale, a list where one number
+    belongs, an affine that is not finite…); the reason names the attribute and the value."""
+
+
 class UnsupportedTransferSyntaxError(LoadError):
     """No installed decoder handles this compressed transfer syntax."""
 

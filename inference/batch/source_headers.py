@@ -18,7 +18,7 @@ from pydicom.errors import InvalidDicomError
 
 from inference.batch.errors import OutputNotSupported
 from inference.errors import LoadError
-from inference.io.dicom_header import FrameGeometry
+from inference.io.dicom_record import FrameGeometry
 from inference.io.stacks import Stack
 
 #: Type 2 attributes highdicom copies from the first source; a de-identifier may have removed them.

@@ -1,222 +1,46 @@
 """Header-only parsing of one DICOM file into a small, picklable record.
 
 Parsing stops before the pixel data; the byte offset of uncompressed pixel data is kept so
-the loader can read it straight into a preallocated volume without parsing again.
+the loader can read it straight into a preallocated volume without parsing again. The record
+itself (:class:`~inference.io.dicom_record.DicomHeader`) lives in :mod:`inference.io.dicom_record`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import stat
 import struct
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from inference.errors import (
     AbsurdDimensionsError,
     EmptyFileError,
+    InvalidValueError,
     LoadError,
     NotDicomError,
     TruncatedFileError,
     UnreadableFileError,
 )
-
-if TYPE_CHECKING:
-    from inference.io.fast_header import SeriesHeaderReader
-
-#: Largest frame and object RadLens agrees to allocate (a 4096² × 4096 int16 volume is 128 GiB;
-#: real CT/MR objects stay far below these).
-MAX_ROWS_COLS = 16384
-MAX_OBJECT_BYTES = 8 * 1024**3
-
-NATIVE_LITTLE_ENDIAN = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
-BIG_ENDIAN = "1.2.840.10008.1.2.2"
-
-#: Modalities and SOP classes that carry no image to view even if they hold pixel data.
-NON_IMAGE_MODALITIES = {"SR", "PR", "SEG", "RTSTRUCT", "RTPLAN", "RTRECORD", "KO", "REG", "DOC", "AU"}
-NON_IMAGE_SOP_PREFIXES = (
-    "1.2.840.10008.5.1.4.1.1.88.",  # structured reports
-    "1.2.840.10008.5.1.4.1.1.11.",  # presentation states
-    "1.2.840.10008.5.1.4.1.1.66",  # raw data, registration, segmentation
-    "1.2.840.10008.5.1.4.1.1.481.2",  # RT plan ... (RT dose .481.2 is an image: handled below)
-    "1.2.840.10008.5.1.4.1.1.481.3",
-    "1.2.840.10008.5.1.4.1.1.481.5",
-    "1.2.840.10008.5.1.4.1.1.104.",  # encapsulated PDF/CDA
+from inference.io.bounded_file import SizeBoundedReader
+from inference.io.dicom_record import (
+    BIG_ENDIAN,
+    DicomHeader,
+    FrameGeometry,
+    check_pixel_length,
+    header_from_dataset,
 )
-RT_DOSE_SOP = "1.2.840.10008.5.1.4.1.1.481.2"
+from inference.io.fast_header import NEEDED, SeriesHeaderReader, read_header_fd
 
+#: Every attribute the header record is built from (the fast reader's, and the multi-frame ones).
+READ_KEYWORDS = (
+    *(keyword for keyword, _ in NEEDED.values()),
+    "GridFrameOffsetVector",
+    "DoseGridScaling",
+    "SharedFunctionalGroupsSequence",
+    "PerFrameFunctionalGroupsSequence",
+)
 
-@dataclass(frozen=True)
-class FrameGeometry:
-    """Where one frame lies and how its stored values become physical values."""
-
-    position: tuple[float, float, float] | None
-    orientation: tuple[float, ...] | None
-    pixel_spacing: tuple[float, float] | None
-    slope: float = 1.0
-    intercept: float = 0.0
-    frame_index: int = 0
-
-
-@dataclass(frozen=True)
-class DicomHeader:
-    """What RadLens needs from one DICOM file, without its pixels."""
-
-    path: str
-    file_size: int
-    mtime_ns: int
-    transfer_syntax: str
-    sop_class_uid: str
-    sop_instance_uid: str
-    modality: str
-    study_uid: str
-    series_uid: str
-    series_number: int
-    instance_number: int
-    study_description: str
-    series_description: str
-    patient_name: str
-    patient_id: str
-    study_date: str
-    series_date: str
-    frame_of_reference_uid: str
-    image_type: tuple[str, ...]
-    rows: int
-    columns: int
-    samples_per_pixel: int
-    photometric: str
-    planar_configuration: int
-    bits_allocated: int
-    bits_stored: int
-    pixel_representation: int
-    number_of_frames: int
-    has_pixel_data: bool
-    pixel_data_offset: int | None
-    pixel_data_length: int | None
-    echo_number: str
-    acquisition_number: str
-    windows: tuple[tuple[float, float], ...]
-    units: str
-    slice_thickness: float
-    frames: tuple[FrameGeometry, ...] = field(default_factory=tuple)
-
-    @property
-    def is_image(self) -> bool:
-        if not self.has_pixel_data or self.rows == 0 or self.columns == 0:
-            return False
-        if self.modality in NON_IMAGE_MODALITIES:
-            return False
-        if self.sop_class_uid == RT_DOSE_SOP:
-            return True
-        return not self.sop_class_uid.startswith(NON_IMAGE_SOP_PREFIXES)
-
-    @property
-    def is_colour(self) -> bool:
-        """RGB/YBR samples, or palette indices that become RGB."""
-        return self.samples_per_pixel > 1 or self.photometric == "PALETTE COLOR"
-
-    @property
-    def is_multiframe(self) -> bool:
-        return self.number_of_frames > 1
-
-    @property
-    def native(self) -> bool:
-        """Uncompressed little-endian greyscale whose bytes can be read in place."""
-        return (
-            self.transfer_syntax in NATIVE_LITTLE_ENDIAN
-            and self.samples_per_pixel == 1
-            and self.photometric != "PALETTE COLOR"
-            and self.bits_allocated in (8, 16, 32)
-            and self.pixel_data_offset is not None
-        )
-
-    @property
-    def frame_bytes(self) -> int:
-        return self.rows * self.columns * self.samples_per_pixel * max(self.bits_allocated, 1) // 8
-
-
-def _text(ds: Any, keyword: str) -> str:
-    value = ds.get(keyword, "")
-    if value is None:
-        return ""
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(v) for v in value)
-    return str(value).strip()
-
-
-def _int(ds: Any, keyword: str, default: int = 0) -> int:
-    value = ds.get(keyword, None)
-    try:
-        return int(value) if value not in (None, "") else default
-    except (TypeError, ValueError):
-        return default
-
-
-def _floats(value: Any, n: int, positive: bool = False) -> tuple[float, ...] | None:
-    if value is None:
-        return None
-    try:
-        out = tuple(map(float, value))
-    except (TypeError, ValueError):
-        return None
-    if len(out) != n or not all(map(math.isfinite, out)):
-        return None
-    if positive and not all(v > 0 for v in out):
-        return None
-    return out
-
-
-def _frame(item: Any, fallback: FrameGeometry, index: int) -> FrameGeometry:
-    """Geometry of one frame from a functional-groups item, falling back on shared values."""
-    position, orientation, spacing = fallback.position, fallback.orientation, fallback.pixel_spacing
-    slope, intercept = fallback.slope, fallback.intercept
-    if item is not None:
-        if "PlanePositionSequence" in item:
-            position = _floats(item.PlanePositionSequence[0].get("ImagePositionPatient"), 3)  # type: ignore[assignment]
-        if "PlaneOrientationSequence" in item:
-            orientation = _floats(item.PlaneOrientationSequence[0].get("ImageOrientationPatient"), 6)
-        if "PixelMeasuresSequence" in item:
-            spacing = _floats(item.PixelMeasuresSequence[0].get("PixelSpacing"), 2, positive=True)  # type: ignore[assignment]
-        if "PixelValueTransformationSequence" in item:
-            pvt = item.PixelValueTransformationSequence[0]
-            slope = float(pvt.get("RescaleSlope", slope) or slope)
-            intercept = float(pvt.get("RescaleIntercept", intercept) or intercept)
-    return FrameGeometry(position, orientation, spacing, slope, intercept, index)
-
-
-def _frames(ds: Any, n_frames: int, base: FrameGeometry) -> tuple[FrameGeometry, ...]:
-    """Per-frame geometry of a multi-frame object (enhanced CT/MR, RT dose grids)."""
-    if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
-        shared_seq = ds.get("SharedFunctionalGroupsSequence")
-        shared = _frame(shared_seq[0] if shared_seq else None, base, 0)
-        per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
-        return tuple(_frame(per_frame[i] if i < len(per_frame) else None, shared, i) for i in range(n_frames))
-    offsets = _floats(ds.get("GridFrameOffsetVector"), n_frames)
-    if offsets is not None and base.position is not None and base.orientation is not None:
-        row, col = base.orientation[:3], base.orientation[3:]
-        normal = (
-            row[1] * col[2] - row[2] * col[1],
-            row[2] * col[0] - row[0] * col[2],
-            row[0] * col[1] - row[1] * col[0],
-        )
-        return tuple(
-            FrameGeometry(
-                tuple(p + off * nrm for p, nrm in zip(base.position, normal, strict=True)),  # type: ignore[arg-type]
-                base.orientation,
-                base.pixel_spacing,
-                base.slope,
-                base.intercept,
-                i,
-            )
-            for i, off in enumerate(offsets)
-        )
-    return tuple(
-        FrameGeometry(base.position, base.orientation, base.pixel_spacing, base.slope, base.intercept, i)
-        for i in range(n_frames)
-    )
+__all__ = ["DicomHeader", "FrameGeometry", "check_pixel_length", "read_header", "transfer_syntax_of"]
 
 
 def _value_cut_short(ds: Any) -> bool:
@@ -280,8 +104,6 @@ def read_header(path: str | os.PathLike[str], reader: SeriesHeaderReader | None 
         raise UnreadableFileError(p, "not a regular file (folder, FIFO, socket or device)")
     if st.st_size == 0:
         raise EmptyFileError(p, "the file is empty (0 bytes)")
-    from inference.io.fast_header import read_header_fd
-
     try:
         fd = os.open(p, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     except OSError as exc:
@@ -304,7 +126,7 @@ def _read_header_pydicom(p: str, st: os.stat_result) -> DicomHeader:
     from pydicom.errors import InvalidDicomError
 
     try:
-        with open(p, "rb") as fp:
+        with SizeBoundedReader(p) as fp:
             try:
                 ds = pydicom.dcmread(fp, stop_before_pixels=True)
             except InvalidDicomError as exc:
@@ -321,6 +143,10 @@ def _read_header_pydicom(p: str, st: os.stat_result) -> DicomHeader:
                 raise TruncatedFileError(p, "the file ends inside its DICOM header") from exc
             except OSError:
                 raise
+            except RecursionError:
+                raise InvalidValueError(p, "sequences nested too deep for a DICOM object") from None
+            except MemoryError:
+                raise AbsurdDimensionsError(p, "an element of the header claims more memory than there is") from None
             except Exception as exc:  # pydicom raises many types for garbage
                 raise NotDicomError(p, f"unreadable DICOM header ({type(exc).__name__}: {exc})") from exc
             if _value_cut_short(ds):
@@ -343,163 +169,23 @@ def _read_header_pydicom(p: str, st: os.stat_result) -> DicomHeader:
     if "SOPClassUID" not in ds and "Modality" not in ds and "Rows" not in ds:
         raise NotDicomError(p, "no DICOM image or object attributes found")
 
+    _check_readable(ds, p)
     try:
-        return _header_from(ds, p, st, ts, has_pixels, offset, length)
+        return header_from_dataset(ds, p, st, ts, has_pixels, offset, length)
     except LoadError:
         raise
+    except RecursionError:
+        raise InvalidValueError(p, "sequences nested too deep for a DICOM object") from None
     except Exception as exc:  # a malformed value deep in pydicom
         raise LoadError(p, f"malformed DICOM header ({type(exc).__name__}: {str(exc)[:200]})") from exc
 
 
-def _text_of(keyword: str) -> Callable[[Any], str]:
-    return lambda ds: _text(ds, keyword)
-
-
-def _int_of(keyword: str) -> Callable[[Any], int]:
-    return lambda ds: _int(ds, keyword)
-
-
-#: Header fields that each depend on one attribute, and how. :func:`_header_from` computes them
-#: from this table, and :func:`changed_fields` recomputes the ones whose attribute changed.
-ONE_ATTRIBUTE_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "SOPClassUID": ("sop_class_uid", _text_of("SOPClassUID")),
-    "SOPInstanceUID": ("sop_instance_uid", _text_of("SOPInstanceUID")),
-    "Modality": ("modality", lambda ds: _text(ds, "Modality").upper()),
-    "StudyInstanceUID": ("study_uid", _text_of("StudyInstanceUID")),
-    "SeriesInstanceUID": ("series_uid", _text_of("SeriesInstanceUID")),
-    "SeriesNumber": ("series_number", _int_of("SeriesNumber")),
-    "InstanceNumber": ("instance_number", _int_of("InstanceNumber")),
-    "StudyDescription": ("study_description", _text_of("StudyDescription")),
-    "SeriesDescription": ("series_description", _text_of("SeriesDescription")),
-    "PatientName": ("patient_name", _text_of("PatientName")),
-    "PatientID": ("patient_id", _text_of("PatientID")),
-    "StudyDate": ("study_date", _text_of("StudyDate")),
-    "SeriesDate": ("series_date", _text_of("SeriesDate")),
-    "FrameOfReferenceUID": ("frame_of_reference_uid", _text_of("FrameOfReferenceUID")),
-    "ImageType": ("image_type", lambda ds: tuple(str(v) for v in (ds.get("ImageType") or ()))),
-    "PhotometricInterpretation": ("photometric", lambda ds: _text(ds, "PhotometricInterpretation").upper()),
-    "PlanarConfiguration": ("planar_configuration", _int_of("PlanarConfiguration")),
-    "PixelRepresentation": ("pixel_representation", _int_of("PixelRepresentation")),
-    "EchoNumbers": ("echo_number", _text_of("EchoNumbers")),
-    "AcquisitionNumber": ("acquisition_number", _text_of("AcquisitionNumber")),
-    "SliceThickness": ("slice_thickness", lambda ds: float(ds.get("SliceThickness", 0.0) or 0.0)),
-}
-#: Attributes of the (single) frame's geometry, with the FrameGeometry field each feeds, and how.
-GEOMETRY_ATTRIBUTES: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "ImagePositionPatient": ("position", lambda ds: _floats(ds.get("ImagePositionPatient"), 3)),
-    "ImageOrientationPatient": ("orientation", lambda ds: _floats(ds.get("ImageOrientationPatient"), 6)),
-    "PixelSpacing": ("pixel_spacing", lambda ds: _floats(ds.get("PixelSpacing"), 2, positive=True)),
-    "RescaleSlope": ("slope", lambda ds: float(ds.get("RescaleSlope", 1.0) or 1.0)),
-    "RescaleIntercept": ("intercept", lambda ds: float(ds.get("RescaleIntercept", 0.0) or 0.0)),
-}
-WINDOW_ATTRIBUTES = frozenset({"WindowCenter", "WindowWidth"})
-
-
-def _base_frame(ds: Any) -> FrameGeometry:
-    """The geometry and rescale of the object as a whole (of its only frame when it has one)."""
-    geometry = {name: compute(ds) for name, compute in GEOMETRY_ATTRIBUTES.values()}
-    if "DoseGridScaling" in ds:
-        geometry["slope"] = float(ds.DoseGridScaling)
-    return FrameGeometry(**geometry)
-
-
-def _windows(ds: Any) -> tuple[tuple[float, float], ...]:
-    centers = ds.get("WindowCenter")
-    widths = ds.get("WindowWidth")
-    windows: list[tuple[float, float]] = []
-    if centers is not None and widths is not None:
-        cs = list(centers) if not isinstance(centers, int | float | str) and hasattr(centers, "__iter__") else [centers]
-        ws = list(widths) if not isinstance(widths, int | float | str) and hasattr(widths, "__iter__") else [widths]
-        for c, w in zip(cs, ws, strict=False):
-            try:
-                windows.append((float(c), float(w)))
-            except (TypeError, ValueError):
-                continue
-    return tuple(windows)
-
-
-def changed_fields(ds: Any, header: DicomHeader, changed: Iterable[str]) -> dict[str, Any] | None:
-    """The fields of ``header`` to replace when only the attributes ``changed`` differ in ``ds``.
-
-    ``header`` is :func:`_header_from` of a data set equal to ``ds`` but in ``changed``. ``None``
-    when a changed attribute feeds more than these fields (dimensions, frames…): then the whole
-    header must be computed again.
-    """
-    out: dict[str, Any] = {}
-    geometry: dict[str, Any] = {}
-    for keyword in changed:
-        one = ONE_ATTRIBUTE_FIELDS.get(keyword)
-        if one is not None:
-            out[one[0]] = one[1](ds)
-        elif keyword in WINDOW_ATTRIBUTES:
-            out["windows"] = _windows(ds)
-        elif keyword in GEOMETRY_ATTRIBUTES and header.number_of_frames == 1 and "DoseGridScaling" not in ds:
-            name, compute = GEOMETRY_ATTRIBUTES[keyword]
-            geometry[name] = compute(ds)
-        else:
-            return None
-    if geometry:
-        (frame,) = header.frames
-        out["frames"] = (replace_frame(frame, geometry),)
-    return out
-
-
-def replace_frame(frame: FrameGeometry, changes: dict[str, Any]) -> FrameGeometry:
-    """``dataclasses.replace(frame, **changes)``, without running ``__init__`` again."""
-    new: FrameGeometry = object.__new__(FrameGeometry)
-    new.__dict__.update(frame.__dict__)
-    new.__dict__.update(changes)
-    return new
-
-
-def replace_fields(header: DicomHeader, changes: dict[str, Any]) -> DicomHeader:
-    """``dataclasses.replace(header, **changes)`` without running ``__init__`` again (a tenth of the time)."""
-    new: DicomHeader = object.__new__(DicomHeader)
-    new.__dict__.update(header.__dict__)
-    new.__dict__.update(changes)
-    return new
-
-
-def _header_from(
-    ds: Any, p: str, st: os.stat_result, ts: str, has_pixels: bool, offset: int | None, length: int | None
-) -> DicomHeader:
-    rows, cols = _int(ds, "Rows"), _int(ds, "Columns")
-    n_frames = max(_int(ds, "NumberOfFrames", 1), 1)
-    spp = max(_int(ds, "SamplesPerPixel", 1), 1)
-    bits = _int(ds, "BitsAllocated", 16)
-    if rows > MAX_ROWS_COLS or cols > MAX_ROWS_COLS or n_frames > 100_000:
-        raise AbsurdDimensionsError(p, f"header claims {n_frames} frame(s) of {rows}×{cols}; refusing to allocate")
-    if rows * cols * n_frames * spp * max(bits, 1) // 8 > MAX_OBJECT_BYTES:
-        raise AbsurdDimensionsError(p, f"header claims {n_frames}×{rows}×{cols} pixels; refusing to allocate")
-
-    base = _base_frame(ds)
-    frames = _frames(ds, n_frames, base) if n_frames > 1 else (base,)
-    return DicomHeader(
-        path=p,
-        file_size=st.st_size,
-        mtime_ns=st.st_mtime_ns,
-        transfer_syntax=ts,
-        rows=rows,
-        columns=cols,
-        samples_per_pixel=spp,
-        bits_allocated=bits,
-        bits_stored=_int(ds, "BitsStored", bits),
-        number_of_frames=n_frames,
-        has_pixel_data=has_pixels,
-        pixel_data_offset=offset,
-        pixel_data_length=length,
-        windows=_windows(ds),
-        units=_text(ds, "Units") or _text(ds, "DoseUnits"),
-        frames=frames,
-        **{name: compute(ds) for name, compute in ONE_ATTRIBUTE_FIELDS.values()},
-    )
-
-
-def check_pixel_length(header: DicomHeader) -> None:
-    """Raise if native pixel data is shorter than the header's dimensions require."""
-    if header.pixel_data_offset is None:
-        return
-    need = header.frame_bytes * header.number_of_frames
-    have = min(header.pixel_data_length or 0, header.file_size - header.pixel_data_offset)
-    if have < need:
-        raise TruncatedFileError(Path(header.path), f"pixel data is truncated: {have} of {need} bytes present")
+def _check_readable(ds: Any, p: str) -> None:
+    """pydicom converts values when first asked: ask for each attribute RadLens uses, so that one
+    that cannot be converted (a wrong VR, an unknown VR, bytes that are no value) is named."""
+    for keyword in READ_KEYWORDS:
+        try:
+            ds.get(keyword)
+        except Exception as exc:
+            detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            raise InvalidValueError(p, f"{keyword} cannot be read ({detail})") from None

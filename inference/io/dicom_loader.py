@@ -17,16 +17,17 @@ import numpy.typing as npt
 
 from inference.errors import (
     InconsistentStackError,
+    InvalidValueError,
     LoadError,
     MissingGeometryError,
     TruncatedFileError,
     UnreadableFileError,
-    UnsupportedTransferSyntaxError,
 )
 from inference.io.cpus import spare_cpu
-from inference.io.dicom_header import DicomHeader, check_pixel_length
+from inference.io.dicom_record import DicomHeader, check_pixel_length
+from inference.io.error_boundary import typed_errors
 from inference.io.geometry_qa import QACode, median, slice_normal
-from inference.io.stacks import Stack
+from inference.io.stacks import SliceRef, Stack
 from inference.progress import CancelToken, ProgressCallback, no_progress
 from inference.volume import Volume, VolumeMetadata, WindowPreset
 
@@ -157,33 +158,14 @@ _HAVE_PREADV = hasattr(os, "preadv")
 
 
 def _decode(h: DicomHeader) -> npt.NDArray[Any]:
-    """All frames of one file through pydicom's decoders: ``(frames, rows, cols[, samples])``."""
-    import pydicom
+    """All frames of one file through pydicom's decoders: ``(frames, rows, cols[, samples])``.
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(h.path, force=True)  # the header parser already accepted it
-            if not getattr(ds.file_meta, "TransferSyntaxUID", None):
-                ds.file_meta.TransferSyntaxUID = h.transfer_syntax
-            arr = ds.pixel_array
-    except FileNotFoundError as exc:
-        raise UnreadableFileError(h.path, "file disappeared after the scan") from exc
-    except (NotImplementedError, RuntimeError) as exc:
-        msg = str(exc)
-        if "raised by all available plugins" in msg:
-            detail = " ".join(msg.splitlines()[1:]).strip()[:200]
-            raise LoadError(h.path, f"compressed pixel data is corrupt: {detail}") from exc
-        if any(w in msg.lower() for w in ("plugin", "dependenc", "not supported", "no pixel data handler")):
-            raise UnsupportedTransferSyntaxError(
-                h.path, f"no installed decoder for transfer syntax {h.transfer_syntax}"
-            ) from exc
-        raise LoadError(h.path, f"cannot decode pixel data: {msg.splitlines()[0][:200]}") from exc
-    except (ValueError, EOFError, OSError, AttributeError, KeyError) as exc:
-        msg = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        if "truncat" in msg.lower() or "length" in msg.lower() or isinstance(exc, EOFError):
-            raise TruncatedFileError(h.path, f"pixel data cannot be decoded: {msg}") from exc
-        raise LoadError(h.path, f"cannot decode pixel data: {msg}") from exc
+    Sizes are checked against the file before decoding, and only decoders that fail safely run in
+    this process (see :mod:`inference.io.pixel_decode`)."""
+    from inference.io.pixel_decode import decode_all_frames, read_dataset
+
+    ds = read_dataset(h)
+    arr = decode_all_frames(h, ds)
     arr = np.asarray(arr)
     expected_frame = (h.rows, h.columns) if h.samples_per_pixel == 1 else (h.rows, h.columns, h.samples_per_pixel)
     if h.number_of_frames == 1 or arr.shape == expected_frame:
@@ -193,7 +175,10 @@ def _decode(h: DicomHeader) -> npt.NDArray[Any]:
     if h.photometric == "PALETTE COLOR":
         from pydicom.pixels import apply_color_lut
 
-        rgb = np.asarray(apply_color_lut(arr, ds))
+        try:
+            rgb = np.asarray(apply_color_lut(arr, ds))
+        except Exception as exc:
+            raise InvalidValueError(h.path, f"the palette colour lookup table cannot be applied ({exc})") from None
         # Palette entries may be 8- or 16-bit; display wants 8-bit RGB.
         arr = (rgb >> 8).astype(np.uint8) if rgb.max(initial=0) > 255 else rgb.astype(np.uint8)
     result: npt.NDArray[Any] = arr
@@ -257,13 +242,58 @@ def load_stack(
 
     A CT/MR stack without position, orientation or spacing raises :class:`MissingGeometryError`
     unless ``allow_missing_geometry`` is set, in which case it is shown on 1 mm pixels and says so.
+    A file of a several-file stack whose pixels cannot be read is left out, and the volume's QA
+    notes say which and why (the rest of the series still loads); every error is a
+    :class:`~inference.errors.RadLensError` naming a file.
     """
     if stack.kind == "file":
         from inference.io.image_file import read_image_file
 
         volume: Volume = read_image_file(stack.file_path)
         return volume
-    cancel = cancel or CancelToken()
+    first = stack.headers[0].path if stack.headers else None
+    with typed_errors(first, "loading this stack"):
+        left_out: list[str] = []
+        while True:
+            try:
+                return _load(stack, on_progress, cancel or CancelToken(), allow_missing_geometry, left_out)
+            except _FileFailed as failed:
+                if len({h.path for h in stack.headers}) <= 1:
+                    raise failed.error from None
+                bad = stack.headers[failed.header_index]
+                left_out.append(f"{os.path.basename(bad.path)} left out ({failed.error.reason})")
+                stack = _without_file(stack, failed.header_index)
+
+
+class _FileFailed(Exception):
+    """Reading one file of a stack failed with ``error``."""
+
+    def __init__(self, header_index: int, error: LoadError) -> None:
+        super().__init__(error)
+        self.header_index = header_index
+        self.error = error
+
+
+def _without_file(stack: Stack, header_index: int) -> Stack:
+    """``stack`` without the slices of one file (the others keep their order)."""
+    import dataclasses
+
+    headers = tuple(h for n, h in enumerate(stack.headers) if n != header_index)
+    slices = tuple(
+        dataclasses.replace(r, header_index=r.header_index - (r.header_index > header_index))
+        for r in stack.slices
+        if r.header_index != header_index
+    )
+    return dataclasses.replace(stack, headers=headers, slices=slices)
+
+
+def _load(
+    stack: Stack,
+    on_progress: ProgressCallback,
+    cancel: CancelToken,
+    allow_missing_geometry: bool,
+    left_out: list[str],
+) -> Volume:
     spacing, origin, direction, notes, out_dtype, checked = _prepare(stack, allow_missing_geometry)
     try:
         out = _read_slices(stack, out_dtype, checked, on_progress, cancel)
@@ -271,8 +301,22 @@ def load_stack(
         out = _read_slices(stack, np.dtype(np.float32), False, on_progress, cancel)
     n = len(stack.slices)
     on_progress(1.0, f"loaded {n} slices")
-    qa = _warn_qa(stack, notes)
-    return Volume(out, spacing, origin, direction, _metadata(stack, out.dtype), qa)
+    qa = _warn_qa(stack, notes + [f"{QACode.MISSING_SLICES.value}: {note}" for note in left_out])
+    return _volume(stack, out, spacing, origin, direction, qa)
+
+
+def _volume(
+    stack: Stack,
+    voxels: npt.NDArray[Any],
+    spacing: tuple[float, float, float],
+    origin: tuple[float, float, float],
+    direction: npt.NDArray[np.float64],
+    qa: tuple[str, ...],
+) -> Volume:
+    try:
+        return Volume(voxels, spacing, origin, direction, _metadata(stack, voxels.dtype), qa)
+    except ValueError as exc:  # a grid no volume has (spacing, direction): name what the files gave
+        raise InvalidValueError(stack.headers[0].path, f"the slices give no usable grid: {exc}") from None
 
 
 def _prepare(
@@ -355,6 +399,9 @@ def stream_stack(
             sink.abort()
             out_dtype, checked = np.dtype(np.float32), False
             continue
+        except _FileFailed as failed:  # slices already written: the file cannot be left out here
+            sink.abort()
+            raise failed.error from None
         except BaseException:
             sink.abort()
             raise
@@ -503,33 +550,53 @@ def _fill(
             ready(k)
         plane = target(k)
         h = headers[ref.header_index]
-        g = ref.geometry
-        raw: npt.NDArray[Any] | None = None
-        if h.native and h.photometric != "MONOCHROME1":
-            check_pixel_length(h)
-            if direct and h.bits_allocated == 16 and g.slope == 1 and g.intercept == int(g.intercept):
-                unsigned = h.pixel_representation != 1
-                bits = plane.view(np.uint16) if unsigned else plane
-                _read_native_into(bits, h, ref.frame_index, None)
-                _shift_in_place(bits, int(g.intercept), unsigned)
-            else:
-                _read_native_into(plane, h, ref.frame_index, scratch)
-                if scratch is None:
-                    _rescale_in_place(plane, g.slope, g.intercept)
-                else:
-                    raw = scratch
-        else:
-            if ref.header_index not in decoded:
-                decoded.clear()  # keep one decoded file (all frames of a multi-frame object) at a time
-                decoded[ref.header_index] = _decode(h)
-            raw = decoded[ref.header_index][ref.frame_index]
-        if raw is not None:
-            if h.is_colour:
-                plane[...] = raw
-            else:
-                plane[...] = _rescaled(raw, h, g.slope, g.intercept, out_dtype, checked)
+        try:
+            with typed_errors(h.path, "reading this file's pixels", passing=(_Int16Overflow,)):
+                _fill_one(plane, h, ref, decoded, out_dtype, checked, direct, scratch)
+        except LoadError as exc:
+            if exc.path is not None and os.fspath(exc.path) == h.path:
+                raise _FileFailed(ref.header_index, exc) from exc
+            raise
         if emit is not None:
             emit(k, plane)
+
+
+def _fill_one(
+    plane: npt.NDArray[Any],
+    h: DicomHeader,
+    ref: SliceRef,
+    decoded: dict[int, npt.NDArray[Any]],
+    out_dtype: np.dtype[Any],
+    checked: bool,
+    direct: bool,
+    scratch: npt.NDArray[Any] | None,
+) -> None:
+    """Read, decode and rescale one slice into ``plane`` (``decoded`` keeps the last decoded file)."""
+    g = ref.geometry
+    raw: npt.NDArray[Any] | None = None
+    if h.native and h.photometric != "MONOCHROME1":
+        check_pixel_length(h)
+        if direct and h.bits_allocated == 16 and g.slope == 1 and g.intercept == int(g.intercept):
+            unsigned = h.pixel_representation != 1
+            bits = plane.view(np.uint16) if unsigned else plane
+            _read_native_into(bits, h, ref.frame_index, None)
+            _shift_in_place(bits, int(g.intercept), unsigned)
+        else:
+            _read_native_into(plane, h, ref.frame_index, scratch)
+            if scratch is None:
+                _rescale_in_place(plane, g.slope, g.intercept)
+            else:
+                raw = scratch
+    else:
+        if ref.header_index not in decoded:
+            decoded.clear()  # keep one decoded file (all frames of a multi-frame object) at a time
+            decoded[ref.header_index] = _decode(h)
+        raw = decoded[ref.header_index][ref.frame_index]
+    if raw is not None:
+        if h.is_colour:
+            plane[...] = raw
+        else:
+            plane[...] = _rescaled(raw, h, g.slope, g.intercept, out_dtype, checked)
 
 
 def _shift_in_place(plane: npt.NDArray[Any], intercept: int, unsigned: bool) -> None:
@@ -562,7 +629,8 @@ def _rescaled(
     raw: npt.NDArray[Any], h: DicomHeader, slope: float, intercept: float, out_dtype: np.dtype[Any], checked: bool
 ) -> npt.NDArray[Any]:
     """Stored values → physical values (HU for CT), MONOCHROME1 inverted to display like MONOCHROME2."""
-    values = raw.astype(np.float32) if out_dtype == np.float32 else raw.astype(np.int32)
+    # int64: stored values up to 2**32 times a slope up to MAX_RESCALE cannot wrap around.
+    values = raw.astype(np.float32) if out_dtype == np.float32 else raw.astype(np.int64)
     if h.photometric == "MONOCHROME1":
         lo, hi = _stored_range(h)
         values = (lo + hi) - values

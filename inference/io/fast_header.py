@@ -2,7 +2,7 @@
 
 It walks the top-level data elements of the file's first bytes with ``struct``, converts only the
 handful of elements RadLens needs, exactly as pydicom would convert them, and hands them to the
-same :func:`~inference.io.dicom_header._header_from` the pydicom path uses. It is deliberately
+same :func:`~inference.io.dicom_record.header_from_dataset` the pydicom path uses. It is deliberately
 narrow: whenever a file holds anything it cannot read with certainty (another transfer syntax, no
 preamble, multi-frame objects, a character set other than the default, ISO_IR 100 or ISO_IR 192,
 an unexpected VR, an odd value, elements out of order, a file cut short…) it returns ``None`` and
@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inference.errors import LoadError
-from inference.io.dicom_header import DicomHeader, _header_from, changed_fields, replace_fields
+from inference.io.dicom_record import DicomHeader, changed_fields, header_from_dataset, replace_fields
 
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -34,7 +34,7 @@ EXPLICIT_LE = "1.2.840.10008.1.2.1"
 #: Bytes read first; a header longer than this is read on demand.
 FIRST_CHUNK = 16 * 1024
 
-#: tag → (pydicom keyword, VR) of the elements :func:`_header_from` reads.
+#: tag → (pydicom keyword, VR) of the elements :func:`header_from_dataset` reads.
 NEEDED: dict[int, tuple[str, str]] = {
     0x00080005: ("SpecificCharacterSet", "CS"),
     0x00080008: ("ImageType", "CS"),
@@ -148,7 +148,7 @@ def read_header_fast(path: str, data: bytes, st: os.stat_result | None = None) -
         return _read(path, data, st)
     except LoadError:
         raise  # absurd dimensions: the pydicom path says the same
-    except Exception:  # _Fallback, NeedMore, or a value _header_from cannot take: pydicom decides
+    except Exception:  # _Fallback, NeedMore, or a value header_from_dataset cannot take: pydicom decides
         return None
 
 
@@ -365,7 +365,7 @@ def _finish(
     frames = values.get("NumberOfFrames")
     if frames not in (None, "") and (isinstance(frames, list) or int(frames) > 1):
         raise _Fallback
-    return _header_from(values, path, st, ts, has_pixels, offset, plen)
+    return header_from_dataset(values, path, st, ts, has_pixels, offset, plen)
 
 
 def _pixel_element(data: bytes, pos: int, size: int, need: Any, explicit: bool) -> tuple[bool, int | None, int | None]:
@@ -465,7 +465,7 @@ def _split(text: str) -> str | list[str]:
 
 
 def _convert(raw: bytes, vr: str, charset: str) -> Any:
-    """The value pydicom's converters give (as far as ``_header_from`` can tell them apart)."""
+    """The value pydicom's converters give (as far as ``header_from_dataset`` can tell them apart)."""
     if not raw:
         return None if vr in ("US", "IS", "DS") else ""
     if vr == "US":
@@ -708,7 +708,7 @@ class SeriesHeaderReader:
                     return header
         except LoadError:
             raise
-        except Exception:  # _Fallback, or a value _header_from cannot take: as read_header_fd would
+        except Exception:  # _Fallback, or a value header_from_dataset cannot take: as read_header_fd would
             return None
         layout = _Layout()
         header = _read_fd(path, fd, st, data, layout)

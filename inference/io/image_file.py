@@ -13,9 +13,9 @@ only conversion here is the direction tuple into a 3×3 matrix. Stored types are
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import re
-import stat
 import struct
 import zlib
 from pathlib import Path
@@ -26,11 +26,12 @@ import numpy.typing as npt
 
 from inference.errors import (
     AbsurdDimensionsError,
-    EmptyFileError,
+    InvalidValueError,
     LoadError,
     TruncatedFileError,
-    UnreadableFileError,
 )
+from inference.io.error_boundary import typed_errors
+from inference.io.image_checks import MAX_VOXELS, check_image_file
 from inference.io.image_file_fallback import read_info, use_simpleitk
 from inference.volume import Volume, VolumeMetadata
 
@@ -46,9 +47,6 @@ _IMAGE_IO: dict[str, str] = {
     ".mha": "MetaImageIO",
     ".mhd": "MetaImageIO",
 }
-
-# More voxels than this (times components) is no real CT/MR image: refuse before allocating.
-MAX_VOXELS = 2**31
 
 
 def image_suffix(path: str | os.PathLike[str]) -> str | None:
@@ -98,24 +96,6 @@ def _error_for(path: Path, exc: BaseException, stage: str) -> LoadError:
     return LoadError(path, f"SimpleITK cannot {stage} this image: {message}")
 
 
-def _check_file(path: Path) -> None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise UnreadableFileError(path, "no such file") from None
-    except OSError as exc:
-        raise UnreadableFileError(path, exc.strerror or str(exc)) from None
-    if stat.S_ISDIR(st.st_mode):
-        raise UnreadableFileError(path, "is a folder, not an image file")
-    if not stat.S_ISREG(st.st_mode):
-        # A FIFO or device would block or never end; only plain files are read.
-        raise UnreadableFileError(path, "is not a regular file")
-    if not os.access(path, os.R_OK):
-        raise UnreadableFileError(path, "permission denied")
-    if st.st_size == 0:
-        raise EmptyFileError(path, "the file is empty (0 bytes)")
-
-
 def _nifti_expected_end(header: bytes) -> int | None:
     """``vox_offset + data bytes`` from a NIfTI-1/2 header, or None when it cannot be parsed."""
     if len(header) < 348:
@@ -126,6 +106,8 @@ def _nifti_expected_end(header: bytes) -> int | None:
             dims = struct.unpack(endian + "8h", header[40:56])
             (bitpix,) = struct.unpack(endian + "h", header[72:74])
             (vox_offset_f,) = struct.unpack(endian + "f", header[108:112])
+            if not math.isfinite(vox_offset_f):
+                return None
             vox_offset = int(vox_offset_f)
             break
         if sizeof_hdr == 540 and len(header) >= 540:
@@ -269,8 +251,13 @@ def read_image_file(path: str | os.PathLike[str]) -> Volume:
     naming ``path``.
     """
     p = Path(path)
-    _check_file(p)
+    with typed_errors(p, "reading this image"):
+        return _read_image_file(p)
+
+
+def _read_image_file(p: Path) -> Volume:
     suffix = _suffix(p)
+    check_image_file(p, suffix)
     if suffix in (".nii", ".nii.gz"):
         _check_nifti_complete(p, compressed=suffix == ".nii.gz")
     if not use_simpleitk():
@@ -394,6 +381,8 @@ def _volume(
         direction = np.eye(3)
 
     metadata = VolumeMetadata(modality="", source=str(p), extra=extra)
+    if not all(np.isfinite(origin)) or not np.all(np.isfinite(direction)):
+        raise InvalidValueError(p, f"the file gives a non-finite origin {origin} or direction")
     return Volume(
         voxels=arr,
         spacing=spacing,

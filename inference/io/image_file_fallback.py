@@ -70,13 +70,32 @@ def read_info(path: Path, suffix: str) -> ImageInfo:
 
     Raises :class:`LoadError` (or :class:`TruncatedFileError`) naming ``path``.
     """
-    if suffix in (".nii", ".nii.gz"):
-        return _nifti_info(path)
-    if suffix in (".nrrd", ".nhdr"):
-        return _nrrd_info(path)
-    if suffix in (".mha", ".mhd"):
-        return _metaimage_info(path)
-    raise LoadError(path, f"no reader for {suffix!r} files")
+    from inference.io.error_boundary import typed_errors
+    from inference.io.image_checks import check_image_file
+
+    readers = {".nii": _nifti_info, ".nii.gz": _nifti_info, ".nrrd": _nrrd_info, ".nhdr": _nrrd_info}
+    readers.update({".mha": _metaimage_info, ".mhd": _metaimage_info})
+    if suffix not in readers:
+        raise LoadError(path, f"no reader for {suffix!r} files")
+    with typed_errors(path, "reading the image header"):
+        check_image_file(path, suffix)
+        info = readers[suffix](path)
+    return _guarded(path, info)
+
+
+def _guarded(path: Path, info: ImageInfo) -> ImageInfo:
+    """``info`` whose voxel reader raises only typed errors naming ``path``."""
+    from dataclasses import replace
+
+    from inference.io.error_boundary import typed_errors
+
+    read = info.read_first_volume
+
+    def read_first_volume() -> npt.NDArray[Any]:
+        with typed_errors(path, "reading the voxels"):
+            return read()
+
+    return replace(info, read_first_volume=read_first_volume)
 
 
 def _unit_columns(m: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -303,7 +322,7 @@ def _nrrd_info(path: Path) -> ImageInfo:
     try:
         with path.open("rb") as fh:
             header = nrrd.read_header(fh)
-    except (nrrd.NRRDError, ValueError, UnicodeDecodeError, OSError, IndexError, KeyError) as exc:
+    except Exception as exc:  # pynrrd raises NRRDError, ValueError, KeyError, TypeError… on garbage
         raise _nrrd_error(path, exc, "read the header of") from None
     if "sizes" not in header or "type" not in header:
         raise LoadError(path, "cannot read the header of this image: it has no 'sizes' or 'type' field")
@@ -352,7 +371,7 @@ def _nrrd_info(path: Path) -> ImageInfo:
             with path.open("rb") as fh:
                 nrrd.read_header(fh)  # leaves fh at the first data byte of an attached header
                 data = nrrd.read_data(header, fh, str(path), index_order="C")
-        except (nrrd.NRRDError, ValueError, OSError, EOFError, zlib.error) as exc:
+        except Exception as exc:  # pynrrd, numpy, zlib and bz2 errors of a cut or corrupt file
             raise _nrrd_error(path, exc, "read the voxels of") from None
         # C order: axis a of the file is numpy axis n_axes - 1 - a.
         if range_axes:
@@ -366,7 +385,7 @@ def _nrrd_info(path: Path) -> ImageInfo:
 
 # --- MetaImage --------------------------------------------------------------------------------
 
-_MET_TYPES = {
+MET_TYPES = {
     "MET_CHAR": np.int8, "MET_UCHAR": np.uint8, "MET_SHORT": np.int16, "MET_USHORT": np.uint16,
     "MET_INT": np.int32, "MET_UINT": np.uint32, "MET_LONG": np.int32, "MET_ULONG": np.uint32,
     "MET_LONG_LONG": np.int64, "MET_ULONG_LONG": np.uint64, "MET_FLOAT": np.float32, "MET_DOUBLE": np.float64,
@@ -374,7 +393,7 @@ _MET_TYPES = {
 _MAX_HEADER_BYTES = 1 << 16
 
 
-def _metaimage_header(path: Path) -> tuple[dict[str, str], int]:
+def metaimage_header(path: Path) -> tuple[dict[str, str], int]:
     """The ``Key = value`` fields (keys lower-case) and the offset of the byte after ElementDataFile."""
     fields: dict[str, str] = {}
     with path.open("rb") as fh:
@@ -405,7 +424,7 @@ def _numbers(text: str, n: int, what: str) -> list[float]:
 
 def _metaimage_info(path: Path) -> ImageInfo:
     try:
-        fields, data_start = _metaimage_header(path)
+        fields, data_start = metaimage_header(path)
         if fields.get("objecttype", "Image").lower() != "image":
             raise ValueError(f"ObjectType is {fields['objecttype']}, not Image")
         dim = int(fields["ndims"])
@@ -426,16 +445,16 @@ def _metaimage_info(path: Path) -> ImageInfo:
                 # ITK: axis i of the image is row i of the matrix as written.
                 direction = np.array(_numbers(fields[key], dim * dim, key)).reshape(dim, dim).T
         type_name = fields.get("elementtype", "").upper().removesuffix("_ARRAY")
-        if type_name not in _MET_TYPES:
+        if type_name not in MET_TYPES:
             raise ValueError(f"unknown ElementType {fields.get('elementtype', '')!r}")
         components = int(fields.get("elementnumberofchannels", "1"))
         msb = fields.get("binarydatabyteordermsb", fields.get("elementbyteordermsb", "False")).lower() == "true"
-        dtype = np.dtype(_MET_TYPES[type_name]).newbyteorder(">" if msb else "<")
+        dtype = np.dtype(MET_TYPES[type_name]).newbyteorder(">" if msb else "<")
         compressed = fields.get("compresseddata", "False").lower() == "true"
         binary = fields.get("binarydata", "True").lower() == "true"
         data_file = fields["elementdatafile"]
         header_size = int(fields.get("headersize", "0"))
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, TypeError, IndexError, OverflowError) as exc:
         raise LoadError(path, f"cannot read the header of this image: {exc}") from None
     if not binary:
         raise LoadError(path, "cannot read the header of this image: ASCII MetaImage data is not supported")

@@ -49,6 +49,8 @@ def open_volume(
 ) -> Volume:
     """Scan ``path`` and load one stack from it (the only one, or ``stack_id``)."""
     from inference.io.dicom_loader import load_stack
+    from inference.io.error_boundary import typed_errors
 
-    stack = open_stack(path, stack_id, jobs=jobs, on_progress=lambda f, m: on_progress(0.5 * f, m), cancel=cancel)
-    return load_stack(stack, on_progress=lambda f, m: on_progress(0.5 + 0.5 * f, m), cancel=cancel)
+    with typed_errors(path, "opening this path"):
+        stack = open_stack(path, stack_id, jobs=jobs, on_progress=lambda f, m: on_progress(0.5 * f, m), cancel=cancel)
+        return load_stack(stack, on_progress=lambda f, m: on_progress(0.5 + 0.5 * f, m), cancel=cancel)

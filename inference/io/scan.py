@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inference.errors import LoadError, NotDicomError, UnreadableFileError
-from inference.io.dicom_header import DicomHeader, check_pixel_length, read_header
+from inference.io.dicom_header import read_header
+from inference.io.dicom_record import DicomHeader, check_pixel_length
+from inference.io.error_boundary import typed_errors
 from inference.io.fast_header import SeriesHeaderReader
 from inference.io.paths import display_path
 from inference.io.stacks import Stack, Study, build_studies
@@ -176,7 +178,8 @@ def _parse(path: str, reader: SeriesHeaderReader | None = None) -> DicomHeader |
     except LoadError as exc:
         return FileProblem(path, type(exc).__name__, exc.reason)
     except Exception as exc:  # a worker must never die on one file
-        return FileProblem(path, "LoadError", f"{type(exc).__name__}: {exc}")
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        return FileProblem(path, "LoadError", f"unexpected failure reading the header ({type(exc).__name__}: {text})")
 
 
 def _parse_chunk(paths: list[str], reader: SeriesHeaderReader | None = None) -> list[DicomHeader | FileProblem]:
@@ -234,7 +237,22 @@ def parse_headers(
 
 
 def _image_file_stack(path: str, n: int) -> Stack | FileProblem:
+    """The stack of one NIfTI/NRRD/MetaImage file from its header, or the problem that keeps it out."""
+    from inference.errors import LoadError
+
+    try:
+        with typed_errors(path, "reading the image header"):
+            return _image_file_header_stack(path, n)
+    except LoadError as exc:
+        return FileProblem(path, type(exc).__name__, exc.reason)
+
+
+def _image_file_header_stack(path: str, n: int) -> Stack | FileProblem:
+    from inference.io.image_checks import check_image_file
+    from inference.io.image_file import image_suffix
     from inference.io.image_file_fallback import use_simpleitk
+
+    check_image_file(path, image_suffix(path))
 
     if use_simpleitk():
         import SimpleITK as sitk
@@ -279,6 +297,22 @@ def _image_file_stack(path: str, n: int) -> Stack | FileProblem:
     )
 
 
+def _studies(images: list[DicomHeader], errors: list[FileProblem]) -> list[Study]:
+    """:func:`build_studies`; should one header break the grouping, that file is listed as a problem
+    and the others are grouped without it."""
+    try:
+        return build_studies(images)
+    except Exception:
+        kept = []
+        for h in images:
+            try:
+                build_studies([h])
+                kept.append(h)
+            except Exception as exc:
+                errors.append(FileProblem(h.path, "InvalidValueError", f"its geometry cannot be grouped ({exc})"))
+        return build_studies(kept)
+
+
 def scan(
     path: str | os.PathLike[str],
     *,
@@ -291,8 +325,11 @@ def scan(
     Files that cannot be read are listed with their reason; the rest still loads.
     Nothing is written anywhere.
     """
-    root = Path(path)
-    cancel = cancel or CancelToken()
+    with typed_errors(path, "scanning"):
+        return _scan(Path(path), jobs, on_progress, cancel or CancelToken())
+
+
+def _scan(root: Path, jobs: int | None, on_progress: ProgressCallback, cancel: CancelToken) -> ScanResult:
     result = ScanResult(root=os.fspath(root))
     if not root.exists() and not root.is_symlink():
         raise UnreadableFileError(root, "no such file or folder")
@@ -313,7 +350,7 @@ def scan(
             result.non_image.append(
                 NonImageObject(item.path, item.modality, item.sop_class_uid, item.series_uid, item.series_description)
             )
-    result.studies = build_studies(images)
+    result.studies = _studies(images, result.errors)
     n = len(result.stacks()) + 1
     for f in image_files:
         cancel.raise_if_cancelled()

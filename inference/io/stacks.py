@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
-from inference.io.dicom_header import DicomHeader, FrameGeometry
+from inference.io.dicom_record import DicomHeader, FrameGeometry
 from inference.io.geometry_qa import QACode, QAIssue, check_stack_geometry, median, slice_normal
 
 
@@ -57,7 +57,7 @@ class Stack:
 
     @property
     def slice_spacing(self) -> float | None:
-        if len(self.slices) < 2 or self.slices[0].geometry.position is None:
+        if len(self.slices) < 2 or any(s.geometry.position is None for s in self.slices):
             return None
         pos = np.array([s.geometry.position for s in self.slices], dtype=np.float64)
         orient = self.slices[0].geometry.orientation
@@ -121,7 +121,9 @@ def _rounded(
 def _stack_key(h: DicomHeader) -> tuple[object, ...]:
     g = h.frames[0]
     orient, spacing, image_type = _rounded(g.orientation, g.pixel_spacing, h.image_type)
-    return (orient, spacing, h.rows, h.columns, image_type, h.echo_number, h.samples_per_pixel, h.photometric)
+    # A slice without a usable position (absent, NaN, absurd) cannot share a stack with placed ones.
+    placed = g.position is not None
+    return (orient, spacing, h.rows, h.columns, image_type, h.echo_number, h.samples_per_pixel, h.photometric, placed)
 
 
 def _sorted_slices(headers: list[DicomHeader]) -> tuple[list[DicomHeader], list[SliceRef]]:
@@ -153,6 +155,13 @@ def _qa(headers: list[DicomHeader], refs: list[SliceRef]) -> list[QAIssue]:
     return issues
 
 
+def _typical(members: list[DicomHeader]) -> DicomHeader:
+    """The first header with the most common modality: one odd file does not decide a series' modality."""
+    counts = Counter(h.modality for h in members)
+    top = max(counts.values())
+    return next(h for h in members if counts[h.modality] == top)
+
+
 def build_studies(headers: list[DicomHeader]) -> list[Study]:
     """Group image headers into studies, series and stacks; stack ids are 1, 2, … in display order."""
     by_series: dict[tuple[str, str], list[DicomHeader]] = defaultdict(list)
@@ -165,7 +174,7 @@ def build_studies(headers: list[DicomHeader]) -> list[Study]:
     )
     next_id = 1
     for (study_uid, series_uid), members in ordered:
-        first = members[0]
+        first = _typical(members)
         study = studies.get(study_uid)
         if study is None:
             study = Study(study_uid, first.study_description, first.study_date, first.patient_name, first.patient_id)
@@ -183,7 +192,7 @@ def build_studies(headers: list[DicomHeader]) -> list[Study]:
                 Stack(
                     id=str(next_id),
                     kind="dicom",
-                    modality=first.modality,
+                    modality=_typical(hs).modality,
                     study_uid=study_uid,
                     series_uid=series_uid,
                     series_number=first.series_number,

@@ -231,10 +231,17 @@ def test_prefaulted_load_is_identical(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_prefaulted_load_failure_raises_and_joins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     paths = write_dicom_series(np.zeros((5, 30, 30), dtype=np.int64), tmp_path, spacing=(1, 1, 1))
     (stack,) = scan(tmp_path).stacks()
-    os.truncate(paths[2], os.path.getsize(paths[2]) - 50)
     monkeypatch.setattr(dicom_loader, "PREFAULT_MIN_BYTES", 0)
     monkeypatch.setattr(dicom_loader, "spare_cpu", lambda: True)
     threads = threading.active_count()
+    # One cut file is left out (the series still loads, and says so); every prefault thread joined.
+    os.truncate(paths[2], os.path.getsize(paths[2]) - 50)
+    with pytest.warns(UserWarning, match="left out"):
+        assert load_stack(stack).shape[0] == 4
+    assert threading.active_count() == threads
+    # Every file cut: the load fails, and still leaves no thread behind.
+    for path in paths:
+        os.truncate(path, os.path.getsize(path) - 50)
     with pytest.raises(LoadError):
         load_stack(stack)
     assert threading.active_count() == threads

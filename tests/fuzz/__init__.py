@@ -1,0 +1,1 @@
+"""A mutation fuzzer over RadLens' public loading API (see ``python -m tests.fuzz --help``)."""
