@@ -5,8 +5,6 @@ dciodvfy accepts, and that SR opened again as annotations."""
 from __future__ import annotations
 
 import csv
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ import pydicom
 import pytest
 
 from inference.io.dicom_writer import write_dicom_series
+from tests.inference.test_batch_writers import _dciodvfy
 from tests.viewer.conftest import open_and_wait, settle
 from viewer.models.measurements import Plane, Shape
 
@@ -180,15 +179,6 @@ def test_kept_with_the_study_and_never_in_its_folder(qtbot: Any, controller: Any
     assert _results(controller) == drawn
     assert not controller.window.actions_by_name["undo"].isEnabled()  # restoring is not an edit
     assert _tree(scan) == before
-
-
-def _dciodvfy(path: Path) -> None:
-    tool = shutil.which("dciodvfy")
-    if tool is None:
-        pytest.fail("dciodvfy is missing: run scripts/system-deps.sh (Debian dicom3tools)")
-    done = subprocess.run([tool, str(path)], capture_output=True, text=True, check=False)
-    report = done.stdout + done.stderr
-    assert not [line for line in report.splitlines() if line.startswith("Error")], report
 
 
 def test_export_csv_and_sr_then_open_the_sr_as_annotations(qtbot: Any, controller: Any, tmp_path: Path) -> None:

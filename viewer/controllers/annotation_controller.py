@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 from PySide6 import QtCore
 
-from viewer.controllers.worker import create_worker
+from inference.io.stacks import Stack
+from viewer.controllers.worker import run_in_background
 from viewer.models.annotation_store import load_measurements, save_measurements, store_path
 from viewer.models.history import EditHistory
 from viewer.models.measurements import Measurement, Plane, Point, Shape, hit_test
@@ -34,6 +35,7 @@ def _moved(a: Point, b: Point) -> bool:
 class AnnotationController(QtCore.QObject):
     selection_changed = QtCore.Signal()
     failed = QtCore.Signal(str)
+    message = QtCore.Signal(str)  # a notice for the status bar
 
     def __init__(
         self,
@@ -243,12 +245,12 @@ class AnnotationController(QtCore.QObject):
         path = store_path(cur.volume, self.store_folder)
         if path is None:
             return
-        worker = create_worker(lambda: load_measurements(path, cur))
-        worker.returned.connect(lambda items: self._restored(cur, items))
-        worker.errored.connect(lambda exc: self.failed.emit(f"Cannot read the saved measurements: {exc}"))
-        self._workers.add(worker)
-        worker.finished.connect(lambda: self._workers.discard(worker))
-        worker.start()
+        run_in_background(
+            lambda: load_measurements(path, cur),
+            self._workers,
+            lambda items: self._restored(cur, items),
+            lambda exc: self.failed.emit(f"Cannot read the saved measurements: {exc}"),
+        )
 
     def _restored(self, cur: OpenVolume, items: list[Measurement]) -> None:
         if self.model.current is not cur or not items:
@@ -274,11 +276,57 @@ class AnnotationController(QtCore.QObject):
         if path is None:
             return
         items = [m.copy() for m in self.model.measurements if m.complete and m is not self._drawing]
-        worker = create_worker(lambda: save_measurements(path, items, cur))
-        worker.errored.connect(lambda exc: self.failed.emit(f"Cannot keep the measurements: {exc}"))
-        self._workers.add(worker)
-        worker.finished.connect(lambda: self._workers.discard(worker))
-        worker.start()
+        run_in_background(
+            lambda: save_measurements(path, items, cur),
+            self._workers,
+            lambda _path: None,
+            lambda exc: self.failed.emit(f"Cannot keep the measurements: {exc}"),
+        )
+
+    # --- export and import ---------------------------------------------------------------------------
+    def export(self, folder: Path, stack: Stack | None) -> bool:
+        """Write the measurements as ``measurements.csv`` and, for a DICOM series, a TID 1500 SR
+        into ``folder`` (on a worker thread); False when there is nothing to write."""
+        cur = self.model.current
+        items = [m.copy() for m in self.model.measurements if m.complete]
+        if cur is None or not items:
+            self.failed.emit("There are no measurements to export")
+            return False
+        from viewer.models.measurement_export import export_measurements
+
+        run_in_background(
+            lambda: export_measurements(folder, items, cur, stack),
+            self._workers,
+            lambda files: self.message.emit(f"Exported {len(files)} files to {folder}"),
+            lambda exc: self.failed.emit(f"Cannot export the measurements: {exc}"),
+        )
+        return True
+
+    def open_sr(self, path: str | Path) -> bool:
+        """Add a DICOM SR's planar measurements on the open study's frame of reference (read on a
+        worker thread) as one undo step."""
+        cur = self.model.current
+        if cur is None:
+            self.failed.emit("Open an image before opening measurements")
+            return False
+        from viewer.models.measurement_sr import read_measurement_sr
+
+        run_in_background(
+            lambda: read_measurement_sr(path, cur),
+            self._workers,
+            lambda items: self._add_read(items, cur),
+            lambda exc: self.failed.emit(f"Cannot open {Path(path).name} as measurements: {exc}"),
+        )
+        return True
+
+    def _add_read(self, items: list[Measurement], cur: OpenVolume) -> None:
+        if self.model.current is not cur:
+            self.failed.emit("The measurements were read for an image that is no longer open")
+            return
+        with self.history.group():
+            for m in items:
+                self.model.measurements.add(m)
+        self.message.emit(f"{len(items)} measurement(s) added")
 
     def shutdown(self) -> None:
         if self._save_timer.isActive():

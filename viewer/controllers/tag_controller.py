@@ -13,7 +13,7 @@ from PySide6 import QtCore, QtWidgets
 
 from inference.io.dicom_tags import read_tag_tree
 from inference.io.stacks import Stack
-from viewer.controllers.worker import create_worker
+from viewer.controllers.worker import run_in_background
 from viewer.models.viewer_model import ViewerModel
 from viewer.views.tag_browser import TagBrowser
 
@@ -58,12 +58,12 @@ class TagController(QtCore.QObject):
         self._generation += 1
         generation = self._generation
         label = source or Path(path).name
-        worker = create_worker(lambda: read_tag_tree(path))
-        worker.returned.connect(lambda nodes: self._show(generation, str(path), label, nodes))
-        worker.errored.connect(lambda exc: self._show_error(generation, exc))
-        self._workers.add(worker)
-        worker.finished.connect(lambda: self._workers.discard(worker))
-        worker.start()
+        run_in_background(
+            lambda: read_tag_tree(path),
+            self._workers,
+            lambda nodes: self._show(generation, str(path), label, nodes),
+            lambda exc: self._show_error(generation, exc),
+        )
 
     def current_file(self) -> tuple[str, str] | None:
         """The file behind the cursor's axial slice, and a label for it; None outside DICOM."""

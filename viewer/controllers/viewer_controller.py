@@ -25,9 +25,9 @@ from viewer.controllers.loading import LoadController
 from viewer.controllers.settings import Settings
 from viewer.controllers.tag_controller import TagController
 from viewer.controllers.view_options import ViewOptions
-from viewer.controllers.worker import create_worker
+from viewer.controllers.worker import create_worker, run_in_background
 from viewer.models.layers import HeatmapLayer, LabelLayer
-from viewer.models.measurements import Measurement, Plane, Shape
+from viewer.models.measurements import Plane, Shape
 from viewer.models.oblique import Oblique, reslice, reslice_coordinates, rotate_point
 from viewer.models.plane_cache import PlaneCache
 from viewer.models.slab import Slab, SlabMode
@@ -84,6 +84,7 @@ class ViewerController(QtCore.QObject):
         )
         self.annotations.selection_changed.connect(self._on_measurements_changed)
         self.annotations.failed.connect(self._error)
+        self.annotations.message.connect(lambda text: self.window.statusBar().showMessage(text, 30000))
         self.annotations.history.changed.connect(self._refresh_undo_actions)
         self.interactive = interactive  # False: errors go to the status bar, never a modal box
         self.scan_result: ScanResult | None = None
@@ -291,12 +292,12 @@ class ViewerController(QtCore.QObject):
 
         name = Path(path).name
         volume = cur.volume
-        worker = create_worker(lambda: read_overlay(volume, path))
-        worker.returned.connect(lambda layer: self._add_overlay(layer, volume))
-        worker.errored.connect(lambda exc: self._error(f"Cannot open {name} as an overlay: {exc}"))
-        self._overlay_workers.add(worker)
-        worker.finished.connect(lambda: self._overlay_workers.discard(worker))
-        worker.start()
+        run_in_background(
+            lambda: read_overlay(volume, path),
+            self._overlay_workers,
+            lambda layer: self._add_overlay(layer, volume),
+            lambda exc: self._error(f"Cannot open {name} as an overlay: {exc}"),
+        )
         return True
 
     def _add_overlay(self, layer: LabelLayer | HeatmapLayer, volume: Volume) -> None:
@@ -792,25 +793,8 @@ class ViewerController(QtCore.QObject):
         return text if ok else None
 
     def export_measurements(self, folder: str | Path) -> bool:
-        """Write the open study's measurements as ``measurements.csv`` and a DICOM SR (TID 1500)
-        into ``folder`` (on a worker thread); False when nothing can be written."""
-        cur = self.model.current
-        items = [m for m in self.model.measurements if m.complete]
-        if cur is None or not items:
-            self._error("There are no measurements to export")
-            return False
-        from viewer.models.measurement_export import export_measurements
-
-        stack = self.current_stack
-        worker = create_worker(lambda: export_measurements(Path(folder), items, cur, stack))
-        worker.returned.connect(
-            lambda files: self.window.statusBar().showMessage(f"Exported {len(files)} files to {folder}", 30000)
-        )
-        worker.errored.connect(lambda exc: self._error(f"Cannot export the measurements: {exc}"))
-        self._overlay_workers.add(worker)
-        worker.finished.connect(lambda: self._overlay_workers.discard(worker))
-        worker.start()
-        return True
+        """File → Export measurements: ``measurements.csv`` and a DICOM SR into ``folder``."""
+        return self.annotations.export(Path(folder), self.current_stack)
 
     def _ask_export_measurements(self) -> None:
         folder = ask_folder(self.window, "Export measurements into", str(Path.home()))
@@ -818,30 +802,8 @@ class ViewerController(QtCore.QObject):
             self.export_measurements(folder)
 
     def open_measurements(self, path: str | Path) -> bool:
-        """Read a DICOM SR's planar measurements on the open study's frame of reference as
-        annotations (on a worker thread)."""
-        cur = self.model.current
-        if cur is None:
-            self._error("Open an image before opening measurements")
-            return False
-        from viewer.models.measurement_sr import read_measurement_sr
-
-        worker = create_worker(lambda: read_measurement_sr(path, cur))
-        worker.returned.connect(lambda items: self._add_measurements(items, cur))
-        worker.errored.connect(lambda exc: self._error(f"Cannot open {Path(path).name} as measurements: {exc}"))
-        self._overlay_workers.add(worker)
-        worker.finished.connect(lambda: self._overlay_workers.discard(worker))
-        worker.start()
-        return True
-
-    def _add_measurements(self, items: list[Measurement], cur: Any) -> None:
-        if self.model.current is not cur:
-            self._error("The measurements were read for an image that is no longer open")
-            return
-        with self.annotations.history.group():
-            for m in items:
-                self.model.measurements.add(m)
-        self.window.statusBar().showMessage(f"{len(items)} measurement(s) added", 15000)
+        """File → Open measurements: a DICOM SR's measurements on the open study, as annotations."""
+        return self.annotations.open_sr(path)
 
     def _ask_measurement_sr(self) -> None:
         path = ask_open_file(self.window, Asked.MEASUREMENT_SR, self.settings.last_folder())

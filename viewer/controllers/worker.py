@@ -53,3 +53,20 @@ class Worker(QtCore.QRunnable):
 
 def create_worker(func: Callable[[], Any], _start_thread: bool = False) -> Worker:
     return Worker(func)
+
+
+def run_in_background(
+    func: Callable[[], Any],
+    workers: set[Any],
+    on_result: Callable[[Any], Any],
+    on_error: Callable[[BaseException], Any],
+) -> Worker:
+    """Start ``func`` on the thread pool, its result or error delivered on the GUI thread; the
+    worker sits in ``workers`` while it runs (what a controller's ``busy`` looks at)."""
+    worker = create_worker(func)
+    worker.returned.connect(on_result)
+    worker.errored.connect(on_error)
+    workers.add(worker)
+    worker.finished.connect(lambda: workers.discard(worker))
+    worker.start()
+    return worker
