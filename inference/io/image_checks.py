@@ -60,6 +60,8 @@ def _data_file(header_path: Path, name: str, field: str) -> tuple[Path, os.stat_
     target = Path(name) if os.path.isabs(name) else header_path.parent / name
     try:
         st = os.stat(target)
+    except ValueError:  # a NUL byte in the name
+        raise InvalidValueError(header_path, f"{field} {name[:60]!r} is not a file name") from None
     except OSError as exc:
         raise UnreadableFileError(header_path, f"{field} {name!r} cannot be opened ({exc.strerror or exc})") from None
     if not stat.S_ISREG(st.st_mode):

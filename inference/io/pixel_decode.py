@@ -69,7 +69,9 @@ def read_dataset(h: DicomHeader) -> Any:
     except MemoryError:
         raise AbsurdDimensionsError(h.path, "an element claims more memory than there is") from None
     except Exception as exc:
-        raise LoadError(h.path, f"the file changed or cannot be read again: {_first_line(exc)}") from None
+        from inference.io.dicom_header import pydicom_reason
+
+        raise InvalidValueError(h.path, f"the data set cannot be read with its pixels: {pydicom_reason(exc)}") from None
     if not getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None):
         ds.file_meta.TransferSyntaxUID = h.transfer_syntax
     return ds
@@ -93,8 +95,13 @@ def check_decodable(h: DicomHeader, ds: Any) -> None:
     data must hold the bytes the dimensions need; encapsulated data must hold at least one
     fragment per frame and no more than :data:`MAX_COMPRESSION_RATIO` decoded bytes per byte.
     """
+    from inference.io.dicom_header import pydicom_reason
+
     for keyword in _PIXEL_MODULE:
-        value = ds.get(keyword)
+        try:
+            value = ds.get(keyword)
+        except Exception as exc:
+            raise InvalidValueError(h.path, f"{keyword} cannot be read: {pydicom_reason(exc)}") from None
         if value is None or isinstance(value, int):
             continue
         if keyword == "NumberOfFrames" and str(value).strip().lstrip("+-").isdigit():
@@ -103,7 +110,7 @@ def check_decodable(h: DicomHeader, ds: Any) -> None:
     try:
         data = ds.get("PixelData")
     except Exception as exc:
-        raise InvalidValueError(h.path, f"PixelData cannot be read ({_first_line(exc)})") from None
+        raise InvalidValueError(h.path, f"PixelData cannot be read: {pydicom_reason(exc)}") from None
     if not isinstance(data, bytes | bytearray):
         kind = "is missing" if data is None else f"is {type(data).__name__}, not bytes (wrong VR?)"
         raise InvalidValueError(h.path, f"PixelData {kind}")
