@@ -30,7 +30,7 @@ from inference.errors import (
     UnsupportedTransferSyntaxError,
 )
 from inference.io.bounded_file import SizeBoundedReader
-from inference.io.dicom_record import DicomHeader
+from inference.io.dicom_record import MAX_COMPRESSION_RATIO, RATIO_FREE_BYTES, DicomHeader
 
 #: Decoders that report a corrupt stream with a Python exception, in the order they are tried.
 SAFE_PLUGINS = ("pylibjpeg", "pydicom", "pillow", "pyjpegls")
@@ -38,10 +38,6 @@ SAFE_PLUGINS = ("pylibjpeg", "pydicom", "pillow", "pyjpegls")
 ISOLATED_PLUGINS = ("gdcm",)
 #: Seconds the isolated decoder may take for one file.
 ISOLATED_TIMEOUT_S = 120.0
-#: Decoded bytes per compressed byte no real image reaches (lossless codecs stay below ~20, lossy
-#: ones below a few hundred); objects up to :data:`RATIO_FREE_BYTES` decoded are not held to it.
-MAX_COMPRESSION_RATIO = 1000
-RATIO_FREE_BYTES = 256 << 20
 #: Image-pixel attributes pydicom's decoders do arithmetic with: each must be a whole number.
 _PIXEL_MODULE = (
     "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation", "SamplesPerPixel",
