@@ -2,10 +2,10 @@
 
 pydicom tries every installed decoder of a transfer syntax in turn, GDCM first; GDCM aborts the
 whole process on some corrupt streams (no Python exception: the viewer or a batch run dies).
-Here the decoders that fail with a Python exception (pydicom's own, the pylibjpeg family,
-Pillow, pyjpegls) are tried alone, in that order; GDCM runs only where it is the only decoder of
-the transfer syntax, and then in a short-lived worker process with a time-out and a memory
-limit, so that its crash becomes a :class:`~inference.errors.LoadError` for that file.
+Here the decoders that fail with a Python exception (the pylibjpeg family, pydicom's own, Pillow,
+pyjpegls) are tried alone, in that order; GDCM runs only where they are not installed or all
+failed, and then in a short-lived worker process with a time-out and a memory limit, so that its
+crash becomes a :class:`~inference.errors.LoadError` for that file.
 
 Before any decoder runs, the buffer the header asks for is checked against what the file holds
 (:func:`check_decodable`): a decoder is never handed a size the file does not justify.
@@ -202,6 +202,13 @@ def decode_all_frames(h: DicomHeader, ds: Any) -> npt.NDArray[Any]:
             failures.append(f"{plugin or 'pydicom'}: {_first_line(exc)}")
     if not safe and not isolated and _is_encapsulated(ts):
         raise UnsupportedTransferSyntaxError(h.path, f"no installed decoder for transfer syntax {ts}")
+    if isolated and safe:
+        # GDCM reads some valid streams the others refuse (12-bit extended JPEG, odd lossless
+        # variants): last, and in its own process.
+        try:
+            return _decode_isolated(h, isolated[0])
+        except LoadError as exc:
+            failures.append(exc.reason.removeprefix("compressed pixel data is corrupt: "))
     detail = "; ".join(failures)[:300]
     low = detail.lower()
     if any(w in low for w in ("truncat", "end of", "insufficient", "not enough", "too short", "eof")):
