@@ -8,6 +8,7 @@ itself (:class:`~inference.io.dicom_record.DicomHeader`) lives in :mod:`inferenc
 from __future__ import annotations
 
 import os
+import re
 import stat
 import struct
 from typing import Any
@@ -148,7 +149,7 @@ def _read_header_pydicom(p: str, st: os.stat_result) -> DicomHeader:
             except MemoryError:
                 raise AbsurdDimensionsError(p, "an element of the header claims more memory than there is") from None
             except Exception as exc:  # pydicom raises many types for garbage
-                raise NotDicomError(p, f"unreadable DICOM header ({type(exc).__name__}: {exc})") from exc
+                raise NotDicomError(p, f"unreadable DICOM header: {pydicom_reason(exc)}") from exc
             if _value_cut_short(ds):
                 raise TruncatedFileError(p, "the file ends inside its DICOM header")
             ts = transfer_syntax_of(ds)
@@ -164,6 +165,8 @@ def _read_header_pydicom(p: str, st: os.stat_result) -> DicomHeader:
         raise
     except OSError as exc:
         raise UnreadableFileError(p, f"cannot read file ({exc.strerror or exc})") from exc
+    except Exception as exc:  # a value pydicom converts only when first looked at
+        raise InvalidValueError(p, f"malformed DICOM header: {pydicom_reason(exc)}") from exc
     if len(ds) == 0 and not getattr(ds, "file_meta", None):
         raise NotDicomError(p, "not a DICOM file")
     if "SOPClassUID" not in ds and "Modality" not in ds and "Rows" not in ds:
@@ -177,7 +180,24 @@ def _read_header_pydicom(p: str, st: os.stat_result) -> DicomHeader:
     except RecursionError:
         raise InvalidValueError(p, "sequences nested too deep for a DICOM object") from None
     except Exception as exc:  # a malformed value deep in pydicom
-        raise LoadError(p, f"malformed DICOM header ({type(exc).__name__}: {str(exc)[:200]})") from exc
+        raise InvalidValueError(p, f"malformed DICOM header: {pydicom_reason(exc)}") from exc
+
+
+_UNKNOWN_VR = re.compile(r"Unknown Value Representation '(.*?)' in tag \(([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\)")
+
+
+def pydicom_reason(exc: BaseException) -> str:
+    """What a pydicom parsing error says about the file, in a user's words where it is a known case."""
+    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    if m := _UNKNOWN_VR.search(str(exc)):
+        return f"element ({m.group(2)},{m.group(3)}) has an unknown value representation {m.group(1)[:16]!r}"
+    if type(exc).__name__ == "BytesLengthException":
+        return f"a numeric element's length is not a whole number of values ({text})"
+    if "embedded null" in text:
+        return "a text value holds a NUL byte"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a text value is not in the declared character set ({text})"
+    return f"{text} ({type(exc).__name__})" if text else type(exc).__name__
 
 
 def _check_readable(ds: Any, p: str) -> None:
@@ -187,5 +207,4 @@ def _check_readable(ds: Any, p: str) -> None:
         try:
             ds.get(keyword)
         except Exception as exc:
-            detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-            raise InvalidValueError(p, f"{keyword} cannot be read ({detail})") from None
+            raise InvalidValueError(p, f"{keyword} cannot be read: {pydicom_reason(exc)}") from None

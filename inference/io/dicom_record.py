@@ -27,6 +27,10 @@ MAX_SAMPLES = 4
 MAX_BITS = 64
 #: Bytes each frame takes at least in a file: an encapsulated frame needs one 8-byte item header.
 MIN_FRAME_BYTES = 8
+#: Decoded bytes per byte of a compressed file no codec reaches on a real image; objects up to
+#: RATIO_FREE_BYTES are not held to it.
+MAX_COMPRESSION_RATIO = 1000
+RATIO_FREE_BYTES = 256 << 20
 #: Rescale values beyond this magnitude are no physical unit's (they overflow the volume's type).
 MAX_RESCALE = 1e9
 #: Patient coordinates and pixel spacings beyond these (mm) place nothing on a patient.
@@ -434,7 +438,15 @@ def _header(
                 f"NumberOfFrames is {n_frames}, but a file of {st.st_size} bytes cannot hold that many "
                 f"frames of {rows}×{cols}; refusing to allocate",
             )
-    if rows * cols * n_frames * spp * max(bits, 1) // 8 > MAX_OBJECT_BYTES:
+    decoded = rows * cols * n_frames * spp * max(bits, 1) // 8
+    if has_pixels and offset is None and decoded > max(RATIO_FREE_BYTES, MAX_COMPRESSION_RATIO * st.st_size):
+        # Compressed (or big-endian, deflated) pixels: no codec decodes this much from a file this small.
+        raise AbsurdDimensionsError(
+            p,
+            f"Rows × Columns × NumberOfFrames ({rows}×{cols}×{n_frames}) claims {decoded} bytes of pixels "
+            f"from a file of {st.st_size} bytes; refusing to allocate",
+        )
+    if decoded > MAX_OBJECT_BYTES:
         raise AbsurdDimensionsError(
             p,
             f"NumberOfFrames × Rows × Columns × SamplesPerPixel ({n_frames}×{rows}×{cols}×{spp}) of {bits} bits "

@@ -60,6 +60,8 @@ def _data_file(header_path: Path, name: str, field: str) -> tuple[Path, os.stat_
     target = Path(name) if os.path.isabs(name) else header_path.parent / name
     try:
         st = os.stat(target)
+    except ValueError:  # a NUL byte in the name
+        raise InvalidValueError(header_path, f"{field} {name[:60]!r} is not a file name") from None
     except OSError as exc:
         raise UnreadableFileError(header_path, f"{field} {name!r} cannot be opened ({exc.strerror or exc})") from None
     if not stat.S_ISREG(st.st_mode):
@@ -117,6 +119,11 @@ def check_image_file(path: str | os.PathLike[str], suffix: str | None) -> None:
 # --- NIfTI ----------------------------------------------------------------------------------------
 
 _NIFTI_BITPIX = {8, 16, 24, 32, 64, 128, 256}
+#: Bytes per voxel of each NIfTI datatype code (readers go by the datatype, not bitpix).
+_NIFTI_DATATYPE_BYTES = {
+    2: 1, 4: 2, 8: 4, 16: 4, 32: 8, 64: 8, 128: 3, 256: 1, 512: 2, 768: 4, 1024: 8, 1280: 8, 1536: 16,
+    1792: 16, 2048: 32, 2304: 4,
+}  # fmt: skip
 
 
 def _nifti_head(p: Path, compressed: bool) -> bytes:
@@ -144,14 +151,14 @@ def _check_nifti(p: Path, st: os.stat_result, compressed: bool) -> None:
         return
     if sizeof_hdr == 348:
         dims = list(struct.unpack(e + "8h", head[40:56]))
-        (bitpix,) = struct.unpack(e + "h", head[72:74])
+        datatype, bitpix = struct.unpack(e + "2h", head[70:74])
         pixdim = struct.unpack(e + "8f", head[76:108])
         (vox_offset,) = struct.unpack(e + "f", head[108:112])
         qcode, scode = struct.unpack(e + "2h", head[252:256])
         quatern = struct.unpack(e + "6f", head[256:280])
         srows = struct.unpack(e + "12f", head[280:328])
     else:
-        (bitpix,) = struct.unpack(e + "h", head[14:16])
+        datatype, bitpix = struct.unpack(e + "2h", head[12:16])
         dims = list(struct.unpack(e + "8q", head[16:80]))
         pixdim = struct.unpack(e + "8d", head[104:168])
         (vox_offset,) = struct.unpack(e + "q", head[168:176])
@@ -167,10 +174,12 @@ def _check_nifti(p: Path, st: os.stat_result, compressed: bool) -> None:
             raise AbsurdDimensionsError(p, f"dim[{n + 1}] is {s}; refusing to allocate")
     if bitpix not in _NIFTI_BITPIX:
         raise InvalidValueError(p, f"bitpix is {bitpix}, not a NIfTI voxel size")
+    if datatype not in _NIFTI_DATATYPE_BYTES:
+        raise InvalidValueError(p, f"datatype is {datatype}, not a NIfTI data type")
     if not math.isfinite(vox_offset) or vox_offset < 0:
         raise InvalidValueError(p, f"vox_offset is {vox_offset}: not where voxels can start")
     voxels = math.prod(sizes)
-    need = voxels * bitpix // 8
+    need = voxels * max(bitpix // 8, _NIFTI_DATATYPE_BYTES[datatype])
     if voxels > MAX_VOXELS * 8:  # all volumes of a 4-D series (the first is read, the rest checked)
         raise AbsurdDimensionsError(p, f"dim {sizes} claims {voxels} voxels; refusing to allocate")
     if compressed:

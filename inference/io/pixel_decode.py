@@ -2,10 +2,10 @@
 
 pydicom tries every installed decoder of a transfer syntax in turn, GDCM first; GDCM aborts the
 whole process on some corrupt streams (no Python exception: the viewer or a batch run dies).
-Here the decoders that fail with a Python exception (pydicom's own, the pylibjpeg family,
-Pillow, pyjpegls) are tried alone, in that order; GDCM runs only where it is the only decoder of
-the transfer syntax, and then in a short-lived worker process with a time-out and a memory
-limit, so that its crash becomes a :class:`~inference.errors.LoadError` for that file.
+Here the decoders that fail with a Python exception (the pylibjpeg family, pydicom's own, Pillow,
+pyjpegls) are tried alone, in that order; GDCM runs only where they are not installed or all
+failed, and then in a short-lived worker process with a time-out and a memory limit, so that its
+crash becomes a :class:`~inference.errors.LoadError` for that file.
 
 Before any decoder runs, the buffer the header asks for is checked against what the file holds
 (:func:`check_decodable`): a decoder is never handed a size the file does not justify.
@@ -30,7 +30,7 @@ from inference.errors import (
     UnsupportedTransferSyntaxError,
 )
 from inference.io.bounded_file import SizeBoundedReader
-from inference.io.dicom_record import DicomHeader
+from inference.io.dicom_record import MAX_COMPRESSION_RATIO, RATIO_FREE_BYTES, DicomHeader
 
 #: Decoders that report a corrupt stream with a Python exception, in the order they are tried.
 SAFE_PLUGINS = ("pylibjpeg", "pydicom", "pillow", "pyjpegls")
@@ -38,10 +38,6 @@ SAFE_PLUGINS = ("pylibjpeg", "pydicom", "pillow", "pyjpegls")
 ISOLATED_PLUGINS = ("gdcm",)
 #: Seconds the isolated decoder may take for one file.
 ISOLATED_TIMEOUT_S = 120.0
-#: Decoded bytes per compressed byte no real image reaches (lossless codecs stay below ~20, lossy
-#: ones below a few hundred); objects up to :data:`RATIO_FREE_BYTES` decoded are not held to it.
-MAX_COMPRESSION_RATIO = 1000
-RATIO_FREE_BYTES = 256 << 20
 #: Image-pixel attributes pydicom's decoders do arithmetic with: each must be a whole number.
 _PIXEL_MODULE = (
     "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation", "SamplesPerPixel",
@@ -69,7 +65,9 @@ def read_dataset(h: DicomHeader) -> Any:
     except MemoryError:
         raise AbsurdDimensionsError(h.path, "an element claims more memory than there is") from None
     except Exception as exc:
-        raise LoadError(h.path, f"the file changed or cannot be read again: {_first_line(exc)}") from None
+        from inference.io.dicom_header import pydicom_reason
+
+        raise InvalidValueError(h.path, f"the data set cannot be read with its pixels: {pydicom_reason(exc)}") from None
     if not getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None):
         ds.file_meta.TransferSyntaxUID = h.transfer_syntax
     return ds
@@ -93,8 +91,13 @@ def check_decodable(h: DicomHeader, ds: Any) -> None:
     data must hold the bytes the dimensions need; encapsulated data must hold at least one
     fragment per frame and no more than :data:`MAX_COMPRESSION_RATIO` decoded bytes per byte.
     """
+    from inference.io.dicom_header import pydicom_reason
+
     for keyword in _PIXEL_MODULE:
-        value = ds.get(keyword)
+        try:
+            value = ds.get(keyword)
+        except Exception as exc:
+            raise InvalidValueError(h.path, f"{keyword} cannot be read: {pydicom_reason(exc)}") from None
         if value is None or isinstance(value, int):
             continue
         if keyword == "NumberOfFrames" and str(value).strip().lstrip("+-").isdigit():
@@ -103,7 +106,7 @@ def check_decodable(h: DicomHeader, ds: Any) -> None:
     try:
         data = ds.get("PixelData")
     except Exception as exc:
-        raise InvalidValueError(h.path, f"PixelData cannot be read ({_first_line(exc)})") from None
+        raise InvalidValueError(h.path, f"PixelData cannot be read: {pydicom_reason(exc)}") from None
     if not isinstance(data, bytes | bytearray):
         kind = "is missing" if data is None else f"is {type(data).__name__}, not bytes (wrong VR?)"
         raise InvalidValueError(h.path, f"PixelData {kind}")
@@ -199,6 +202,13 @@ def decode_all_frames(h: DicomHeader, ds: Any) -> npt.NDArray[Any]:
             failures.append(f"{plugin or 'pydicom'}: {_first_line(exc)}")
     if not safe and not isolated and _is_encapsulated(ts):
         raise UnsupportedTransferSyntaxError(h.path, f"no installed decoder for transfer syntax {ts}")
+    if isolated and safe:
+        # GDCM reads some valid streams the others refuse (12-bit extended JPEG, odd lossless
+        # variants): last, and in its own process.
+        try:
+            return _decode_isolated(h, isolated[0])
+        except LoadError as exc:
+            failures.append(exc.reason.removeprefix("compressed pixel data is corrupt: "))
     detail = "; ".join(failures)[:300]
     low = detail.lower()
     if any(w in low for w in ("truncat", "end of", "insufficient", "not enough", "too short", "eof")):

@@ -305,3 +305,26 @@ def test_gdcm_crash_in_its_worker_is_a_typed_error(tmp_path: Path) -> None:
         _decode_isolated(header, "gdcm")
     good = read_header(shutil.copy(intact, tmp_path / "intact.dcm"))
     np.testing.assert_array_equal(_decode_isolated(good, "gdcm"), decode_all_frames(good, read_dataset(good)))
+
+
+def test_compressed_file_claiming_more_pixels_than_any_codec_gives_is_refused_at_scan(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(pydicom_file("SC_rgb_jpeg_dcmtk.dcm"))  # 3 KB of JPEG
+    ds.Rows, ds.Columns = 16000, 16000
+    ds.save_as(tmp_path / "big.dcm")
+    good_pair(tmp_path)
+    result = scan(tmp_path)
+    (problem,) = result.errors
+    assert problem.error == "AbsurdDimensionsError" and "16000×16000" in problem.reason
+    assert_good_pair_loads(tmp_path)
+
+
+def test_nifti_datatype_decides_the_bytes_needed(tmp_path: Path) -> None:
+    """bitpix says 8 bits, datatype says float64: the readers read 8 bytes a voxel, so the file is short."""
+    img = nib.Nifti1Image(np.zeros((8, 8, 4), np.uint8), np.eye(4))
+    path = tmp_path / "mixed.nii"
+    nib.save(img, path)
+    raw = bytearray(path.read_bytes())
+    struct.pack_into("<h", raw, 70, 64)  # DT_FLOAT64
+    path.write_bytes(bytes(raw))
+    with pytest.raises(LoadError, match="holds"):
+        read_image_file(path)
