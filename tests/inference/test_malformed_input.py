@@ -28,7 +28,8 @@ from inference.io.dicom_header import read_header
 from inference.io.dicom_loader import load_stack
 from inference.io.image_file import read_image_file
 from inference.io.image_file_fallback import NO_SIMPLEITK_ENV
-from inference.io.pixel_decode import _decode_isolated, decode_all_frames, read_dataset
+from inference.io.isolated_decode import decode_isolated
+from inference.io.pixel_decode import decode_all_frames, read_dataset
 from inference.io.scan import scan
 
 SERIES = "1.2.826.0.1.3680043.8.498.2424000000001"
@@ -302,9 +303,15 @@ def test_gdcm_crash_in_its_worker_is_a_typed_error(tmp_path: Path) -> None:
     ds.save_as(tmp_path / "crash.dcm")
     header = read_header(tmp_path / "crash.dcm")
     with pytest.raises(LoadError, match=r"gdcm decoder crashed.*SIGABRT"):
-        _decode_isolated(header, "gdcm")
+        decode_isolated(header.path, header.transfer_syntax, "gdcm", header.frame_bytes)
+    # The frozen app's route (multiprocessing, as its entry point calls freeze_support) too.
+    from inference.io.isolated_decode import _decode_multiprocessing
+
+    with pytest.raises(LoadError, match=r"gdcm decoder crashed.*SIGABRT"):
+        _decode_multiprocessing(header.path, header.transfer_syntax, "gdcm", header.frame_bytes)
     good = read_header(shutil.copy(intact, tmp_path / "intact.dcm"))
-    np.testing.assert_array_equal(_decode_isolated(good, "gdcm"), decode_all_frames(good, read_dataset(good)))
+    decoded = decode_isolated(good.path, good.transfer_syntax, "gdcm", good.frame_bytes)
+    np.testing.assert_array_equal(decoded, decode_all_frames(good, read_dataset(good)))
 
 
 def test_compressed_file_claiming_more_pixels_than_any_codec_gives_is_refused_at_scan(tmp_path: Path) -> None:
