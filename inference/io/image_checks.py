@@ -321,7 +321,8 @@ def _check_metaimage(p: Path, st: os.stat_result) -> None:
     if name.upper() == "LOCAL":
         available = st.st_size - data_start
     elif name.upper().startswith("LIST") or len(name.split()) > 1 or "%" in name:
-        return  # several data files: the readers refuse or handle them
+        # Several data files (each of which could be a FIFO): not read, as the packaged reader does not.
+        raise LoadError(p, f"ElementDataFile {name[:60]!r}: MetaImage data split over several files is not supported")
     else:
         _, data_st = _data_file(p, name, "ElementDataFile")
         available = data_st.st_size

@@ -14,7 +14,6 @@ Before any decoder runs, the buffer the header asks for is checked against what 
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from typing import Any
 
@@ -31,13 +30,12 @@ from inference.errors import (
 )
 from inference.io.bounded_file import SizeBoundedReader
 from inference.io.dicom_record import MAX_COMPRESSION_RATIO, RATIO_FREE_BYTES, DicomHeader
+from inference.io.isolated_decode import decode_isolated
 
 #: Decoders that report a corrupt stream with a Python exception, in the order they are tried.
 SAFE_PLUGINS = ("pylibjpeg", "pydicom", "pillow", "pyjpegls")
 #: Decoders that can abort the process on a corrupt stream: run apart, and only as a last resort.
 ISOLATED_PLUGINS = ("gdcm",)
-#: Seconds the isolated decoder may take for one file.
-ISOLATED_TIMEOUT_S = 120.0
 #: Image-pixel attributes pydicom's decoders do arithmetic with: each must be a whole number.
 _PIXEL_MODULE = (
     "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation", "SamplesPerPixel",
@@ -186,7 +184,7 @@ def decode_all_frames(h: DicomHeader, ds: Any) -> npt.NDArray[Any]:
         raise UnsupportedTransferSyntaxError(h.path, f"no decoder exists for transfer syntax {ts}") from None
     safe, isolated = _plugins(ts)
     if not safe and isolated:
-        return _decode_isolated(h, isolated[0])
+        return decode_isolated(h.path, h.transfer_syntax, isolated[0], _expected_bytes(h))
     failures: list[str] = []
     for plugin in safe or [""]:
         try:
@@ -206,7 +204,7 @@ def decode_all_frames(h: DicomHeader, ds: Any) -> npt.NDArray[Any]:
         # GDCM reads some valid streams the others refuse (12-bit extended JPEG, odd lossless
         # variants): last, and in its own process.
         try:
-            return _decode_isolated(h, isolated[0])
+            return decode_isolated(h.path, h.transfer_syntax, isolated[0], _expected_bytes(h))
         except LoadError as exc:
             failures.append(exc.reason.removeprefix("compressed pixel data is corrupt: "))
     detail = "; ".join(failures)[:300]
@@ -224,71 +222,3 @@ def _is_encapsulated(ts: str) -> bool:
     from pydicom.uid import UID
 
     return bool(UID(ts).is_encapsulated)
-
-
-def _decode_isolated(h: DicomHeader, plugin: str) -> npt.NDArray[Any]:
-    """Decode in a fresh worker process: a crash there is an error here, not the end of this process."""
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")
-    receive, send = ctx.Pipe(duplex=False)
-    limit = max(2 << 30, 3 * _expected_bytes(h) + (1 << 30))
-    proc = ctx.Process(target=_isolated_child, args=(h.path, h.transfer_syntax, plugin, limit, send), daemon=True)
-    proc.start()
-    send.close()
-    try:
-        if not receive.poll(ISOLATED_TIMEOUT_S):
-            raise LoadError(h.path, f"the {plugin} decoder took longer than {ISOLATED_TIMEOUT_S:.0f} s; stopped")
-        try:
-            ok, payload = receive.recv()
-        except EOFError:
-            proc.join(5)
-            code = proc.exitcode
-            how = _death(code)
-            raise LoadError(h.path, f"the {plugin} decoder crashed on this file's pixel data ({how})") from None
-    finally:
-        receive.close()
-        if proc.is_alive():
-            proc.kill()
-        proc.join(5)
-    if not ok:
-        raise LoadError(h.path, f"compressed pixel data is corrupt: {plugin}: {payload}")
-    result: npt.NDArray[Any] = payload
-    return result
-
-
-def _isolated_child(path: str, ts: str, plugin: str, limit: int, send: Any) -> None:
-    try:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    except (ImportError, ValueError, OSError):
-        pass  # no address-space limit here (Windows): the time-out still holds
-    import pydicom
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with SizeBoundedReader(path) as fp:
-                ds = pydicom.dcmread(fp, force=True)
-            if not getattr(ds.file_meta, "TransferSyntaxUID", None):
-                ds.file_meta.TransferSyntaxUID = ts
-            ds.pixel_array_options(decoding_plugin=plugin)
-            send.send((True, np.asarray(ds.pixel_array)))
-    except BaseException as exc:
-        send.send((False, _first_line(exc)))
-    finally:
-        send.close()
-        os._exit(0)
-
-
-def _death(code: int | None) -> str:
-    """How a worker process ended, in words (``killed by SIGABRT``, ``exit status 1``)."""
-    import signal
-
-    if code is not None and code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit status {code}"

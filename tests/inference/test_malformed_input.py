@@ -28,7 +28,8 @@ from inference.io.dicom_header import read_header
 from inference.io.dicom_loader import load_stack
 from inference.io.image_file import read_image_file
 from inference.io.image_file_fallback import NO_SIMPLEITK_ENV
-from inference.io.pixel_decode import _decode_isolated, decode_all_frames, read_dataset
+from inference.io.isolated_decode import decode_isolated
+from inference.io.pixel_decode import decode_all_frames, read_dataset
 from inference.io.scan import scan
 
 SERIES = "1.2.826.0.1.3680043.8.498.2424000000001"
@@ -302,9 +303,15 @@ def test_gdcm_crash_in_its_worker_is_a_typed_error(tmp_path: Path) -> None:
     ds.save_as(tmp_path / "crash.dcm")
     header = read_header(tmp_path / "crash.dcm")
     with pytest.raises(LoadError, match=r"gdcm decoder crashed.*SIGABRT"):
-        _decode_isolated(header, "gdcm")
+        decode_isolated(header.path, header.transfer_syntax, "gdcm", header.frame_bytes)
+    # The frozen app's route (multiprocessing, as its entry point calls freeze_support) too.
+    from inference.io.isolated_decode import _decode_multiprocessing
+
+    with pytest.raises(LoadError, match=r"gdcm decoder crashed.*SIGABRT"):
+        _decode_multiprocessing(header.path, header.transfer_syntax, "gdcm", header.frame_bytes)
     good = read_header(shutil.copy(intact, tmp_path / "intact.dcm"))
-    np.testing.assert_array_equal(_decode_isolated(good, "gdcm"), decode_all_frames(good, read_dataset(good)))
+    decoded = decode_isolated(good.path, good.transfer_syntax, "gdcm", good.frame_bytes)
+    np.testing.assert_array_equal(decoded, decode_all_frames(good, read_dataset(good)))
 
 
 def test_compressed_file_claiming_more_pixels_than_any_codec_gives_is_refused_at_scan(tmp_path: Path) -> None:
@@ -328,3 +335,52 @@ def test_nifti_datatype_decides_the_bytes_needed(tmp_path: Path) -> None:
     path.write_bytes(bytes(raw))
     with pytest.raises(LoadError, match="holds"):
         read_image_file(path)
+
+
+NIFTI_FIELDS = {  # name: (offset, struct format)
+    "dim[0]": (40, "h"), "dim[1]": (42, "h"), "dim[3]": (46, "h"), "datatype": (70, "h"), "bitpix": (72, "h"),
+    "pixdim[1]": (80, "f"), "pixdim[3]": (88, "f"), "vox_offset": (108, "f"), "scl_slope": (112, "f"),
+    "qform_code": (252, "h"), "sform_code": (254, "h"), "quatern_b": (256, "f"), "qoffset_x": (268, "f"),
+    "srow_x[0]": (280, "f"), "srow_y[1]": (300, "f"), "srow_z[3]": (324, "f"),
+}  # fmt: skip
+
+
+def test_nifti_header_fields_give_a_volume_or_a_typed_error(
+    tmp_path_factory: pytest.TempPathFactory, mode: str
+) -> None:
+    """Any values in the header fields the readers use: a volume, or a RadLensError, in seconds."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    folder = tmp_path_factory.mktemp("nifti-fields")
+    affine = np.diag([0.8, 0.9, 2.0, 1.0])
+    img = nib.Nifti1Image(np.arange(6 * 5 * 4, dtype=np.int16).reshape(6, 5, 4), affine)
+    img.set_qform(affine, code=1)
+    seed = folder / "seed.nii"
+    nib.save(img, seed)
+    base = seed.read_bytes()
+    value = st.one_of(
+        st.sampled_from([0, -1, 1, 2, 3, 4, 8, 16, 64, 32767, -32768]),
+        st.floats(allow_nan=True, allow_infinity=True, width=32),
+    )
+    changes = st.dictionaries(st.sampled_from(sorted(NIFTI_FIELDS)), value, min_size=1, max_size=3)
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(changes)
+    def check(fields: dict[str, float]) -> None:
+        raw = bytearray(base)
+        for name, v in fields.items():
+            offset, fmt = NIFTI_FIELDS[name]
+            struct.pack_into("<" + fmt, raw, offset, v if fmt == "f" else int(max(-32768, min(32767, v))))
+        path = folder / "case.nii"
+        path.write_bytes(bytes(raw))
+        started = time.monotonic()
+        try:
+            volume = read_image_file(path)
+        except RadLensError as exc:
+            assert str(path) in str(exc)
+        else:
+            assert np.all(np.isfinite(volume.affine))
+        assert time.monotonic() - started < 10
+
+    check()
