@@ -1,7 +1,8 @@
 """``radlens models add PATH``: a model the field already shares, with a card RadLens writes for it.
 
 Recognised today: a **MONAI bundle** (``configs/metadata.json``, an inference config and
-``models/model.pt`` or ``models/model.ts``). The card is written in the user's model folder
+``models/model.pt`` or ``models/model.ts``) and an **ONNX** model, whose card the user completes
+(modality, task, labels and preprocessing: :class:`OnnxCardOptions`). The card is written in the user's model folder
 (:func:`inference.models.registry.user_models_dir`), never next to the model: labels from the
 bundle's ``channel_def``, modality from its input's ``modality``, and the sha256 of the weights
 and of both config files, so a changed bundle is refused until it is added again. The model's
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from inference.models.bundle_safety import unsafe_config_items
 from inference.models.card import load_card
 from inference.models.safe_load import sha256_of
 
-__all__ = ["ModelKind", "UntrustedModelError", "add_model", "detect_kind", "remove_model"]
+__all__ = ["ModelKind", "OnnxCardOptions", "UntrustedModelError", "add_model", "detect_kind", "remove_model"]
 
 #: Colours given to a bundle's labels in order (RGB); bundles carry none of their own.
 PALETTE = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180))
@@ -36,6 +38,31 @@ INFERENCE_CONFIGS = ("inference.json", "inference.yaml", "inference.yml")
 
 class ModelKind(StrEnum):
     MONAI_BUNDLE = "monai-bundle"
+    ONNX = "onnx"
+
+
+@dataclass(frozen=True)
+class OnnxCardOptions:
+    """What an ONNX file does not say about itself, given by the user (``radlens models add``'s
+    flags). ``labels``: value → name; ``window``: (centre, width) for windowed CT input."""
+
+    modality: str = ""
+    task: str = ""
+    labels: dict[int, str] = field(default_factory=dict)
+    window: tuple[float, float] | None = None
+    normalise: str = ""
+    size: tuple[int, int] | None = None
+    context_slices: int = 0
+    patch_size: tuple[int, int, int] | None = None
+    target_spacing: tuple[float, float, float] | None = None
+    threshold: float = 0.5
+
+    def missing(self) -> list[str]:
+        wanted = {"--modality": self.modality, "--task": self.task}
+        out = [flag for flag, value in wanted.items() if not value]
+        if self.task == "slice-classification" and self.size is None:
+            out.append("--size H,W")
+        return out
 
 
 class UntrustedModelError(ModelLoadError):
@@ -44,6 +71,8 @@ class UntrustedModelError(ModelLoadError):
 
 def detect_kind(path: Path) -> ModelKind:
     """What ``path`` holds, or :class:`ModelCardError` saying what RadLens looked for."""
+    if path.is_file() and path.suffix.lower() == ".onnx":
+        return ModelKind.ONNX
     if (path / "configs" / "metadata.json").is_file():
         return ModelKind.MONAI_BUNDLE
     if (path / "dataset.json").is_file() and (path / "plans.json").is_file():
@@ -52,7 +81,9 @@ def detect_kind(path: Path) -> ModelKind:
             "this is an nnU-Net v2 result folder; running nnU-Net models is not supported yet "
             "(nnunetv2 2.8 pulls a CUDA build of torch through timm/torchvision)",
         )
-    raise ModelCardError(path, "not a model RadLens can add: expected a MONAI bundle (configs/metadata.json)")
+    raise ModelCardError(
+        path, "not a model RadLens can add: expected a MONAI bundle (configs/metadata.json) or an .onnx file"
+    )
 
 
 def _slug(text: str) -> str:
@@ -140,7 +171,53 @@ def bundle_card(root: Path, name: str | None = None, *, trust: bool = False) -> 
     }
 
 
-def add_model(path: str | Path, name: str | None = None, *, trust: bool = False, folder: Path | None = None) -> Path:
+def onnx_card(path: Path, name: str | None, options: OnnxCardOptions) -> dict[str, Any]:
+    """The card of an ONNX file from what the user said of it; :class:`ModelCardError` naming the
+    flags still needed."""
+    path = path.resolve()
+    missing = options.missing()
+    if missing:
+        raise ModelCardError(path, f"an ONNX model needs its card completed: give {', '.join(missing)}")
+    normalise = options.normalise or ("window" if options.window else "percentile")
+    inp: dict[str, Any] = {"normalise": normalise, "context_slices": options.context_slices}
+    for key, value in (
+        ("window", options.window),
+        ("size", options.size),
+        ("patch_size", options.patch_size),
+        ("target_spacing", options.target_spacing),
+    ):
+        if value is not None:
+            inp[key] = list(value)
+    return {
+        "name": name or _slug(path.stem),
+        "version": "1",
+        "task": options.task,
+        "modality": [options.modality.upper()],
+        "architecture": ModelKind.ONNX.value,
+        "weights": str(path),
+        "weights_format": "onnx",
+        "sha256": sha256_of(path),
+        "licence": "as given by the model's authors",
+        "intended_use": f"ONNX model {path.name}, added by the user",
+        "not_for_clinical_use": True,
+        "description": f"ONNX model added from {path}",
+        "threshold": options.threshold,
+        "input": inp,
+        "labels": [
+            {"value": v, "name": n, "colour": list(PALETTE[i % len(PALETTE)])}
+            for i, (v, n) in enumerate(sorted(options.labels.items()))
+        ],
+    }
+
+
+def add_model(
+    path: str | Path,
+    name: str | None = None,
+    *,
+    trust: bool = False,
+    folder: Path | None = None,
+    onnx: OnnxCardOptions | None = None,
+) -> Path:
     """Write the card of the model at ``path`` into the user's model folder; returns the card's path.
 
     The card is validated as RadLens reads it before it is kept (written atomically).
@@ -150,8 +227,11 @@ def add_model(path: str | Path, name: str | None = None, *, trust: bool = False,
     root = Path(path)
     if not root.exists():
         raise ModelCardError(root, "no such file or folder")
-    detect_kind(root)
-    table = bundle_card(root, name, trust=trust)
+    kind = detect_kind(root)
+    if kind == ModelKind.ONNX:
+        table = onnx_card(root, name, onnx or OnnxCardOptions())
+    else:
+        table = bundle_card(root, name, trust=trust)
     target = (folder or user_models_dir()) / str(table["name"])
     target.mkdir(parents=True, exist_ok=True)
     card_path: Path = target / "card.json"
