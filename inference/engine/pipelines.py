@@ -31,8 +31,14 @@ def _deepbet() -> Pipeline:
     return run_deepbet
 
 
+def _monai_bundle() -> Pipeline:
+    from inference.engine.monai_bundle_pipeline import run_monai_bundle
+
+    return run_monai_bundle
+
+
 #: card ``pipeline`` → a function that imports the pipeline and returns it.
-PIPELINES: Mapping[str, Callable[[], Pipeline]] = MappingProxyType({"deepbet": _deepbet})
+PIPELINES: Mapping[str, Callable[[], Pipeline]] = MappingProxyType({"deepbet": _deepbet, "monai-bundle": _monai_bundle})
 
 
 def pipeline_for(card: ModelCard) -> Pipeline:

@@ -46,6 +46,7 @@ class WeightsFormat(StrEnum):
     STATE_DICT = "state-dict"  # torch.load(weights_only=True)
     SAFETENSORS = "safetensors"
     TORCHSCRIPT = "torchscript"
+    ONNX = "onnx"  # run by onnxruntime (the radlens[onnx] extra)
 
 
 class Explanation(StrEnum):

@@ -70,6 +70,10 @@ def load_network(card: ModelCard, device: str | torch.device = "cpu") -> torch.n
 
     path = card.weights_path
     data = read_verified(path, card.sha256)
+    if card.weights_format == WeightsFormat.ONNX:
+        from inference.models.onnx_network import onnx_network
+
+        return onnx_network(data, str(device), path)
     if card.weights_format == WeightsFormat.TORCHSCRIPT:
         try:
             module: torch.nn.Module = torch.jit.load(io.BytesIO(data), map_location=device)  # type: ignore[no-untyped-call]
