@@ -19,6 +19,9 @@ class QACode(StrEnum):
     INCONSISTENT_ORIENTATION = "inconsistent-orientation"
     NO_GEOMETRY = "no-geometry"
     SINGLE_SLICE = "single-slice"
+    INCOMPLETE_VOLUMES = "incomplete-volumes"
+    DUPLICATE_FILES = "duplicate-files"
+    REFUSED = "refused"
 
 
 @dataclass(frozen=True)

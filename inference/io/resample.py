@@ -127,6 +127,21 @@ def resample_to_regular_grid(
     )
 
 
+def regular_grid(volume: Volume) -> Volume:
+    """``volume`` itself when its slices lie on its grid, else resampled along ``k`` from its
+    ``slice_positions`` with :func:`resample_to_regular_grid` (each volume of a 4-D one alike)."""
+    positions = volume.slice_positions
+    if positions is None:
+        return volume
+    if not volume.is_4d:
+        return resample_to_regular_grid(replace(volume, slice_positions=None), positions)
+    parts = [
+        resample_to_regular_grid(replace(volume.frame(n), slice_positions=None), positions)
+        for n in range(volume.n_volumes)
+    ]
+    return replace(parts[0], voxels=np.stack([p.voxels for p in parts]), frames=volume.frames, metadata=volume.metadata)
+
+
 def _to_sitk(volume: Volume, pixel_dtype: npt.DTypeLike | None = None) -> Any:
     import SimpleITK as sitk
 
