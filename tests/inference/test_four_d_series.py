@@ -317,3 +317,15 @@ def test_shuffled_copies_give_the_same_volumes(brain: npt.NDArray[np.float64], t
         shutil.rmtree(folder)
 
     check()
+
+
+def test_scan_summary_and_thumbnail_of_a_4d_stack(brain: npt.NDArray[np.float64], tmp_path: Path) -> None:
+    from inference.io.thumbnails import stack_thumbnail
+
+    written = write_classic(tmp_path / "in", contrasts(brain, [1.0, 1.01, 1.02]))
+    (stack,) = scan(written.folder).stacks()
+    summary = stack.summary()
+    assert (summary["slices"], summary["volumes"], summary["fourth_axis"], summary["refused"]) == (5, 3, "time", None)
+    assert summary["dimensions"] == [5, 32, 28]
+    thumb = stack_thumbnail(stack)
+    assert thumb is not None and thumb.shape == (32, 28) and thumb.max() > 0
