@@ -21,6 +21,7 @@ class QACode(StrEnum):
     SINGLE_SLICE = "single-slice"
     INCOMPLETE_VOLUMES = "incomplete-volumes"
     DUPLICATE_FILES = "duplicate-files"
+    DERIVED_VOLUMES = "derived-volumes"
     REFUSED = "refused"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
@@ -231,6 +231,48 @@ class _Candidate:
     keys: list[FrameKeys] | None = None  # per ref, when already read (multi-frame objects)
     notes: list[QAIssue] = field(default_factory=list)
     refusal: tuple[str, str] | None = None
+    per_file: bool = False  # multi-frame files that each hold one whole volume
+
+
+def _merge_volume_files(candidates: list[_Candidate]) -> list[_Candidate]:
+    """Enhanced objects of one series that each hold one whole volume at the same positions (Siemens
+    XA writes a file per volume of an fMRI or diffusion run) become one candidate, one file a volume."""
+    groups: dict[tuple[object, ...], list[_Candidate]] = defaultdict(list)
+    out: list[_Candidate] = []
+    for c in candidates:
+        along = _along(c.refs)
+        if along is None or len(c.headers) != 1 or has_shared_positions(along):
+            out.append(c)
+            continue
+        h, g = c.headers[0], c.refs[0].geometry
+        orient, spacing, _ = _rounded(g.orientation, g.pixel_spacing, ())
+        component = c.keys[0].component if c.keys else component_of(h.image_type)
+        te = c.keys[0].echo_time if c.keys else None
+        positions = tuple(np.round(np.sort(along), 2).tolist())
+        groups[(orient, spacing, h.rows, h.columns, component, te, positions)].append(c)
+    for members in groups.values():
+        paths = {m.headers[0].path for m in members}
+        if len(members) == 1 or len(paths) != len(members):
+            out.extend(members)
+            continue
+        headers = [m.headers[0] for m in members]
+        refs = [replace(r, header_index=hi) for hi, m in enumerate(members) for r in m.refs]
+        keys = [k for m in members for k in (m.keys or [])] if all(m.keys for m in members) else None
+        out.append(_Candidate(headers, refs, keys, per_file=True))
+    return out
+
+
+def _keys_of(c: _Candidate) -> list[FrameKeys]:
+    """Each ref's acquisition keys, reading each file once."""
+    if c.keys is not None:
+        return c.keys
+    read: dict[int, tuple[FrameKeys, ...]] = {}
+    out = []
+    for r in c.refs:
+        if r.header_index not in read:
+            read[r.header_index] = read_frame_keys(c.headers[r.header_index])
+        out.append(read[r.header_index][r.frame_index])
+    return out
 
 
 def _dedupe(headers: list[DicomHeader]) -> _Candidate:
@@ -256,6 +298,10 @@ def _dedupe(headers: list[DicomHeader]) -> _Candidate:
 def _split_multiframe(h: DicomHeader) -> list[_Candidate]:
     """An enhanced multi-frame object split by frame type (magnitude, phase…), stack, echo and plane."""
     refs = [SliceRef(0, f.frame_index, f) for f in h.frames]
+    along = _along(refs)
+    planes = {_rounded(f.orientation, f.pixel_spacing, ())[:2] for f in h.frames}
+    if along is not None and len(planes) == 1 and not has_shared_positions(along):
+        return [_Candidate([h], refs)]  # one plain volume: its frames need no telling apart
     try:
         keys = list(read_frame_keys(h))
     except errors.LoadError:
@@ -322,12 +368,8 @@ def _four_d(c: _Candidate) -> _Shape:
         along = _along(c.refs)
         if along is None or not has_shared_positions(along):
             return _Shape(_sort_refs(c.headers, c.refs), rows=h0.rows, columns=h0.columns)
-        keys = (
-            c.keys
-            if c.keys is not None
-            else [read_frame_keys(c.headers[r.header_index])[r.frame_index] for r in c.refs]
-        )
-        grouping = group_volumes(keys, along, where=h0.path)
+        files = [r.header_index for r in c.refs] if c.per_file else None
+        grouping = group_volumes(_keys_of(c), along, files=files, where=h0.path)
     except errors.LoadError as exc:
         return _Shape(
             _sort_refs(c.headers, c.refs), rows=h0.rows, columns=h0.columns, refusal=(type(exc).__name__, exc.reason)
@@ -362,12 +404,13 @@ def build_studies(headers: list[DicomHeader]) -> list[Study]:
             studies[study_uid] = study
         series = Series(series_uid, first.series_number, first.modality, first.series_description)
         groups: dict[tuple[object, ...], list[DicomHeader]] = defaultdict(list)
-        candidates: list[_Candidate] = []
+        multiframe: list[_Candidate] = []
         for h in sorted(members, key=lambda h: h.path):
             if h.is_multiframe:
-                candidates.extend(_split_multiframe(h))
+                multiframe.extend(_split_multiframe(h))
             else:
                 groups[_stack_key(h)].append(h)
+        candidates = _merge_volume_files(multiframe)
         candidates.extend(_dedupe(g) for g in groups.values())
         candidates.sort(key=lambda c: (-len(c.refs), c.headers[0].path, c.refs[0].frame_index))
         for c in candidates:

@@ -213,10 +213,36 @@ def group_volumes(
     else:
         assert ranked is not None
         volumes = ranked
+    volumes, derived = _without_trace_volumes(volumes, keys)
+    notes.extend(derived)
     for m in volumes:
         m.sort(key=lambda n: along[n])
     frames = _frames(volumes, keys, key_name, where)
     return Grouping(volumes, frames, notes, key_name)
+
+
+def _without_trace_volumes(
+    volumes: list[list[int]], keys: Sequence[FrameKeys]
+) -> tuple[list[list[int]], list[QAIssue]]:
+    """Leave out derived trace (isotropic) images that Philips puts in a diffusion series: b > 0 with
+    no gradient direction beside volumes that have one (dcm2niix leaves them out too)."""
+    b = [keys[m[0]].b_value for m in volumes]
+    g = [keys[m[0]].gradient for m in volumes]
+    if any(v is None for v in b):
+        return volumes, []
+
+    def directed(v: int) -> bool:
+        return g[v] is not None and any(abs(x) > 1e-6 for x in g[v])  # type: ignore[union-attr]
+
+    trace = [v for v in range(len(volumes)) if (b[v] or 0) > 0 and not directed(v)]
+    if not trace or not any(directed(v) for v in range(len(volumes))) or len(trace) * 2 >= len(volumes):
+        return volumes, []
+    shown = ", ".join(str(v + 1) for v in trace[:8])
+    note = QAIssue(
+        QACode.DERIVED_VOLUMES,
+        f"volume(s) {shown}: b > 0 without a gradient direction (a derived trace image): left out",
+    )
+    return [m for v, m in enumerate(volumes) if v not in trace], [note]
 
 
 def exact_value(k: FrameKeys, name: str) -> tuple[float, ...]:

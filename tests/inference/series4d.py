@@ -278,3 +278,74 @@ def write_enhanced(
     ds.DimensionIndexSequence = DicomSequence(dims)
     ds.NumberOfFrames = len(frames)
     _save(ds, path, np.stack(pixels))
+
+
+def write_enhanced_per_volume(
+    folder: Path,
+    voxels: npt.NDArray[np.int16],
+    bvals: Sequence[float],
+    bvecs: Sequence[tuple[float, float, float]],
+    *,
+    geometry: Geometry | None = None,
+) -> list[Path]:
+    """Siemens XA style: one enhanced MR file per volume, its frames (shuffled) carrying the MR
+    diffusion sequence; files share the series, each with its own AcquisitionNumber and time."""
+    geometry = geometry or Geometry()
+    folder.mkdir(parents=True, exist_ok=True)
+    study_uid, series_uid = generate_uid(), generate_uid()
+    n_vol, n_k = voxels.shape[:2]
+    paths = []
+    for v in range(n_vol):
+        ds = _base(geometry, voxels, series_uid, study_uid, 9)
+        ds.SOPClassUID = ENHANCED_MR
+        ds.Manufacturer = "SIEMENS"
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "DIFFUSION", "NONE"]
+        ds.InstanceNumber = v + 1
+        ds.AcquisitionNumber = v + 1
+        ds.AcquisitionDateTime = f"20260101080{v:01d}00.000000"
+        for name in ("ImageOrientationPatient", "PixelSpacing"):
+            delattr(ds, name)
+        shared = Dataset()
+        orient = Dataset()
+        orient.ImageOrientationPatient = [*geometry.row, *geometry.col]
+        shared.PlaneOrientationSequence = DicomSequence([orient])
+        measures = Dataset()
+        measures.PixelSpacing = [geometry.spacing[1], geometry.spacing[0]]
+        measures.SliceThickness = geometry.spacing[2]
+        shared.PixelMeasuresSequence = DicomSequence([measures])
+        diffusion = Dataset()
+        diffusion.DiffusionBValue = float(bvals[v])
+        diffusion.DiffusionDirectionality = "DIRECTIONAL" if bvals[v] > 0 else "NONE"
+        if bvals[v] > 0:
+            direction = Dataset()
+            direction.DiffusionGradientOrientation = [float(x) for x in bvecs[v]]
+            diffusion.DiffusionGradientDirectionSequence = DicomSequence([direction])
+        ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
+        order = list(range(n_k))
+        random.Random(v).shuffle(order)
+        per_frame = []
+        for k in order:
+            item = Dataset()
+            content = Dataset()
+            content.StackID = "1"
+            content.InStackPositionNumber = k + 1
+            content.DimensionIndexValues = [1, k + 1]
+            item.FrameContentSequence = DicomSequence([content])
+            position = Dataset()
+            position.ImagePositionPatient = geometry.position(k)
+            item.PlanePositionSequence = DicomSequence([position])
+            item.MRDiffusionSequence = DicomSequence([diffusion])
+            per_frame.append(item)
+        ds.PerFrameFunctionalGroupsSequence = DicomSequence(per_frame)
+        dims = []
+        for pointer in (0x00209056, 0x00209057):
+            item = Dataset()
+            item.DimensionIndexPointer = pointer
+            item.FunctionalGroupPointer = 0x00209111
+            dims.append(item)
+        ds.DimensionIndexSequence = DicomSequence(dims)
+        ds.NumberOfFrames = n_k
+        path = folder / f"vol{(v * 7919) % 1000:03d}.dcm"
+        _save(ds, path, voxels[v, order])
+        paths.append(path)
+    return paths
