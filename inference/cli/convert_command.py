@@ -114,7 +114,7 @@ def _convert_one(
             print(f"radlens convert: {note}")
         write_nifti(volume, out)
     write_json = args.json if args.json is not None else (folder_mode or volume.is_4d)
-    if stack.kind == "dicom":
+    if stack.kind == "dicom" and (volume.is_4d or write_json):  # a plain 3-D conversion imports none of it
         from inference.io.nifti_sidecars import write_diffusion_tables, write_sidecar
 
         write_diffusion_tables(volume, out)

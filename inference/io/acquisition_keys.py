@@ -24,6 +24,7 @@ from typing import Any
 
 from inference.errors import LoadError
 from inference.io.dicom_header import DicomHeader
+from inference.io.raw_elements import RawElements, read_elements
 
 #: Tags of dimension-index pointers that say where a frame lies (not what it is).
 SPATIAL_DIMENSIONS = {0x00209057, 0x00200032, 0x00209056, 0x00209128}  # in-stack position, IPP, stack id
@@ -128,8 +129,10 @@ def dicom_time(value: Any) -> float | None:
     return hours * 3600 + minutes * 60 + seconds
 
 
-def _private(ds: Any, group: int, creator: str, offset: int) -> Any:
+def _private(ds: Any, group: int, creator: str, offset: int, kind: str = "text") -> Any:
     """The value of a private element by its creator (``None`` when absent)."""
+    if isinstance(ds, RawElements):
+        return ds.private(group, creator, offset, kind)
     try:
         block = ds.private_block(group, creator)
         return block[offset].value
@@ -138,14 +141,15 @@ def _private(ds: Any, group: int, creator: str, offset: int) -> Any:
 
 
 def _csa(ds: Any) -> dict[str, Any] | None:
-    if (0x0029, 0x0010) not in ds:
+    raw = ds.private(0x0029, "SIEMENS CSA HEADER", 0x10, "bytes") if isinstance(ds, RawElements) else None
+    if raw is None and (isinstance(ds, RawElements) or (0x0029, 0x0010) not in ds):
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # nibabel.nicom warns that its DICOM readers are experimental
         from nibabel.nicom import csareader
 
     try:
-        header = csareader.get_csa_header(ds, "image")
+        header = csareader.read(raw) if raw is not None else csareader.get_csa_header(ds, "image")
     except Exception:  # a damaged CSA header is no reason to refuse the image
         return None
     return header.get("tags") if header else None
@@ -177,9 +181,9 @@ def _diffusion(ds: Any, csa: dict[str, Any] | None) -> tuple[float | None, tuple
             if all(v is not None for v in vec):
                 g = g or _ge_to_patient(_vector(vec), ds)
     if b is None:
-        b = _float(_private(ds, 0x2001, "Philips Imaging DD 001", 0x03))
+        b = _float(_private(ds, 0x2001, "Philips Imaging DD 001", 0x03, "float32"))
         if b is not None:
-            vec = [_float(_private(ds, 0x2005, "Philips MR Imaging DD 001", off)) for off in (0xB0, 0xB1, 0xB2)]
+            vec = [_float(_private(ds, 0x2005, "Philips MR Imaging DD 001", o, "float32")) for o in (0xB0, 0xB1, 0xB2)]
             if all(v is not None for v in vec):
                 g = g or _vector(vec)
     if b is not None and b == 0:
@@ -281,8 +285,15 @@ def _frame_keys(item: Any, shared: Any, spatial: list[bool], header: DicomHeader
     )
 
 
-def read_frame_keys(header: DicomHeader) -> tuple[FrameKeys, ...]:
-    """The keys of every frame of the file ``header`` was read from (one per frame)."""
+def read_frame_keys(header: DicomHeader, *, fast: bool = True) -> tuple[FrameKeys, ...]:
+    """The keys of every frame of the file ``header`` was read from (one per frame).
+
+    A plain single-frame file is read by :mod:`inference.io.raw_elements` (``fast``), anything
+    else, or anything that reader is unsure of, by pydicom; both give the same keys."""
+    if fast and header.number_of_frames <= 1:
+        elements = read_elements(header.path, header.transfer_syntax, header.pixel_data_offset)
+        if elements is not None:
+            return (_single_frame_keys(elements, header),)
     import pydicom
 
     try:

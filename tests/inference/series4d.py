@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
 from .colin27 import read_colin27
 
@@ -112,12 +112,12 @@ def _base(geometry: Geometry, vox: npt.NDArray[np.int16], series_uid: str, study
     return ds
 
 
-def _save(ds: Dataset, path: Path, pixels: npt.NDArray[np.int16]) -> None:
+def _save(ds: Dataset, path: Path, pixels: npt.NDArray[np.int16], implicit: bool = False) -> None:
     ds.SOPInstanceUID = generate_uid()
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
     ds.file_meta = meta
     ds.PixelData = np.ascontiguousarray(pixels, dtype="<i2").tobytes()
     ds.save_as(path, enforce_file_format=True)
@@ -136,6 +136,7 @@ def write_classic(
     series_number: int = 5,
     shuffle_seed: int | None = 3,
     skip: Sequence[tuple[int, int]] = (),
+    implicit: bool = False,
 ) -> Series4D:
     """One file per slice of every volume, ``(volume, slice)`` pairs in ``skip`` left out.
 
@@ -179,7 +180,7 @@ def write_classic(
             if bvals:
                 _diffusion(ds, vendor, bvals[v], bvecs[v])
             path = folder / names[v * n_k + k]
-            _save(ds, path, voxels[v, k])
+            _save(ds, path, voxels[v, k], implicit)
             out.files.append(path)
     return out
 

@@ -103,6 +103,10 @@ def test_siemens_mosaics_become_one_4d_diffusion_stack_like_nibabel_and_dcm2niix
         (folder / f"{name}.dcm").write_bytes(gzip.decompress((NIBABEL_DATA / f"{name}.dcm.gz").read_bytes()))
     (stack,) = scan(folder).stacks()
     assert (stack.is_mosaic, stack.n_volumes, stack.fourth_axis, stack.n_slices) == (True, 2, "diffusion", 48)
+    from inference.io.acquisition_keys import read_frame_keys
+
+    for header in stack.headers:  # the CSA header read from the bytes, as through pydicom
+        assert read_frame_keys(header) == read_frame_keys(header, fast=False)
     assert (stack.rows, stack.columns) == (128, 128)
     volume = _load(folder)
     assert volume.voxels.shape == (2, 48, 128, 128)
@@ -384,3 +388,20 @@ def test_philips_derived_trace_volume_is_left_out_like_dcm2niix(brain: npt.NDArr
     their_bval, their_bvec = _tables(main)
     np.testing.assert_array_equal(ours_bval, their_bval)
     np.testing.assert_allclose(ours_bvec, their_bvec, atol=1e-4)
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+@pytest.mark.parametrize("vendor", ["SIEMENS", "GE", "PHILIPS", "standard"])
+def test_keys_read_from_the_bytes_equal_pydicoms(
+    vendor: str, implicit: bool, brain: npt.NDArray[np.float64], tmp_path: Path
+) -> None:
+    from inference.io.acquisition_keys import read_frame_keys
+    from inference.io.dicom_header import read_header
+
+    vox = contrasts(brain[:2], [1.0, 0.6, 0.5, 0.98, 0.3])
+    written = write_classic(tmp_path / "in", vox, vendor=vendor, bvals=BVALS, bvecs=BVECS, implicit=implicit)
+    for path in written.files:
+        header = read_header(path)
+        fast = read_frame_keys(header)
+        assert fast == read_frame_keys(header, fast=False)
+        assert fast[0].b_value is not None and fast[0].acquisition_time is not None
