@@ -27,7 +27,7 @@ from inference.io.dicom_header import DicomHeader
 from inference.io.raw_elements import RawElements, read_elements
 
 #: Tags of dimension-index pointers that say where a frame lies (not what it is).
-SPATIAL_DIMENSIONS = {0x00209057, 0x00200032, 0x00209056, 0x00209128}  # in-stack position, IPP, stack id
+SPATIAL_DIMENSIONS = {0x00209057, 0x00200032, 0x00209056}  # in-stack position, IPP, stack id
 
 
 @dataclass(frozen=True)

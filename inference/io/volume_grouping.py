@@ -150,8 +150,16 @@ def group_volumes(
     for the errors. Raises :class:`AmbiguousVolumesError` or :class:`IncompleteVolumesError`.
     """
     pos = position_ids(along)
-    crowd = int(np.bincount(pos).max())
+    counts = np.bincount(pos)
+    crowd = int(counts.max())
     n_positions = int(pos.max()) + 1
+    single = int(np.sum(counts == 1))
+    if files is None and single * 2 > n_positions:
+        raise AmbiguousVolumesError(
+            where,
+            f"{n_positions - single} of {n_positions} positions hold more than one slice (repeated or extra "
+            "images) while the others hold one: neither one 3-D volume nor a 4-D series; not stacked",
+        )
     key_name = ""
     exact: dict[Hashable, list[int]] | None = None
     ranked: list[list[int]] | None = None
@@ -198,9 +206,11 @@ def group_volumes(
         dropped = [v for v, m in enumerate(volumes) if len(m) != n_positions]
         if dropped:
             if len(dropped) * 2 >= len(volumes):
+                sizes = sorted({len(m) for m in volumes})
                 raise IncompleteVolumesError(
                     where,
-                    f"{len(dropped)} of {len(volumes)} volumes lack slices the others have ({n_positions} positions)",
+                    f"grouped by {key_name}, {len(dropped)} of {len(volumes)} volumes cover only part of the "
+                    f"{n_positions} positions ({', '.join(map(str, sizes))} slices): not one 4-D series",
                 )
             shown = ", ".join(str(v + 1) for v in dropped[:8])
             notes.append(
@@ -288,7 +298,8 @@ def _frames(
             )
             for v, k in enumerate(first)
         )
-    if key_name in TEMPORAL:
+    temporal = [k.temporal_position for k in first]
+    if key_name in TEMPORAL or (None not in temporal and len(set(temporal)) == len(temporal)):
         times: list[float | None] = [
             min((t for n in m if (t := keys[n].acquisition_time) is not None), default=None) for m in volumes
         ]

@@ -350,3 +350,50 @@ def write_enhanced_per_volume(
         _save(ds, path, voxels[v, order])
         paths.append(path)
     return paths
+
+
+def write_enhanced_timeseries(path: Path, voxels: npt.NDArray[np.int16], *, geometry: Geometry | None = None) -> None:
+    """One enhanced MR file holding a whole time series (Philips fMRI style): frames shuffled, each
+    with its TemporalPositionIndex and DimensionIndexValues (stack, in-stack position, temporal)."""
+    geometry = geometry or Geometry()
+    n_t, n_k = voxels.shape[:2]
+    ds = _base(geometry, voxels, generate_uid(), generate_uid(), 11)
+    ds.SOPClassUID = ENHANCED_MR
+    ds.Manufacturer = "Philips Medical Systems"
+    ds.InstanceNumber = 1
+    for name in ("ImageOrientationPatient", "PixelSpacing"):
+        delattr(ds, name)
+    shared = Dataset()
+    orient = Dataset()
+    orient.ImageOrientationPatient = [*geometry.row, *geometry.col]
+    shared.PlaneOrientationSequence = DicomSequence([orient])
+    measures = Dataset()
+    measures.PixelSpacing = [geometry.spacing[1], geometry.spacing[0]]
+    measures.SliceThickness = geometry.spacing[2]
+    shared.PixelMeasuresSequence = DicomSequence([measures])
+    ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
+    frames = [(t, k) for t in range(n_t) for k in range(n_k)]
+    random.Random(11).shuffle(frames)
+    per_frame = []
+    for t, k in frames:
+        item = Dataset()
+        content = Dataset()
+        content.StackID = "1"
+        content.InStackPositionNumber = k + 1
+        content.TemporalPositionIndex = t + 1
+        content.DimensionIndexValues = [1, k + 1, t + 1]
+        item.FrameContentSequence = DicomSequence([content])
+        position = Dataset()
+        position.ImagePositionPatient = geometry.position(k)
+        item.PlanePositionSequence = DicomSequence([position])
+        per_frame.append(item)
+    ds.PerFrameFunctionalGroupsSequence = DicomSequence(per_frame)
+    dims = []
+    for pointer in (0x00209056, 0x00209057, 0x00209128):
+        item = Dataset()
+        item.DimensionIndexPointer = pointer
+        item.FunctionalGroupPointer = 0x00209111
+        dims.append(item)
+    ds.DimensionIndexSequence = DicomSequence(dims)
+    ds.NumberOfFrames = len(frames)
+    _save(ds, path, np.stack([voxels[t, k] for t, k in frames]))

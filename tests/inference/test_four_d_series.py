@@ -27,7 +27,15 @@ from inference.io.scan import scan
 from inference.volume import FourthAxis, Volume
 
 from .geometry_oracle import RAS_TO_LPS, in_other_index_order
-from .series4d import Geometry, anatomy, contrasts, write_classic, write_enhanced, write_enhanced_per_volume
+from .series4d import (
+    Geometry,
+    anatomy,
+    contrasts,
+    write_classic,
+    write_enhanced,
+    write_enhanced_per_volume,
+    write_enhanced_timeseries,
+)
 
 NIBABEL_DATA = Path(nib.__file__).parent / "nicom" / "tests" / "data"
 BVALS = [0.0, 1000.0, 1000.0, 0.0, 2000.0]
@@ -405,3 +413,38 @@ def test_keys_read_from_the_bytes_equal_pydicoms(
         fast = read_frame_keys(header)
         assert fast == read_frame_keys(header, fast=False)
         assert fast[0].b_value is not None and fast[0].acquisition_time is not None
+
+
+def test_enhanced_time_series_in_one_file_is_4d_in_its_dimension_order(
+    brain: npt.NDArray[np.float64], tmp_path: Path
+) -> None:
+    vox = contrasts(brain, [1.0, 1.01, 1.02, 0.99])
+    (tmp_path / "in").mkdir()
+    write_enhanced_timeseries(tmp_path / "in" / "fmri.dcm", vox)
+    (stack,) = scan(tmp_path / "in").stacks()
+    assert (stack.n_volumes, stack.n_slices, stack.fourth_axis) == (4, 5, "time") and stack.refusal is None
+    volume = _load(tmp_path / "in")
+    np.testing.assert_array_equal(volume.voxels, vox)
+    (theirs,) = _dcm2niix(tmp_path / "in", tmp_path / "dx")
+    _same_as_dcm2niix(volume, theirs)
+
+
+def test_an_extra_slice_in_a_3d_series_is_refused_and_a_copied_file_ignored(
+    brain: npt.NDArray[np.float64], tmp_path: Path
+) -> None:
+    import pydicom
+
+    vox = contrasts(brain, [1.0])
+    written = write_classic(tmp_path / "in", vox)
+    shutil.copy(written.files[0], tmp_path / "in" / "copy-of-first")  # the same instance twice
+    (stack,) = scan(written.folder).stacks()
+    assert stack.refusal is None and stack.n_slices == 5
+    assert any("duplicate-files" in str(q) for q in stack.qa)
+    np.testing.assert_array_equal(_load(written.folder).voxels, vox[0])
+    extra = pydicom.dcmread(written.files[2])
+    extra.SOPInstanceUID = pydicom.uid.generate_uid()
+    extra.save_as(tmp_path / "in" / "extra")  # another image at a position already taken
+    (stack,) = scan(written.folder).stacks()
+    assert stack.refusal is not None and stack.refusal[0] == "AmbiguousVolumesError"
+    with pytest.raises(AmbiguousVolumesError, match="1 of 5 positions hold more than one slice"):
+        load_stack(stack)
