@@ -339,6 +339,9 @@ def test_scan_summary_and_thumbnail_of_a_4d_stack(brain: npt.NDArray[np.float64]
     summary = stack.summary()
     assert (summary["slices"], summary["volumes"], summary["fourth_axis"], summary["refused"]) == (5, 3, "time", None)
     assert summary["dimensions"] == [5, 32, 28]
+    from inference.cli.scan_command import format_scan
+
+    assert "[3 time volumes × 5×32×28]" in format_scan(scan(written.folder))
     thumb = stack_thumbnail(stack)
     assert thumb is not None and thumb.shape == (32, 28) and thumb.max() > 0
 
