@@ -224,10 +224,13 @@ class Volume:
         return out
 
     def with_voxels(self, voxels: npt.NDArray[Any]) -> Volume:
-        """The same geometry and metadata with other voxels of the same grid."""
-        if voxels.shape[:3] != self.shape:
+        """The same geometry and metadata with other voxels of the same grid: ``(t, k, j, i)`` of
+        as many volumes keeps the frames; anything else (a 3-D mask of a 4-D volume) drops them."""
+        four_d = bool(self.frames) and voxels.ndim == 4 and voxels.shape[0] == len(self.frames)
+        spatial = voxels.shape[1:4] if four_d else voxels.shape[:3]
+        if spatial != self.shape:
             raise ValueError(f"voxels shape {voxels.shape} does not match grid {self.shape}")
-        return replace(self, voxels=voxels)
+        return replace(self, voxels=voxels, frames=self.frames if four_d else ())
 
     @property
     def nbytes(self) -> int:

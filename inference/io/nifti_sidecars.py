@@ -134,7 +134,12 @@ def bids_sidecar(stack: Stack, volume: Volume, notes: list[str] | None = None) -
         out["ImageType"] = image_type
     axis = {"ROW": "i", "COL": "j"}.get(str(ds.get("InPlanePhaseEncodingDirection", "")).strip().upper())
     if axis:
-        out["PhaseEncodingAxis"] = axis  # the polarity is not in the standard tags
+        positive = _siemens_phase_positive(ds)
+        if positive is None:
+            out["PhaseEncodingAxis"] = axis  # the polarity is not in the standard tags
+        else:
+            # In the DICOM row/column frame this file keeps (dcm2niix, flipping rows, writes "j-" for "j").
+            out["PhaseEncodingDirection"] = axis + ("" if positive else "-")
     timing = _slice_timing(stack)
     if timing is not None:
         out["SliceTiming"] = timing
@@ -146,6 +151,27 @@ def bids_sidecar(stack: Stack, volume: Volume, notes: list[str] | None = None) -
     if notes:
         out["ConversionNotes"] = list(notes)
     return out
+
+
+def _csa_tags(ds: Any) -> dict[str, Any]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nibabel.nicom warns that its DICOM readers are experimental
+        from nibabel.nicom import csareader
+
+        try:
+            return dict((csareader.get_csa_header(ds, "image") or {}).get("tags") or {})
+        except Exception:  # a damaged CSA header: the fields it would give stay unknown
+            return {}
+
+
+def _siemens_phase_positive(ds: Any) -> bool | None:
+    """Siemens CSA PhaseEncodingDirectionPositive (``None`` where absent)."""
+    if (0x0029, 0x0010) not in ds:
+        return None
+    items = (_csa_tags(ds).get("PhaseEncodingDirectionPositive") or {}).get("items") or []
+    if not items or items[0] not in (0, 1):
+        return None
+    return bool(items[0])
 
 
 def _slice_timing(stack: Stack) -> list[float] | None:
@@ -161,12 +187,7 @@ def _slice_timing(stack: Stack) -> list[float] | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(h.path, stop_before_pixels=True, force=True)
-            from nibabel.nicom import csareader
-
-            try:
-                tags = (csareader.get_csa_header(ds, "image") or {}).get("tags") or {}
-            except Exception:
-                return None
+        tags = _csa_tags(ds)
         times = (tags.get("MosaicRefAcqTimes") or {}).get("items") or []
         if len(times) < stack.n_slices:
             return None

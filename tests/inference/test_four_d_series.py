@@ -135,6 +135,17 @@ def test_siemens_mosaics_become_one_4d_diffusion_stack_like_nibabel_and_dcm2niix
     np.testing.assert_allclose(volume.frames[1].gradient, csareader.get_g_vector(csa), atol=1e-6)
     (nifti,) = _dcm2niix(folder, tmp_path / "dx")
     _same_as_dcm2niix(volume, nifti)
+    import json
+
+    proc = _radlens("convert", str(folder), str(tmp_path / "rl"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ours = json.loads(next((tmp_path / "rl").glob("*.json")).read_text())
+    theirs = json.loads(nifti.with_suffix(".json").read_text())
+    assert ours["SliceTiming"] == pytest.approx(theirs["SliceTiming"], abs=1e-6)  # CSA MosaicRefAcqTimes
+    for name in ("RepetitionTime", "EchoTime", "FlipAngle", "MagneticFieldStrength"):
+        assert ours[name] == pytest.approx(theirs[name]), name
+    # dcm2niix flips the rows, so its "j-" is "j" in the DICOM row order this file keeps.
+    assert (theirs["PhaseEncodingDirection"], ours["PhaseEncodingDirection"]) == ("j-", "j")
 
 
 @pytest.mark.parametrize("vendor", ["SIEMENS", "GE", "PHILIPS", "standard"])
@@ -271,6 +282,9 @@ def test_colour_and_4d_are_told_apart_and_frame_gives_3d(brain: npt.NDArray[np.f
     one = volume.frame(2)
     assert one.voxels.ndim == 3 and not one.is_4d and one.metadata.extra["frame"].b_value == 1000.0
     np.testing.assert_array_equal(one.voxels, vox[2])
+    mask = volume.with_voxels(np.zeros(volume.shape, np.uint8))  # a 3-D map on the 4-D volume's grid
+    assert not mask.is_4d and mask.shape == volume.shape and mask.affine.tolist() == volume.affine.tolist()
+    assert volume.with_voxels(volume.voxels.astype(np.float32)).frames == volume.frames
     colour = Volume(np.zeros((5, 4, 4, 3), np.uint8), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3))
     assert colour.is_colour and not colour.is_4d and colour.shape == (5, 4, 4)
 
