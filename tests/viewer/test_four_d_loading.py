@@ -1,25 +1,43 @@
-"""The viewer never takes a 4-D acquisition for a colour volume: it shows the first volume and says so."""
+"""A 4-D acquisition in the viewer: one volume at a time, a slider over the fourth axis, its
+meaning in the corner annotations; never taken for a colour volume."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from inference.io.scan import scan
-from inference.progress import CancelToken
 from tests.inference.series4d import anatomy, contrasts, write_classic
-from viewer.controllers.loading import load_stack_for_viewer
+from viewer.models.measurements import Plane
+
+from .conftest import open_and_wait, settle
 
 
-def test_a_4d_series_is_shown_as_its_first_volume_with_a_note(tmp_path: Path) -> None:
-    vox = contrasts(anatomy(4), [1.0, 1.01, 1.02])
+def test_volume_slider_moves_along_time_and_keeps_the_cursor(qtbot: Any, controller: Any, tmp_path: Path) -> None:
+    vox = contrasts(anatomy(4), [1.0, 1.5, 0.5])
     written = write_classic(tmp_path / "in", vox)
-    (stack,) = scan(written.folder).stacks()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        volume = load_stack_for_viewer(stack, CancelToken(), lambda f, m: None)
-    assert volume.voxels.ndim == 3 and not volume.is_4d and not volume.is_colour
-    np.testing.assert_array_equal(volume.voxels, vox[0])
-    assert any("4-D time series of 3 volumes: showing volume 1" in q for q in volume.qa_warnings)
+    open_and_wait(qtbot, controller, written.folder)
+    w, model = controller.window, controller.model
+    shown = model.current.volume
+    assert shown.voxels.ndim == 3 and not shown.is_colour and not shown.is_4d
+    np.testing.assert_array_equal(shown.voxels, vox[0])
+    assert w.frame_slider.isVisible() and w.frame_slider.maximum() == 2
+    assert w.frame_label.text() == "time t = 0.00 s (1/3)"
+    controller.model.set_cursor((5, 6, 2))
+    w.frame_slider.setValue(2)
+    settle(qtbot)
+    np.testing.assert_array_equal(model.current.volume.voxels, vox[2])
+    assert model.cursor == (5, 6, 2)
+    assert w.frame_label.text() == "time t = 4.00 s (3/3)"
+    assert "time t = 4.00 s (3/3)" in w.mpr.views[Plane.AXIAL].annotations.top_right
+    w.cine_button.setChecked(True)
+    qtbot.waitUntil(lambda: model.frame == 0, timeout=5000)  # the cine wraps round
+    w.cine_button.setChecked(False)
+
+
+def test_a_3d_series_shows_no_volume_slider(qtbot: Any, controller: Any, tmp_path: Path) -> None:
+    written = write_classic(tmp_path / "in", contrasts(anatomy(4), [1.0]))
+    open_and_wait(qtbot, controller, written.folder)
+    assert controller.model.series is None
+    assert not controller.window.frame_slider.isVisible()

@@ -153,16 +153,5 @@ class LoadController(QtCore.QObject):
 
 
 def load_stack_for_viewer(stack: Stack, cancel: CancelToken, on_progress: Any) -> Volume:
-    """The stack as the viewer shows it: a 4-D acquisition as its first volume (the views draw
-    3-D volumes; a 4-D array would be taken for colour), saying so in its QA warnings."""
-    volume = load_stack(stack, on_progress=on_progress, cancel=cancel)
-    if not volume.is_4d:
-        return volume
-    import dataclasses
-
-    first = volume.frame(0)
-    note = (
-        f"4-D {stack.fourth_axis} series of {volume.n_volumes} volumes: showing volume 1 "
-        f"({volume.frames[0].label}); convert it with `radlens convert` to keep every volume"
-    )
-    return dataclasses.replace(first, qa_warnings=(*first.qa_warnings, note))
+    """The stack as the viewer opens it (a 4-D acquisition whole: the model shows one volume at a time)."""
+    return load_stack(stack, on_progress=on_progress, cancel=cancel)

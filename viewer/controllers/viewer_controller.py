@@ -80,6 +80,9 @@ class ViewerController(QtCore.QObject):
         self.cine_timer = QtCore.QTimer(self)
         self.cine_timer.setInterval(100)
         self.cine_timer.timeout.connect(self._cine_step)
+        self.frame_timer = QtCore.QTimer(self)  # cine over the fourth axis of a 4-D acquisition
+        self.frame_timer.setInterval(200)
+        self.frame_timer.timeout.connect(self._frame_step)
         self._connect()
         self.settings.restore_window(self.window)
         layout = str(self.settings.value("layout", "1x3"))
@@ -107,6 +110,8 @@ class ViewerController(QtCore.QObject):
         w.measurements.delete_requested.connect(self._delete_measurement)
         w.measurements.activated_row.connect(self._goto_measurement)
         w.cancel_button.clicked.connect(self.loader.cancel)
+        w.frame_slider.valueChanged.connect(m.set_frame)
+        w.cine_button.toggled.connect(lambda on: self.frame_timer.start() if on else self.frame_timer.stop())
         self.loader.scanned.connect(self._on_scanned)
         self.loader.thumbnails.connect(self._on_thumbnails)
         self.loader.loaded.connect(self._on_loaded)
@@ -232,6 +237,7 @@ class ViewerController(QtCore.QObject):
     # --- rendering --------------------------------------------------------------------------
     def _on_volume_changed(self) -> None:
         self._shown_index = {p: None for p in Plane}
+        self._show_frame_controls()
         cur = self.model.current
         self.window.layer_panel.refresh()
         if cur is not None:
@@ -329,6 +335,7 @@ class ViewerController(QtCore.QObject):
                 plane.value.capitalize(),
                 f"slice {index + 1}/{n}",
                 f"{pr.slice_position_mm(cur, plane, self.model.cursor):.1f} mm",
+                *([self._frame_text()] if self.model.series is not None else []),
             ],
             bottom_left=[f"W {wl.width:.0f} L {wl.center:.0f}"],
             bottom_right=[f"zoom {view.zoom_factor():.2f}×"],
@@ -411,6 +418,34 @@ class ViewerController(QtCore.QObject):
         for m in self.model.measurements:
             if m.id == mid:
                 self.model.set_cursor(tuple((a + b) / 2 for a, b in zip(m.p1, m.p2, strict=True)))  # type: ignore[arg-type]
+
+    def _show_frame_controls(self) -> None:
+        """The volume slider and its label, for a 4-D acquisition only (written without feedback)."""
+        w, series = self.window, self.model.series
+        for widget in (w.frame_label, w.frame_slider, w.cine_button):
+            widget.setVisible(series is not None)
+        if series is None:
+            self.frame_timer.stop()
+            w.cine_button.setChecked(False)
+            return
+        with QtCore.QSignalBlocker(w.frame_slider):
+            w.frame_slider.setRange(0, series.n_volumes - 1)
+            w.frame_slider.setValue(self.model.frame)
+        w.frame_label.setText(self._frame_text())
+
+    def _frame_text(self) -> str:
+        series = self.model.series
+        if series is None:
+            return ""
+        frame = series.frames[self.model.frame]
+        return f"{frame.axis.value} {frame.label} ({self.model.frame + 1}/{series.n_volumes})"
+
+    def _frame_step(self) -> None:
+        series = self.model.series
+        if series is None:
+            self.frame_timer.stop()
+            return
+        self.window.frame_slider.setValue((self.model.frame + 1) % series.n_volumes)
 
     def _cine_step(self) -> None:
         cur = self.model.current
@@ -579,6 +614,7 @@ class ViewerController(QtCore.QObject):
 
     def shutdown(self) -> None:
         self.cine_timer.stop()
+        self.frame_timer.stop()
         self.analysis.shutdown()
         self.settings.save_window(self.window)
         self.loader.shutdown()
