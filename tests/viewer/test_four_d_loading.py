@@ -41,3 +41,25 @@ def test_a_3d_series_shows_no_volume_slider(qtbot: Any, controller: Any, tmp_pat
     open_and_wait(qtbot, controller, written.folder)
     assert controller.model.series is None
     assert not controller.window.frame_slider.isVisible()
+
+
+def test_a_gapped_stack_keeps_its_banner_true_positions_and_resamples_on_request(
+    qtbot: Any, controller: Any, tmp_path: Path
+) -> None:
+    from tests.inference.series4d import Geometry
+
+    vox = contrasts(anatomy(8), [1.0])
+    written = write_classic(tmp_path / "in", vox, skip=[(0, 4)])
+    open_and_wait(qtbot, controller, written.folder)
+    w, cur = controller.window, controller.model.current
+    assert w.qa_label.isVisible() and "missing-slices" in w.qa_label.toolTip() and "off-grid" in w.qa_label.toolTip()
+    assert w.resample_button.isVisible()
+    # The probe above the gap: display z of source slice 5 (header slice 6) lies where its header says.
+    ijk_to_display = {cur.axis_map.display_to_source((0.0, 0.0, float(z)), cur.volume.size_ijk)[2]: z for z in range(7)}
+    z = ijk_to_display[5]
+    np.testing.assert_allclose(cur.lps_at((0.0, 0.0, float(z))), Geometry().position(6), atol=1e-4)
+    w.resample_button.click()
+    qtbot.waitUntil(lambda: controller.model.current.volume.shape[0] == 8, timeout=10_000)
+    settle(qtbot)
+    assert controller.model.current.volume.slice_positions is None
+    assert not w.resample_button.isVisible() and "resampled from 7" in w.qa_label.toolTip()

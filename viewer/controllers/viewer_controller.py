@@ -111,6 +111,7 @@ class ViewerController(QtCore.QObject):
         w.measurements.activated_row.connect(self._goto_measurement)
         w.cancel_button.clicked.connect(self.loader.cancel)
         w.frame_slider.valueChanged.connect(m.set_frame)
+        w.resample_button.clicked.connect(self.resample_to_regular_grid)
         w.cine_button.toggled.connect(lambda on: self.frame_timer.start() if on else self.frame_timer.stop())
         self.loader.scanned.connect(self._on_scanned)
         self.loader.thumbnails.connect(self._on_thumbnails)
@@ -238,6 +239,7 @@ class ViewerController(QtCore.QObject):
     def _on_volume_changed(self) -> None:
         self._shown_index = {p: None for p in Plane}
         self._show_frame_controls()
+        self._show_qa_banner()
         cur = self.model.current
         self.window.layer_panel.refresh()
         if cur is not None:
@@ -432,6 +434,31 @@ class ViewerController(QtCore.QObject):
             w.frame_slider.setRange(0, series.n_volumes - 1)
             w.frame_slider.setValue(self.model.frame)
         w.frame_label.setText(self._frame_text())
+
+    def _show_qa_banner(self) -> None:
+        """The shown stack's QA findings stay in the status bar while it is shown; the resampling
+        button appears where the slices are off a regular grid."""
+        w, cur = self.window, self.model.current
+        warnings = cur.volume.qa_warnings if cur is not None else ()
+        w.qa_label.setVisible(bool(warnings))
+        text = "; ".join(warnings)
+        w.qa_label.setText(("⚠ " + text[:90] + ("…" if len(text) > 90 else "")) if warnings else "")
+        w.qa_label.setToolTip("\n".join(warnings))
+        w.resample_button.setVisible(cur is not None and cur.volume.slice_positions is not None)
+
+    def resample_to_regular_grid(self) -> None:
+        """Open the shown stack resampled onto a regular grid (in a worker; the result says so)."""
+        source = self.model.series or (self.model.current.volume if self.model.current is not None else None)
+        if source is None or source.slice_positions is None:
+            return
+        from inference.io.resample import regular_grid
+
+        worker = create_worker(lambda: regular_grid(source))
+        worker.returned.connect(self.show_volume)
+        worker.errored.connect(lambda exc: self._error(f"Cannot resample: {exc}"))
+        self._overlay_workers.add(worker)
+        worker.finished.connect(lambda: self._overlay_workers.discard(worker))
+        worker.start()
 
     def _frame_text(self) -> str:
         series = self.model.series

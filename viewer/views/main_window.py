@@ -116,9 +116,19 @@ class MainWindow(QtWidgets.QMainWindow):
         self.cine_button = QtWidgets.QPushButton("Cine")
         self.cine_button.setCheckable(True)
         self.cine_button.setToolTip("Play the volumes in turn")
-        for widget in (self.frame_label, self.frame_slider, self.cine_button):
+        # Geometry QA of the shown stack, for as long as it is shown, and the explicit fix where one exists.
+        self.qa_label = QtWidgets.QLabel("")
+        self.qa_label.setObjectName("qa-banner")
+        self.qa_label.setStyleSheet("color: #f0b400;")
+        self.qa_label.setMaximumWidth(420)
+        self.resample_button = QtWidgets.QPushButton("Resample to regular grid")
+        self.resample_button.setObjectName("resample")
+        self.resample_button.setToolTip("Interpolate the slices onto a regular grid (linear along the slice axis)")
+        for widget in (self.frame_label, self.frame_slider, self.cine_button, self.qa_label, self.resample_button):
             widget.setVisible(False)
         bar.addWidget(self.probe_label, 1)
+        bar.addPermanentWidget(self.qa_label)
+        bar.addPermanentWidget(self.resample_button)
         bar.addPermanentWidget(self.frame_label)
         bar.addPermanentWidget(self.frame_slider)
         bar.addPermanentWidget(self.cine_button)
