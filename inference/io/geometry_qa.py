@@ -22,6 +22,7 @@ class QACode(StrEnum):
     INCOMPLETE_VOLUMES = "incomplete-volumes"
     DUPLICATE_FILES = "duplicate-files"
     DERIVED_VOLUMES = "derived-volumes"
+    SEPARATE_ACQUISITIONS = "separate-acquisitions"
     REFUSED = "refused"
 
 

@@ -124,6 +124,7 @@ def resample_to_regular_grid(
         origin=(float(positions[0, 0]), float(positions[0, 1]), float(positions[0, 2])),
         direction=direction,
         qa_warnings=(*volume.qa_warnings, note),
+        slice_positions=None,  # on the regular grid now
     )
 
 

@@ -14,7 +14,7 @@ from inference.io.acquisition_keys import FrameKeys, component_of, read_frame_ke
 from inference.io.dicom_header import DicomHeader, FrameGeometry
 from inference.io.geometry_qa import QACode, QAIssue, check_stack_geometry, median, slice_normal
 from inference.io.mosaic import is_mosaic, mosaic_layout, tile_geometries
-from inference.io.volume_grouping import group_volumes, has_shared_positions
+from inference.io.volume_grouping import SeparateAcquisitions, group_volumes, has_shared_positions
 from inference.volume import VolumeFrame
 
 
@@ -359,24 +359,45 @@ def _demosaic(c: _Candidate) -> _Shape:
     return _Shape(slices, frames, side, rows, columns, tuple(grouping.notes))
 
 
-def _four_d(c: _Candidate) -> _Shape:
-    """The candidate as a 3-D stack, a 4-D stack, or a refusal (see :mod:`inference.io.volume_grouping`)."""
+def _four_d(c: _Candidate) -> list[_Shape]:
+    """The candidate as a 3-D stack, a 4-D stack, a refusal, or (acquisitions over different
+    ranges) several 3-D stacks; see :mod:`inference.io.volume_grouping`."""
     h0 = c.headers[0]
     try:
         if not h0.is_multiframe and is_mosaic(h0):
-            return _demosaic(c)
+            return [_demosaic(c)]
         along = _along(c.refs)
         if along is None or not has_shared_positions(along):
-            return _Shape(_sort_refs(c.headers, c.refs), rows=h0.rows, columns=h0.columns)
+            return [_Shape(_sort_refs(c.headers, c.refs), rows=h0.rows, columns=h0.columns)]
         files = [r.header_index for r in c.refs] if c.per_file else None
         grouping = group_volumes(_keys_of(c), along, files=files, where=h0.path)
-    except errors.LoadError as exc:
-        return _Shape(
-            _sort_refs(c.headers, c.refs), rows=h0.rows, columns=h0.columns, refusal=(type(exc).__name__, exc.reason)
+    except SeparateAcquisitions as split:
+        note = QAIssue(
+            QACode.SEPARATE_ACQUISITIONS,
+            f"one of {len(split.groups)} acquisitions (by {split.key_name} number) over partly different "
+            "positions: a stack of its own",
         )
+        return [
+            _Shape(_sort_refs(c.headers, [c.refs[n] for n in group]), rows=h0.rows, columns=h0.columns, notes=(note,))
+            for group in sorted(split.groups, key=lambda g: min(c.refs[n].header_index for n in g))
+        ]
+    except errors.LoadError as exc:
+        refusal = (type(exc).__name__, exc.reason)
+        return [_Shape(_sort_refs(c.headers, c.refs), rows=h0.rows, columns=h0.columns, refusal=refusal)]
     slices = [c.refs[n] for m in grouping.volumes for n in m]
     frames = grouping.frames if len(grouping.volumes) > 1 else ()
-    return _Shape(slices, frames, 0, h0.rows, h0.columns, tuple(grouping.notes))
+    return [_Shape(slices, frames, 0, h0.rows, h0.columns, tuple(grouping.notes))]
+
+
+def _own_headers(
+    headers: Sequence[DicomHeader], slices: Sequence[SliceRef]
+) -> tuple[list[DicomHeader], list[SliceRef]]:
+    """Only the headers ``slices`` use (a candidate split in several stacks), the slices re-pointed."""
+    used = sorted({r.header_index for r in slices})
+    if len(used) == len(headers):
+        return list(headers), list(slices)
+    new_index = {old: new for new, old in enumerate(used)}
+    return [headers[i] for i in used], [replace(r, header_index=new_index[r.header_index]) for r in slices]
 
 
 def build_studies(headers: list[DicomHeader]) -> list[Study]:
@@ -413,14 +434,15 @@ def build_studies(headers: list[DicomHeader]) -> list[Study]:
         candidates = _merge_volume_files(multiframe)
         candidates.extend(_dedupe(g) for g in groups.values())
         candidates.sort(key=lambda c: (-len(c.refs), c.headers[0].path, c.refs[0].frame_index))
-        for c in candidates:
-            shape = _four_d(c)
-            n_per_volume = len(shape.slices) // max(len(shape.frames), 1)
-            qa = [*c.notes, *shape.notes, *_qa(c.headers, shape.slices[:n_per_volume])]
+        shapes = [(c, shape) for c in candidates for shape in _four_d(c)]
+        for cand, shape in shapes:
+            own_headers, own_slices = _own_headers(cand.headers, shape.slices)
+            n_per_volume = len(own_slices) // max(len(shape.frames), 1)
+            qa = [*cand.notes, *shape.notes, *_qa(own_headers, own_slices[:n_per_volume])]
             if shape.refusal is not None:
                 qa = [issue for issue in qa if issue.code is not QACode.DUPLICATE_POSITIONS]
                 qa.insert(0, QAIssue(QACode.REFUSED, shape.refusal[1]))
-            g0 = shape.slices[0].geometry
+            g0 = own_slices[0].geometry
             series.stacks.append(
                 Stack(
                     id=str(next_id),
@@ -432,8 +454,8 @@ def build_studies(headers: list[DicomHeader]) -> list[Study]:
                     description=first.series_description,
                     rows=shape.rows,
                     columns=shape.columns,
-                    headers=tuple(c.headers),
-                    slices=tuple(shape.slices),
+                    headers=tuple(own_headers),
+                    slices=tuple(own_slices),
                     qa=tuple(qa),
                     pixel_spacing=g0.pixel_spacing,
                     volume_frames=shape.frames,

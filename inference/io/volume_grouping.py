@@ -18,7 +18,10 @@ dimension index. Nothing found: :class:`AmbiguousVolumesError`.
 A volume that lacks slices the others have (a file missing or unreadable) is **dropped, with a
 QA note** that names it, when the key says which volume each slice belongs to (2.); with a
 ranked key (3.) the volume cannot be told, and the stack is refused with
-:class:`IncompleteVolumesError`, as it is when half the volumes or more are incomplete.
+:class:`IncompleteVolumesError`, as it is when half the volumes or more are incomplete, except
+that acquisitions (AcquisitionNumber, TemporalPositionIdentifier) covering partly different
+positions (multi-phase CT over different ranges) become separate 3-D stacks
+(:class:`SeparateAcquisitions`).
 """
 
 from __future__ import annotations
@@ -38,6 +41,16 @@ from inference.volume import FourthAxis, VolumeFrame
 
 #: Slices closer than this along the normal (mm) are at one position.
 POSITION_TOLERANCE = 0.01
+
+
+class SeparateAcquisitions(Exception):
+    """Acquisitions of one series at partly different positions (multi-phase CT over different
+    ranges): each is a 3-D stack of its own, not a volume of one 4-D series."""
+
+    def __init__(self, groups: list[list[int]], key_name: str) -> None:
+        super().__init__(f"{len(groups)} acquisitions by {key_name}")
+        self.groups = groups
+        self.key_name = key_name
 
 
 @dataclass(frozen=True)
@@ -154,12 +167,6 @@ def group_volumes(
     crowd = int(counts.max())
     n_positions = int(pos.max()) + 1
     single = int(np.sum(counts == 1))
-    if files is None and single * 2 > n_positions:
-        raise AmbiguousVolumesError(
-            where,
-            f"{n_positions - single} of {n_positions} positions hold more than one slice (repeated or extra "
-            "images) while the others hold one: neither one 3-D volume nor a 4-D series; not stacked",
-        )
     key_name = ""
     exact: dict[Hashable, list[int]] | None = None
     ranked: list[list[int]] | None = None
@@ -177,6 +184,12 @@ def group_volumes(
                 key_name = name
                 break
     incomplete_reason = ""
+    if exact is None and single * 2 > n_positions:
+        raise AmbiguousVolumesError(
+            where,
+            f"{n_positions - single} of {n_positions} positions hold more than one slice (repeated or extra "
+            "images) while the others hold one: neither one 3-D volume nor a 4-D series; not stacked",
+        )
     if exact is None:
         for name, rank_get in RANKED_KEYS:
             got = _by_rank([rank_get(k) for k in keys], pos, crowd)
@@ -206,6 +219,8 @@ def group_volumes(
         dropped = [v for v, m in enumerate(volumes) if len(m) != n_positions]
         if dropped:
             if len(dropped) * 2 >= len(volumes):
+                if key_name in ("acquisition", "temporal") and all(len(m) >= 2 for m in volumes):
+                    raise SeparateAcquisitions(volumes, key_name)
                 sizes = sorted({len(m) for m in volumes})
                 raise IncompleteVolumesError(
                     where,

@@ -493,3 +493,26 @@ def test_mosaic_tiles_are_cut_in_slice_order(tmp_path: Path) -> None:
     np.testing.assert_array_equal(volume.voxels, truth.astype(volume.voxels.dtype))
     (nifti,) = _dcm2niix(folder, tmp_path / "dx")
     _same_as_dcm2niix(volume, nifti)
+
+
+def test_acquisitions_over_different_ranges_become_separate_stacks(
+    brain: npt.NDArray[np.float64], tmp_path: Path
+) -> None:
+    """Multi-phase CT style: two acquisitions of one series overlapping over part of their range."""
+    vox = contrasts(brain, [1.0, 1.3])
+    # Acquisition 1 covers slices 0-3, acquisition 2 slices 2-4: three positions are shared.
+    written = write_classic(tmp_path / "in", vox, skip=[(0, 4), (1, 0), (1, 1)])
+    stacks = scan(written.folder).stacks()
+    assert sorted(s.n_slices for s in stacks) == [3, 4]
+    assert all(not s.is_4d and s.refusal is None for s in stacks)
+    assert all(any("separate-acquisitions" in str(q) for q in s.qa) for s in stacks)
+    loaded = sorted((_load_stack(s) for s in stacks), key=lambda v: v.shape[0])
+    np.testing.assert_array_equal(loaded[0].voxels, vox[1, 2:5])
+    np.testing.assert_array_equal(loaded[1].voxels, vox[0, 0:4])
+    assert all(len(s.headers) == s.n_slices for s in stacks)
+
+
+def _load_stack(stack: object) -> Volume:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_stack(stack)  # type: ignore[arg-type]
