@@ -208,6 +208,15 @@ def _ge_to_patient(raw: tuple[float, float, float] | None, ds: Any) -> tuple[flo
     return (x, y, z)
 
 
+#: GE's image type (0043,102F): what the ImageType values leave unsaid on GE.
+_GE_COMPONENTS = {0: "MAGNITUDE", 1: "PHASE", 2: "REAL", 3: "IMAGINARY"}
+
+
+def _ge_component(ds: Any) -> str:
+    value = _int(_private(ds, 0x0043, "GEMS_PARM_01", 0x2F, "int16"))
+    return _GE_COMPONENTS.get(value, "") if value is not None else ""
+
+
 def _single_frame_keys(ds: Any, header: DicomHeader) -> FrameKeys:
     csa = _csa(ds)
     b, g = _diffusion(ds, csa)
@@ -225,7 +234,7 @@ def _single_frame_keys(ds: Any, header: DicomHeader) -> FrameKeys:
         echo_time=_float(ds.get("EchoTime")),
         b_value=b,
         gradient=g,
-        component=component_of(header.image_type),
+        component=component_of(header.image_type) or _ge_component(ds),
         instance_number=header.instance_number,
         mosaic_images=mosaic if mosaic and mosaic > 0 else None,
         mosaic_normal=_unit(normal),

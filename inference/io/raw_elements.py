@@ -80,7 +80,7 @@ class RawElements:
         return item in self._values
 
     def private(self, group: int, creator: str, offset: int, kind: str) -> Any:
-        """A private element's value by creator: ``kind`` "text", "float32" or "bytes"."""
+        """A private element's value by creator: ``kind`` "text", "int16", "float32" or "bytes"."""
         block = self._creators.get((group, creator))
         if block is None:
             return None
@@ -90,6 +90,10 @@ class RawElements:
         raw, _ = found
         if kind == "bytes":
             return raw
+        if kind == "int16":
+            if len(raw) != 2:
+                return None
+            return struct.unpack("<h", raw)[0]
         if kind == "float32":
             if len(raw) < 4 or len(raw) % 4:
                 return None

@@ -369,8 +369,17 @@ def _four_d(c: _Candidate) -> list[_Shape]:
         along = _along(c.refs)
         if along is None or not has_shared_positions(along):
             return [_Shape(_sort_refs(c.headers, c.refs), rows=h0.rows, columns=h0.columns)]
+        keys = _keys_of(c)
+        components = sorted({k.component for k in keys})
+        if len(components) > 1:  # magnitude and phase told apart only by a private tag (GE)
+            parts = [[n for n, k in enumerate(keys) if k.component == part] for part in components]
+            return [
+                shape
+                for part in parts
+                for shape in _four_d(_Candidate(c.headers, [c.refs[n] for n in part], [keys[n] for n in part]))
+            ]
         files = [r.header_index for r in c.refs] if c.per_file else None
-        grouping = group_volumes(_keys_of(c), along, files=files, where=h0.path)
+        grouping = group_volumes(keys, along, files=files, where=h0.path)
     except SeparateAcquisitions as split:
         note = QAIssue(
             QACode.SEPARATE_ACQUISITIONS,

@@ -516,3 +516,23 @@ def _load_stack(stack: object) -> Volume:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return load_stack(stack)  # type: ignore[arg-type]
+
+
+def test_ge_magnitude_and_phase_told_apart_by_the_private_image_type(
+    brain: npt.NDArray[np.float64], tmp_path: Path
+) -> None:
+    import pydicom
+
+    vox = contrasts(brain, [1.0, 0.2])
+    written = write_classic(tmp_path / "in", vox, vendor="GE", time_tags="none")
+    for f in written.files:
+        ds = pydicom.dcmread(f)
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "OTHER"]  # GE says nothing of the component here
+        block = ds.private_block(0x0043, "GEMS_PARM_01", create=True)
+        block.add_new(0x2F, "SS", 1 if ds.InstanceNumber > 5 else 0)
+        ds.save_as(f)
+    stacks = scan(written.folder).stacks()
+    assert len(stacks) == 2 and all(s.refusal is None and not s.is_4d and s.n_slices == 5 for s in stacks)
+    got = sorted((_load_stack(s).voxels for s in stacks), key=lambda v: float(v.mean()))
+    np.testing.assert_array_equal(got[0], vox[1])
+    np.testing.assert_array_equal(got[1], vox[0])
