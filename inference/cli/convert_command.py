@@ -31,6 +31,8 @@ class OutputError(RadLensError):
 
 
 DEFAULT_PATTERN = "%s_%d"
+#: Names of image files RadLens does not write: taken for a mistyped output, not a folder to make.
+IMAGE_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd", ".gz", ".img", ".hdr", ".dcm", ".json")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     if args.input.is_dir() and is_within(out if not _is_nifti(out) else out.parent, source):
         raise OutputError(f"{out}: refusing to write inside the scanned folder {args.input}")
     if not _is_nifti(out):
+        if out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir():
+            raise OutputError(f"{out}: the output must end in .nii or .nii.gz (or name a folder)")
         return _convert_folder(args)
     from inference.io.open_path import open_stack
 

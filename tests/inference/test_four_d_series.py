@@ -318,6 +318,8 @@ def test_folder_mode_converts_every_stack_in_one_scan(brain: npt.NDArray[np.floa
     assert "not converted" in proc.stdout and "not stacked" in proc.stdout
     assert "2 of 3 stack(s) converted" in proc.stdout
     assert not any(p.name.startswith(".") for p in (tmp_path / "out").iterdir())
+    proc = _radlens("convert", str(tmp_path / "in"), str(tmp_path / "out.nrrd"))
+    assert proc.returncode != 0 and "must end in .nii" in proc.stderr and not (tmp_path / "out.nrrd").exists()
 
 
 def test_shuffled_copies_give_the_same_volumes(brain: npt.NDArray[np.float64], tmp_path: Path) -> None:
