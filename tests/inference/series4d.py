@@ -303,7 +303,7 @@ def write_enhanced_per_volume(
         ds.ImageType = ["ORIGINAL", "PRIMARY", "DIFFUSION", "NONE"]
         ds.InstanceNumber = v + 1
         ds.AcquisitionNumber = v + 1
-        ds.AcquisitionDateTime = f"20260101080{v:01d}00.000000"
+        ds.AcquisitionDateTime = f"2026010108{v // 60:02d}{v % 60:02d}.000000"
         for name in ("ImageOrientationPatient", "PixelSpacing"):
             delattr(ds, name)
         shared = Dataset()
