@@ -562,3 +562,35 @@ def test_each_volume_matches_simpleitk_reading_that_volumes_files(
         ours = volume.frame(v)
         placed = in_other_index_order(theirs, affine, ours.affine, ours.shape, atol_mm=0.05)
         np.testing.assert_array_equal(placed, ours.voxels)
+
+
+def test_keys_read_from_the_bytes_equal_pydicoms_on_every_shipped_single_frame_file() -> None:
+    """Real files of many makers and layouts (pydicom's and nibabel's test data)."""
+    import os
+
+    import pydicom.data
+
+    from inference.errors import LoadError
+    from inference.io.acquisition_keys import read_frame_keys
+    from inference.io.dicom_header import read_header
+    from inference.io.raw_elements import read_elements
+
+    roots = [Path(pydicom.data.get_testdata_file("CT_small.dcm")).parent, Path(nib.__file__).parent]
+    compared = walked = 0
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            if not path.is_file() or os.path.getsize(path) > 8 << 20:
+                continue
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # pydicom on deliberately odd files
+                    header = read_header(path)
+                    slow = read_frame_keys(header, fast=False)
+            except (LoadError, Exception):  # not DICOM, or pydicom cannot read it: nothing to compare
+                continue
+            if header.number_of_frames > 1:
+                continue
+            compared += 1
+            walked += read_elements(header.path, header.transfer_syntax, header.pixel_data_offset) is not None
+            assert read_frame_keys(header) == slow, path
+    assert compared > 100 and walked > 40
