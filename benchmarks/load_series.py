@@ -23,6 +23,11 @@ end; writing the data is not timed. All timings are taken in this one run, on wa
    interpreter that only imports the same modules, as a multiple of the volume's bytes
    (target ≤ 1.25); SimpleITK's series reader measured the same way for context.
 
+5. 4-D series (``--fourd`` files of 64 × 64: an fMRI-like time series of 40 slices per volume,
+   Siemens tag conventions, shuffled file names): ``radlens convert SERIES out.nii`` (4-D NIfTI
+   and its JSON sidecar) against ``dcm2niix -z n`` (NIfTI and JSON), subprocesses timed from start
+   to exit. Target: ≤ 2.0× dcm2niix.
+
 Exit status is 0 whatever the PASS/FAIL lines say (this is a measurement, not a test).
 """
 
@@ -52,6 +57,8 @@ ROWS = COLS = 512
 SPACING = (0.7, 0.7, 1.0)  # (i, j, k) mm
 LOAD_TARGET = 2.0
 CONVERT_TARGET = 1.0
+FOURD_TARGET = 2.0
+FOURD_SLICES = 40
 MEMORY_TARGET = 1.25
 
 
@@ -321,17 +328,104 @@ def section_memory(series: Path, vol_bytes: int) -> None:
         print(text)
 
 
+def write_fourd_series(folder: Path, n_files: int) -> tuple[int, int]:
+    """A time series of ``n_files`` single-frame 64 × 64 MR files (40 slices a volume), returns
+    ``(volumes, slices)``; file names shuffled so that no order comes from them."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    folder.mkdir(parents=True)
+    n_vol = max(n_files // FOURD_SLICES, 2)
+    rng = np.random.default_rng(4)
+    names = rng.permutation(n_vol * FOURD_SLICES)
+    base = rng.integers(0, 1000, (FOURD_SLICES, 64, 64)).astype(np.int16)
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+    ds.Modality, ds.Manufacturer, ds.SeriesDescription = "MR", "SIEMENS", "bench fmri"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = generate_uid(), generate_uid(), generate_uid()
+    ds.SeriesNumber = 3
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.PixelSpacing = [3.0, 3.0]
+    ds.SliceThickness = 3.0
+    ds.RepetitionTime, ds.EchoTime, ds.FlipAngle = 2000.0, 30.0, 80
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
+    ds.Rows = ds.Columns = 64
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    for v in range(n_vol):
+        for k in range(FOURD_SLICES):
+            ds.SOPInstanceUID = generate_uid()
+            ds.InstanceNumber = v * FOURD_SLICES + k + 1
+            ds.AcquisitionNumber = v + 1
+            seconds = 8 * 3600 + 2.0 * v + 0.05 * k
+            ds.AcquisitionTime = f"{int(seconds // 3600):02d}{int(seconds % 3600 // 60):02d}{seconds % 60:09.6f}"
+            ds.ImagePositionPatient = [-96.0, -96.0, -60.0 + 3.0 * k]
+            ds.PixelData = (base[k] + v).astype("<i2").tobytes()
+            meta = FileMetaDataset()
+            meta.MediaStorageSOPClassUID = ds.SOPClassUID
+            meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            ds.file_meta = meta
+            ds.save_as(folder / f"IM{names[v * FOURD_SLICES + k]:06d}", enforce_file_format=True)
+    return n_vol, FOURD_SLICES
+
+
+def section_fourd(work: Path, n_files: int, repeats: int) -> None:
+    series = work / "fourd"
+    t0 = time.perf_counter()
+    n_vol, n_k = write_fourd_series(series, n_files)
+    print(f"\n[5] 4-D series: {n_vol * n_k} files ({n_vol} volumes × {n_k} slices of 64×64), subprocesses")
+    print(f"  (written in {time.perf_counter() - t0:.1f} s, not timed)")
+    warm(files_in(series))
+    radlens = Path(sys.executable).with_name("radlens")
+    out_rl, out_dx = work / "fourd_radlens", work / "fourd_dcm2niix"
+    rl_cmd = [str(radlens), "convert", str(series), str(out_rl / "out.nii")]
+    dx_cmd = [shutil.which("dcm2niix") or "dcm2niix", "-z", "n", "-o", str(out_dx), "-f", "out", str(series)]
+
+    def fresh(folder: Path) -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+
+    def run(cmd: list[str], expect: Path) -> None:
+        done = subprocess.run(cmd, capture_output=True, text=True, env=child_env(), check=False)
+        if done.returncode != 0 or not expect.exists():
+            raise RuntimeError(f"{cmd[0]} failed ({done.returncode}): {(done.stderr or done.stdout)[-1500:]}")
+
+    fresh(out_rl)
+    run(rl_cmd, out_rl / "out.nii")
+    import nibabel as nib
+
+    shape = nib.load(out_rl / "out.nii").shape
+    print(f"  check: radlens wrote {shape}")
+    rl_t = median_time(lambda: run(rl_cmd, out_rl / "out.nii"), repeats, setup=lambda: fresh(out_rl))
+    print(line("radlens convert SERIES out.nii (4-D)", rl_t))
+    if shutil.which("dcm2niix") is None:
+        print("  dcm2niix not installed: no comparison")
+        return
+    fresh(out_dx)
+    run(dx_cmd, out_dx / "out.nii")
+    dx_t = median_time(lambda: run(dx_cmd, out_dx / "out.nii"), repeats, setup=lambda: fresh(out_dx))
+    print(line("dcm2niix -z n", dx_t))
+    ratio = median(rl_t) / median(dx_t)
+    print(f"  radlens / dcm2niix: {ratio:.2f}×  {verdict(ratio, FOURD_TARGET)}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=300, help="slices of 512×512 in the CT series")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median reported)")
     parser.add_argument("--headers", type=int, default=3000, help="small files for the header-scan benchmark")
     parser.add_argument("--workdir", type=Path, default=None, help="where to make the temporary folder")
+    parser.add_argument("--fourd", type=int, default=10_000, help="files in the 4-D series benchmark")
     parser.add_argument(
-        "--only", nargs="*", choices=["load", "headers", "convert", "memory"], default=None, help="run some sections"
+        "--only",
+        nargs="*",
+        choices=["load", "headers", "convert", "memory", "fourd"],
+        default=None,
+        help="run some sections",
     )
     args = parser.parse_args()
-    sections = set(args.only or ["load", "headers", "convert", "memory"])
+    sections = set(args.only or ["load", "headers", "convert", "memory", "fourd"])
 
     import SimpleITK as sitk
 
@@ -369,6 +463,8 @@ def main() -> int:
         if "memory" in sections:
             warm(paths)
             section_memory(series, expected.nbytes)
+        if "fourd" in sections:
+            section_fourd(work, args.fourd, args.repeats)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -60,6 +60,20 @@ class InconsistentStackError(LoadError):
     """The slices of a stack do not form one image grid (size, orientation)."""
 
 
+class AmbiguousVolumesError(LoadError):
+    """Several slices lie at one position and nothing in their headers says what tells them apart
+    (time, b-value, echo, dimension index): they cannot be stacked into one volume, nor into 4-D."""
+
+
+class IncompleteVolumesError(LoadError):
+    """A 4-D series whose volumes do not all have the same slices (a volume or slice is missing)."""
+
+
+class IrregularSlicesError(LoadError):
+    """The slices of a stack are not on a regular grid (a gap, uneven spacing): an affine alone
+    would misplace some of them, so the output is refused unless resampling is asked for."""
+
+
 class OperationCancelled(RadLensError):
     """A long operation stopped because its cancel token was set."""
 

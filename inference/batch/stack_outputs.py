@@ -95,6 +95,11 @@ def findings_document(
             "origin_lps_mm": list(volume.origin),
             "direction_ijk_in_lps": np.asarray(volume.direction).round(6).tolist(),
             "qa_warnings": list(volume.qa_warnings),
+            **(
+                {"slice_positions_lps_mm": np.asarray(volume.slice_positions).round(4).tolist()}
+                if volume.slice_positions is not None
+                else {}
+            ),
         },
         "model": {k: v for k, v in card.summary().items() if k != "card"},
         "threshold": card.threshold,
@@ -227,6 +232,9 @@ def _nifti(
 ) -> None:
     from inference.io.nifti_writer import write_nifti
 
+    if volume.slice_positions is not None:  # one affine would misplace the slices past a gap
+        out.notes.append(f"{path.name}: the slices are not on a regular grid, which NIfTI cannot hold; not written")
+        return
     write_nifti(volume.with_voxels(voxels), path, scale=scale)
     out.files.append(path.name)
 

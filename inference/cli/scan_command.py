@@ -24,9 +24,12 @@ def format_scan(result: ScanResult) -> str:
         for series in study.series:
             for st in series.stacks:
                 dims = "×".join(str(d) for d in st.dimensions)
+                if st.is_4d:
+                    dims = f"{st.n_volumes} {st.fourth_axis} volumes × {dims}"
+                mosaic = " (mosaic)" if st.is_mosaic else ""
                 lines.append(
                     f"  stack {st.id:>3}  {st.modality or '??':<6} series {series.number:<4} "
-                    f"{st.description or '(no description)'}  [{dims}]"
+                    f"{st.description or '(no description)'}  [{dims}]{mosaic}"
                 )
                 lines.extend(f"           ! {q}" for q in st.qa)
     for st in result.file_stacks:

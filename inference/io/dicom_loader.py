@@ -27,9 +27,10 @@ from inference.io.cpus import spare_cpu
 from inference.io.dicom_record import DicomHeader, check_pixel_length
 from inference.io.error_boundary import typed_errors
 from inference.io.geometry_qa import QACode, median, slice_normal
+from inference.io.mosaic import cut_tile
 from inference.io.stacks import SliceRef, Stack
 from inference.progress import CancelToken, ProgressCallback, no_progress
-from inference.volume import Volume, VolumeMetadata, WindowPreset
+from inference.volume import Volume, VolumeFrame, VolumeMetadata, WindowPreset
 
 #: Projection images that may have no patient geometry; shown with 1 mm pixels.
 PLANAR_MODALITIES = {"CR", "DX", "MG", "US", "XA", "RF", "OT", "SC", "IO", "PX", "ES", "XC", "GM", "SM", "NM", ""}
@@ -79,13 +80,24 @@ def _output_dtype(stack: Stack) -> tuple[np.dtype[Any], bool]:
     return np.dtype(np.int16), True
 
 
-def _geometry(
-    stack: Stack,
-    allow_missing: bool = False,
-) -> tuple[tuple[float, float, float], tuple[float, float, float], npt.NDArray[np.float64], list[str]]:
-    """Spacing (i, j, k), origin and direction from sorted slice positions (never SliceThickness)."""
+#: A slice farther than this fraction of the slice spacing from the regular grid through the first
+#: slice keeps its own position (``Volume.slice_positions``).
+OFF_GRID_TOLERANCE = 0.01
+
+_Geometry = tuple[
+    tuple[float, float, float],
+    tuple[float, float, float],
+    npt.NDArray[np.float64],
+    list[str],
+    npt.NDArray[np.float64] | None,
+]
+
+
+def _geometry(stack: Stack, allow_missing: bool = False) -> _Geometry:
+    """Spacing (i, j, k), origin and direction from sorted slice positions (never SliceThickness),
+    and the slices' own positions when they are off that grid (a gap, uneven spacing)."""
     notes: list[str] = []
-    geo = [r.geometry for r in stack.slices]
+    geo = [r.geometry for r in stack.slices[: stack.n_slices]]
     g0 = geo[0]
     if g0.position is None or g0.orientation is None or g0.pixel_spacing is None:
         missing = [
@@ -102,7 +114,7 @@ def _geometry(
             raise MissingGeometryError(stack.headers[0].path, f"missing {', '.join(missing)}: voxels cannot be placed")
         notes.append(f"{QACode.NO_GEOMETRY.value}: no {', '.join(missing)}; shown with 1 mm pixels")
         sp = g0.pixel_spacing or (1.0, 1.0)
-        return (float(sp[1]), float(sp[0]), 1.0), (0.0, 0.0, 0.0), np.eye(3), notes
+        return (float(sp[1]), float(sp[0]), 1.0), (0.0, 0.0, 0.0), np.eye(3), notes, None
     if any(g.position is None for g in geo):
         raise MissingGeometryError(stack.headers[0].path, "some slices lack ImagePositionPatient")
     row = np.asarray(g0.orientation[:3], dtype=np.float64)
@@ -123,7 +135,17 @@ def _geometry(
         kdir = normal
     direction = np.column_stack([row, col, kdir])
     spacing = (float(g0.pixel_spacing[1]), float(g0.pixel_spacing[0]), dk)
-    return spacing, (float(origin[0]), float(origin[1]), float(origin[2])), direction, notes
+    slice_positions = None
+    if len(positions) > 2:
+        grid = origin + np.arange(len(positions))[:, None] * (kdir * dk)[None, :]
+        worst = float(np.max(np.linalg.norm(positions - grid, axis=1)))
+        if worst > OFF_GRID_TOLERANCE * dk:
+            slice_positions = positions
+            notes.append(
+                f"off-grid: slices lie up to {worst:.3g} mm from a regular {dk:.4g} mm grid; "
+                "each keeps its own position (resample to a regular grid to export it)"
+            )
+    return spacing, (float(origin[0]), float(origin[1]), float(origin[2])), direction, notes, slice_positions
 
 
 def _read_native_into(out: npt.NDArray[Any], h: DicomHeader, frame: int, scratch: npt.NDArray[Any] | None) -> None:
@@ -258,7 +280,8 @@ def load_stack(
             try:
                 return _load(stack, on_progress, cancel or CancelToken(), allow_missing_geometry, left_out)
             except _FileFailed as failed:
-                if len({h.path for h in stack.headers}) <= 1:
+                # A 4-D stack's volumes stay whole, and a lone file is the stack: nothing to leave out.
+                if stack.is_4d or stack.is_mosaic or len({h.path for h in stack.headers}) <= 1:
                     raise failed.error from None
                 bad = stack.headers[failed.header_index]
                 left_out.append(f"{os.path.basename(bad.path)} left out ({failed.error.reason})")
@@ -294,7 +317,7 @@ def _load(
     allow_missing_geometry: bool,
     left_out: list[str],
 ) -> Volume:
-    spacing, origin, direction, notes, out_dtype, checked = _prepare(stack, allow_missing_geometry)
+    spacing, origin, direction, notes, out_dtype, checked, positions = _prepare(stack, allow_missing_geometry)
     try:
         out = _read_slices(stack, out_dtype, checked, on_progress, cancel)
     except _Int16Overflow:
@@ -302,7 +325,10 @@ def _load(
     n = len(stack.slices)
     on_progress(1.0, f"loaded {n} slices")
     qa = _warn_qa(stack, notes + [f"{QACode.MISSING_SLICES.value}: {note}" for note in left_out])
-    return _volume(stack, out, spacing, origin, direction, qa)
+    frames = stack.volume_frames if stack.is_4d else ()
+    if frames:
+        out = out.reshape((len(frames), stack.n_slices, *out.shape[1:]))  # volume-major, as the stack orders them
+    return _volume(stack, out, spacing, origin, direction, qa, frames, positions)
 
 
 def _volume(
@@ -312,9 +338,20 @@ def _volume(
     origin: tuple[float, float, float],
     direction: npt.NDArray[np.float64],
     qa: tuple[str, ...],
+    frames: tuple[VolumeFrame, ...],
+    positions: npt.NDArray[np.float64] | None,
 ) -> Volume:
     try:
-        return Volume(voxels, spacing, origin, direction, _metadata(stack, voxels.dtype), qa)
+        return Volume(
+            voxels,
+            spacing,
+            origin,
+            direction,
+            _metadata(stack, voxels.dtype),
+            qa,
+            frames=frames,
+            slice_positions=positions,
+        )
     except ValueError as exc:  # a grid no volume has (spacing, direction): name what the files gave
         raise InvalidValueError(stack.headers[0].path, f"the slices give no usable grid: {exc}") from None
 
@@ -322,16 +359,24 @@ def _volume(
 def _prepare(
     stack: Stack, allow_missing_geometry: bool
 ) -> tuple[
-    tuple[float, float, float], tuple[float, float, float], npt.NDArray[np.float64], list[str], np.dtype[Any], bool
+    tuple[float, float, float],
+    tuple[float, float, float],
+    npt.NDArray[np.float64],
+    list[str],
+    np.dtype[Any],
+    bool,
+    npt.NDArray[np.float64] | None,
 ]:
-    """What :func:`load_stack` and :func:`stream_stack` need before the first pixel: the stack checked,
-    its geometry (spacing, origin, direction, notes) and the output type (and whether int16 is checked)."""
+    """What :func:`load_stack` and :func:`stream_stack` need before the first pixel: the stack checked
+    (a refused stack raises its typed error), its geometry (spacing, origin, direction, notes, the
+    slices' own positions when off-grid) and the output type (and whether int16 is checked)."""
+    stack.raise_if_refused()
     if not stack.slices:
         raise LoadError(None, f"stack {stack.id} has no slices")
     _check_stack(stack)
-    spacing, origin, direction, notes = _geometry(stack, allow_missing_geometry)
+    spacing, origin, direction, notes, positions = _geometry(stack, allow_missing_geometry)
     out_dtype, checked = _output_dtype(stack)
-    return spacing, origin, direction, notes, out_dtype, checked
+    return spacing, origin, direction, notes, out_dtype, checked, positions
 
 
 def _warn_qa(stack: Stack, notes: list[str]) -> tuple[str, ...]:
@@ -363,8 +408,15 @@ class SliceSink(Protocol):
 
 
 def can_stream(stack: Stack) -> bool:
-    """Whether :func:`stream_stack` takes this stack (greyscale DICOM; colour and image files are loaded whole)."""
-    return stack.kind == "dicom" and bool(stack.headers) and not stack.headers[0].is_colour
+    """Whether :func:`stream_stack` takes this stack (3-D greyscale DICOM; colour, 4-D, mosaics and
+    image files are loaded whole)."""
+    return (
+        stack.kind == "dicom"
+        and bool(stack.headers)
+        and not stack.headers[0].is_colour
+        and not stack.is_4d
+        and not stack.is_mosaic
+    )
 
 
 def stream_stack(
@@ -387,12 +439,12 @@ def stream_stack(
     if not can_stream(stack):
         raise ValueError(f"stack {stack.id} is colour or an image file: load it whole with load_stack")
     cancel = cancel or CancelToken()
-    spacing, origin, direction, notes, out_dtype, checked = _prepare(stack, allow_missing_geometry)
-    h0 = stack.headers[0]
+    spacing, origin, direction, notes, out_dtype, checked, positions = _prepare(stack, allow_missing_geometry)
     n = len(stack.slices)
     while True:
-        placeholder = np.broadcast_to(np.zeros((), dtype=out_dtype), (n, h0.rows, h0.columns))
-        sink = open_sink(Volume(placeholder, spacing, origin, direction, _metadata(stack, out_dtype), ()))
+        placeholder = np.broadcast_to(np.zeros((), dtype=out_dtype), (n, stack.rows, stack.columns))
+        meta = _metadata(stack, out_dtype)
+        sink = open_sink(Volume(placeholder, spacing, origin, direction, meta, (), slice_positions=positions))
         try:
             _stream_into(sink, stack, out_dtype, checked, on_progress, cancel)
         except _Int16Overflow:
@@ -409,7 +461,7 @@ def stream_stack(
         break
     on_progress(1.0, f"loaded {n} slices")
     qa = _warn_qa(stack, notes)
-    return Volume(placeholder, spacing, origin, direction, _metadata(stack, out_dtype), qa)
+    return Volume(placeholder, spacing, origin, direction, _metadata(stack, out_dtype), qa, slice_positions=positions)
 
 
 def _stream_into(
@@ -420,8 +472,7 @@ def _stream_into(
     on_progress: ProgressCallback,
     cancel: CancelToken,
 ) -> None:
-    h0 = stack.headers[0]
-    shape = (h0.rows, h0.columns)
+    shape = (stack.rows, stack.columns)
     own = np.empty(shape, dtype=out_dtype)  # one slice, reused, where the sink lends none
 
     def target(k: int) -> npt.NDArray[Any]:
@@ -495,7 +546,7 @@ def _read_slices(
 ) -> npt.NDArray[Any]:
     h0 = stack.headers[0]
     n = len(stack.slices)
-    shape: tuple[int, ...] = (n, h0.rows, h0.columns, 3) if h0.is_colour else (n, h0.rows, h0.columns)
+    shape: tuple[int, ...] = (n, stack.rows, stack.columns, 3) if h0.is_colour else (n, stack.rows, stack.columns)
     out = np.empty(shape, dtype=out_dtype)
     prefault = _Prefault(out) if out.nbytes >= PREFAULT_MIN_BYTES and spare_cpu() else None
     plane_bytes = out[0].nbytes if n else 0
@@ -536,7 +587,7 @@ def _fill(
     stored = None if h0.is_colour else _stored_dtype(h0)
     # Read in place when the stored type is the output type and no overflow check is needed.
     in_place = stored == out_dtype and not checked
-    scratch = None if in_place or stored is None else np.empty((h0.rows, h0.columns), dtype=stored)
+    scratch = None if in_place or stored is None else np.empty((stack.rows, stack.columns), dtype=stored)
     # Checked int16 output from 16-bit stored values: read each slice straight into the output
     # and shift it there, checking only the extreme the intercept pushes towards the int16 limit.
     direct = checked and out_dtype == np.int16 and stored is not None and stored.itemsize == 2
@@ -552,7 +603,7 @@ def _fill(
         h = headers[ref.header_index]
         try:
             with typed_errors(h.path, "reading this file's pixels", passing=(_Int16Overflow,)):
-                _fill_one(plane, h, ref, decoded, out_dtype, checked, direct, scratch)
+                _fill_one(plane, h, ref, decoded, out_dtype, checked, direct, scratch, stack.mosaic_side)
         except LoadError as exc:
             if exc.path is not None and os.fspath(exc.path) == h.path:
                 raise _FileFailed(ref.header_index, exc) from exc
@@ -570,11 +621,18 @@ def _fill_one(
     checked: bool,
     direct: bool,
     scratch: npt.NDArray[Any] | None,
+    mosaic_side: int,
 ) -> None:
-    """Read, decode and rescale one slice into ``plane`` (``decoded`` keeps the last decoded file)."""
+    """Read, decode and rescale one slice into ``plane`` (``decoded`` keeps the last decoded file);
+    a mosaic's slice is cut from its file's whole image."""
     g = ref.geometry
     raw: npt.NDArray[Any] | None = None
-    if h.native and h.photometric != "MONOCHROME1":
+    if ref.tile is not None:
+        if ref.header_index not in decoded:
+            decoded.clear()
+            decoded[ref.header_index] = _mosaic_image(h)
+        raw = cut_tile(decoded[ref.header_index], ref.tile, mosaic_side)
+    elif h.native and h.photometric != "MONOCHROME1":
         check_pixel_length(h)
         if direct and h.bits_allocated == 16 and g.slope == 1 and g.intercept == int(g.intercept):
             unsigned = h.pixel_representation != 1
@@ -597,6 +655,18 @@ def _fill_one(
             plane[...] = raw
         else:
             plane[...] = _rescaled(raw, h, g.slope, g.intercept, out_dtype, checked)
+
+
+def _mosaic_image(h: DicomHeader) -> npt.NDArray[Any]:
+    """The whole stored mosaic image of one file (tiles are cut from it)."""
+    if h.native:
+        check_pixel_length(h)
+        image = np.empty((h.rows, h.columns), dtype=_stored_dtype(h))
+        _read_native_into(image, h, 0, None)
+        return image
+    frames = _decode(h)
+    result: npt.NDArray[Any] = frames[0]
+    return result
 
 
 def _shift_in_place(plane: npt.NDArray[Any], intercept: int, unsigned: bool) -> None:

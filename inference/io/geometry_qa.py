@@ -19,6 +19,11 @@ class QACode(StrEnum):
     INCONSISTENT_ORIENTATION = "inconsistent-orientation"
     NO_GEOMETRY = "no-geometry"
     SINGLE_SLICE = "single-slice"
+    INCOMPLETE_VOLUMES = "incomplete-volumes"
+    DUPLICATE_FILES = "duplicate-files"
+    DERIVED_VOLUMES = "derived-volumes"
+    SEPARATE_ACQUISITIONS = "separate-acquisitions"
+    REFUSED = "refused"
 
 
 @dataclass(frozen=True)

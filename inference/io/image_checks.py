@@ -279,7 +279,7 @@ def _check_nrrd(p: Path, st: os.stat_result) -> None:
 def _check_metaimage(p: Path, st: os.stat_result) -> None:
     import numpy as np
 
-    from inference.io.image_file_fallback import MET_TYPES, metaimage_header
+    from inference.io.metaimage_header import MET_TYPES, metaimage_header
 
     try:
         fields, data_start = metaimage_header(p)

@@ -66,13 +66,15 @@ def is_orthonormal(direction: npt.ArrayLike, tol: float = 1e-4) -> bool:
     return bool(np.allclose(d.T @ d, np.eye(3), atol=tol))
 
 
-def _nifti_array(voxels: npt.NDArray[Any]) -> npt.NDArray[Any]:
+def _nifti_array(voxels: npt.NDArray[Any], four_d: bool = False) -> npt.NDArray[Any]:
     if voxels.dtype == np.bool_:
         voxels = voxels.astype(np.uint8)
     elif voxels.dtype == np.float16:
         voxels = voxels.astype(np.float32)
     if voxels.ndim == 3:
         return voxels.transpose(2, 1, 0)
+    if four_d:  # [t, k, j, i] -> (i, j, k, t)
+        return voxels.transpose(3, 2, 1, 0)
     # [k, j, i, c] -> (i, j, k, t=1, c)
     return voxels.transpose(2, 1, 0, 3)[:, :, :, np.newaxis, :]
 
@@ -163,13 +165,19 @@ def _nifti_header(volume: Volume, data: npt.NDArray[Any], scale: tuple[float, fl
     # Stored values are the values, unless the caller stores them scaled (value = slope * stored + inter).
     hdr["scl_slope"], hdr["scl_inter"] = scale if scale is not None else (np.nan, np.nan)
     hdr["xyzt_units"] = 2  # mm
+    if volume.is_4d:
+        step = _time_step(volume)
+        if step is not None:
+            pixdim[4] = step
+            hdr["pixdim"] = pixdim
+            hdr["xyzt_units"] = 2 | 8  # mm, seconds
     hdr["quatern_b"], hdr["quatern_c"], hdr["quatern_d"] = b, c, d
     hdr["qoffset_x"], hdr["qoffset_y"], hdr["qoffset_z"] = affine[:3, 3]
     # A sheared grid (gantry tilt) has no quaternion form: only the sform holds it (qform code 0).
     hdr["qform_code"] = 1 if is_orthonormal(volume.direction) else 0
     hdr["sform_code"] = 1
     hdr["srow_x"], hdr["srow_y"], hdr["srow_z"] = affine[0], affine[1], affine[2]
-    if volume.voxels.ndim == 4:
+    if volume.is_colour:
         hdr["intent_code"] = _INTENT_VECTOR
         hdr["intent_name"] = b"colour"
     hdr["magic"] = b"n+1"
@@ -178,14 +186,14 @@ def _nifti_header(volume: Volume, data: npt.NDArray[Any], scale: tuple[float, fl
 
 def _write_direct(volume: Volume, path: str, compressed: bool, scale: tuple[float, float] | None = None) -> None:
     """Header, then the voxels in NIfTI order (``i`` fastest; colour components slowest), one write."""
-    data = _nifti_array(volume.voxels)
+    data = _nifti_array(volume.voxels, volume.is_4d)
     header = _nifti_header(volume, data, scale)
     vox = volume.voxels
     if vox.dtype == np.bool_:
         vox = vox.astype(np.uint8)
     elif vox.dtype == np.float16:
         vox = vox.astype(np.float32)
-    if vox.ndim == 4:
+    if volume.is_colour:
         vox = vox.transpose(3, 0, 1, 2)  # (c, k, j, i): NIfTI's 5th dimension runs slowest
     vox = np.ascontiguousarray(vox, dtype=vox.dtype.newbyteorder("<"))
     body = vox.reshape(-1).view(np.uint8).data
@@ -209,6 +217,29 @@ def gzip_writer(fileobj: Any) -> gzip.GzipFile:
     return igzip.GzipFile(filename="", mode="wb", fileobj=fileobj, compresslevel=1)  # type: ignore[no-untyped-call]
 
 
+def require_regular(volume: Volume, dest: str | Path) -> None:
+    """Refuse a volume whose slices are off its grid: a NIfTI affine would misplace some of them."""
+    if volume.slice_positions is not None:
+        from inference.errors import IrregularSlicesError
+
+        raise IrregularSlicesError(
+            dest,
+            "the slices are not on a regular grid (a gap or uneven spacing): one affine would misplace "
+            "some of them; resample to a regular grid first (radlens convert --resample)",
+        )
+
+
+def _time_step(volume: Volume) -> float | None:
+    """Seconds between volumes of a time series (the median step), for NIfTI's pixdim[4]."""
+    from inference.volume import FourthAxis
+
+    if not volume.frames or volume.frames[0].axis is not FourthAxis.TIME or len(volume.frames) < 2:
+        return None
+    steps = np.diff([f.value for f in volume.frames])
+    step = float(np.median(steps))
+    return step if np.isfinite(step) and step > 0 else None
+
+
 def _fsync(path: str) -> None:
     with open(path, "rb") as fh:
         os.fsync(fh.fileno())
@@ -230,6 +261,7 @@ def write_nifti(volume: Volume, path: str | os.PathLike[str], *, scale: tuple[fl
     wrong suffix, the folder does not exist, or the write fails.
     """
     dest, suffix, mode = _destination(path)
+    require_regular(volume, dest)
     tmp = _temporary(dest, suffix)
     try:
         _write_direct(volume, tmp, suffix == ".nii.gz", scale)
@@ -294,6 +326,7 @@ class NiftiStream:
         if volume.voxels.ndim != 3:
             raise ValueError("NiftiStream writes greyscale volumes; write colour ones with write_nifti")
         self.dest, suffix, self._mode = _destination(path)
+        require_regular(volume, self.dest)
         dtype: np.dtype[Any] = volume.voxels.dtype
         if dtype == np.bool_:
             dtype = np.dtype(np.uint8)

@@ -21,7 +21,9 @@ def choose_stack(result: ScanResult, stack_id: str | None) -> Stack:
         raise LoadError(result.root, "no image stack found" + (f" ({reasons})" if reasons else ""))
     if len(stacks) > 1:
         listing = ", ".join(
-            f"{s.id} ({s.modality} {s.description or 'no description'}, {s.n_slices} slices)" for s in stacks
+            f"{s.id} ({s.modality} {s.description or 'no description'}, {s.n_slices} slices"
+            f"{f' × {s.n_volumes} {s.fourth_axis} volumes' if s.is_4d else ''})"
+            for s in stacks
         )
         raise LoadError(result.root, f"{len(stacks)} image stacks found; choose one with --stack: {listing}")
     return stacks[0]

@@ -124,7 +124,23 @@ def resample_to_regular_grid(
         origin=(float(positions[0, 0]), float(positions[0, 1]), float(positions[0, 2])),
         direction=direction,
         qa_warnings=(*volume.qa_warnings, note),
+        slice_positions=None,  # on the regular grid now
     )
+
+
+def regular_grid(volume: Volume) -> Volume:
+    """``volume`` itself when its slices lie on its grid, else resampled along ``k`` from its
+    ``slice_positions`` with :func:`resample_to_regular_grid` (each volume of a 4-D one alike)."""
+    positions = volume.slice_positions
+    if positions is None:
+        return volume
+    if not volume.is_4d:
+        return resample_to_regular_grid(replace(volume, slice_positions=None), positions)
+    parts = [
+        resample_to_regular_grid(replace(volume.frame(n), slice_positions=None), positions)
+        for n in range(volume.n_volumes)
+    ]
+    return replace(parts[0], voxels=np.stack([p.voxels for p in parts]), frames=volume.frames, metadata=volume.metadata)
 
 
 def _to_sitk(volume: Volume, pixel_dtype: npt.DTypeLike | None = None) -> Any:

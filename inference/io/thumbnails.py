@@ -19,8 +19,9 @@ def stack_thumbnail(stack: Stack, size: int = 64) -> npt.NDArray[np.uint8] | Non
 
     if stack.kind != "dicom" or not stack.slices:
         return None
-    middle = stack.slices[len(stack.slices) // 2]
-    one = dataclasses.replace(stack, slices=(middle,), qa=())
+    middle = stack.slices[max(stack.n_slices, 1) // 2]  # of the first volume of a 4-D stack
+    # One slice, so a 3-D stack (and one a refused stack can still preview).
+    one = dataclasses.replace(stack, slices=(middle,), qa=(), volume_frames=(), refusal=None)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -54,7 +54,7 @@ class AnnotationController(QtCore.QObject):
         self._pending = False  # an angle waits for its third point, a Cobb angle for its second line
         self._drag: tuple[Measurement, int | None, Point, list[Point]] | None = None  # what, handle, start, points
         self._restoring = False
-        self._store_for: OpenVolume | None = None
+        self._store: Path | None = None  # the file that keeps the open series' measurements
         self._workers: set[Any] = set()
         self._save_timer = QtCore.QTimer(self)
         self._save_timer.setSingleShot(True)
@@ -240,9 +240,9 @@ class AnnotationController(QtCore.QObject):
         self._save_timer.stop()
         self.cancel_drawing()
         self.select(None)
-        self._store_for = cur
         self.history.reset()
         path = store_path(cur.volume, self.store_folder)
+        self._store = path
         if path is None:
             return
         run_in_background(
@@ -262,18 +262,23 @@ class AnnotationController(QtCore.QObject):
             self._restoring = False
         self.history.reset()
 
+    def _kept_here(self) -> Path | None:
+        """The store of the open series, when it is the one restored (every volume of a 4-D
+        acquisition shares its series' store)."""
+        cur = self.model.current
+        path = store_path(cur.volume, self.store_folder) if cur is not None else None
+        return path if path is not None and path == self._store else None
+
     def _on_measurements_changed(self) -> None:
-        if not self._restoring and self._store_for is not None and self._store_for is self.model.current:
+        if not self._restoring and self._kept_here() is not None:
             self._save_timer.start()
 
     def save_now(self) -> None:
         """Write the current measurements now (on a worker thread), atomically."""
         self._save_timer.stop()
         cur = self.model.current
-        if cur is None or cur is not self._store_for:
-            return
-        path = store_path(cur.volume, self.store_folder)
-        if path is None:
+        path = self._kept_here()
+        if cur is None or path is None:
             return
         items = [m.copy() for m in self.model.measurements if m.complete and m is not self._drawing]
         run_in_background(

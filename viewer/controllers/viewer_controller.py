@@ -108,6 +108,9 @@ class ViewerController(QtCore.QObject):
         self.view_options = ViewOptions(self.window, self.settings, self.cine_timer)
         self.comparison = ComparisonController(self.model, self.window)
         self.comparison.failed.connect(self._error)
+        self.frame_timer = QtCore.QTimer(self)  # cine over the fourth axis of a 4-D acquisition
+        self.frame_timer.setInterval(200)
+        self.frame_timer.timeout.connect(self._frame_step)
         self._connect()
         self.settings.restore_window(self.window)
         layout = str(self.settings.value("layout", "1x3"))
@@ -139,6 +142,9 @@ class ViewerController(QtCore.QObject):
         w.measurements.delete_requested.connect(self._delete_measurement)
         w.measurements.activated_row.connect(self._goto_measurement)
         w.cancel_button.clicked.connect(self.loader.cancel)
+        w.frame_slider.valueChanged.connect(m.set_frame)
+        w.resample_button.clicked.connect(self.resample_to_regular_grid)
+        w.cine_button.toggled.connect(lambda on: self.frame_timer.start() if on else self.frame_timer.stop())
         self.loader.scanned.connect(self._on_scanned)
         self.loader.thumbnails.connect(self._on_thumbnails)
         self.loader.loaded.connect(self._on_loaded)
@@ -318,6 +324,8 @@ class ViewerController(QtCore.QObject):
         self._shown_index = {p: None for p in Plane}
         for view in self.window.mpr.views.values():
             view.set_crosshair_angle(0.0)  # a new volume opens on the usual planes
+        self._show_frame_controls()
+        self._show_qa_banner()
         cur = self.model.current
         self.window.layer_panel.refresh()
         if cur is not None:
@@ -457,6 +465,7 @@ class ViewerController(QtCore.QObject):
                 f"{pr.slice_position_mm(cur, plane, self.model.cursor):.1f} mm",
                 *([f"{slab.mode.label} {slab.thickness_mm:g} mm"] if slab.active else []),
                 *([f"oblique {ob.angle_deg:+.0f}°"] if ob is not None and ob.affects(plane) else []),
+                *([self._frame_text()] if self.model.series is not None else []),
             ],
             bottom_left=[f"W {wl.width:.0f} L {wl.center:.0f}"],
             bottom_right=[f"zoom {view.zoom_factor():.2f}×"],
@@ -582,6 +591,59 @@ class ViewerController(QtCore.QObject):
         for m in self.model.measurements:
             if m.id == mid:
                 self.model.set_cursor(m.centre())
+
+    def _show_frame_controls(self) -> None:
+        """The volume slider and its label, for a 4-D acquisition only (written without feedback)."""
+        w, series = self.window, self.model.series
+        for widget in (w.frame_label, w.frame_slider, w.cine_button):
+            widget.setVisible(series is not None)
+        if series is None:
+            self.frame_timer.stop()
+            w.cine_button.setChecked(False)
+            return
+        with QtCore.QSignalBlocker(w.frame_slider):
+            w.frame_slider.setRange(0, series.n_volumes - 1)
+            w.frame_slider.setValue(self.model.frame)
+        w.frame_label.setText(self._frame_text())
+
+    def _show_qa_banner(self) -> None:
+        """The shown stack's QA findings stay in the status bar while it is shown; the resampling
+        button appears where the slices are off a regular grid."""
+        w, cur = self.window, self.model.current
+        warnings = cur.volume.qa_warnings if cur is not None else ()
+        w.qa_label.setVisible(bool(warnings))
+        text = "; ".join(warnings)
+        w.qa_label.setText(("⚠ " + text[:90] + ("…" if len(text) > 90 else "")) if warnings else "")
+        w.qa_label.setToolTip("\n".join(warnings))
+        w.resample_button.setVisible(cur is not None and cur.volume.slice_positions is not None)
+
+    def resample_to_regular_grid(self) -> None:
+        """Open the shown stack resampled onto a regular grid (in a worker; the result says so)."""
+        source = self.model.series or (self.model.current.volume if self.model.current is not None else None)
+        if source is None or source.slice_positions is None:
+            return
+        from inference.io.resample import regular_grid
+
+        worker = create_worker(lambda: regular_grid(source))
+        worker.returned.connect(self.show_volume)
+        worker.errored.connect(lambda exc: self._error(f"Cannot resample: {exc}"))
+        self._overlay_workers.add(worker)
+        worker.finished.connect(lambda: self._overlay_workers.discard(worker))
+        worker.start()
+
+    def _frame_text(self) -> str:
+        series = self.model.series
+        if series is None:
+            return ""
+        frame = series.frames[self.model.frame]
+        return f"{frame.axis.value} {frame.label} ({self.model.frame + 1}/{series.n_volumes})"
+
+    def _frame_step(self) -> None:
+        series = self.model.series
+        if series is None:
+            self.frame_timer.stop()
+            return
+        self.window.frame_slider.setValue((self.model.frame + 1) % series.n_volumes)
 
     def _cine_step(self) -> None:
         cur = self.model.current
@@ -814,6 +876,7 @@ class ViewerController(QtCore.QObject):
         self.annotations.shutdown()
         self.comparison.shutdown()
         self.cine_timer.stop()
+        self.frame_timer.stop()
         self.analysis.shutdown()
         self.settings.save_window(self.window)
         self.loader.shutdown()

@@ -131,6 +131,9 @@ class ViewerModel:
         self.invert = False
         self.layers = LayerList()
         self.measurements = MeasurementList()
+        #: The whole 4-D acquisition when one is open (``current`` shows its volume ``frame``).
+        self.series: Volume | None = None
+        self.frame = 0
         self.volume_changed: Event[[]] = Event()
         self.cursor_changed: Event[[]] = Event()
         self.window_changed: Event[[]] = Event()
@@ -140,7 +143,11 @@ class ViewerModel:
         self.oblique_changed: Event[[]] = Event()
 
     def open(self, volume: Volume) -> None:
-        """Show a new volume: cursor in the middle, its default window, no overlays."""
+        """Show a new volume: cursor in the middle, its default window, no overlays. A 4-D
+        acquisition shows its first volume; :meth:`set_frame` moves along the fourth axis."""
+        self.series = volume if volume.is_4d else None
+        self.frame = 0
+        volume = volume.frame(0)
         self.current = OpenVolume.of(volume)
         nx, ny, nz = self.current.shape_xyz
         self.cursor = (nx // 2, ny // 2, nz // 2)
@@ -152,7 +159,19 @@ class ViewerModel:
             self.measurements.clear()
         self.volume_changed.emit()
 
+    def set_frame(self, n: int) -> None:
+        """Show volume ``n`` of the open 4-D acquisition, keeping cursor, window, layers and
+        measurements (they live on the same grid)."""
+        series = self.series
+        if series is None or n == self.frame or not 0 <= n < series.n_volumes:
+            return
+        self.frame = n
+        self.current = OpenVolume.of(series.frame(n))
+        self.volume_changed.emit()
+
     def close(self) -> None:
+        self.series = None
+        self.frame = 0
         self.current = None
         self.layers.clear()
         self.measurements.clear()
