@@ -108,16 +108,26 @@ TEMPORAL = {"temporal", "acquisition", "trigger", "acquisition-time", "file"}
 def _by_exact(
     values: Sequence[Hashable | None], pos: npt.NDArray[np.int64], crowd: int
 ) -> dict[Hashable, list[int]] | None:
+    """Volumes by a per-volume key, or None when the key does not say which volume a slice is of.
+
+    More key values than slices at the most crowded position means volumes lacking slices (two
+    volumes that each miss a different position leave every position with one slice fewer than
+    there are volumes); that is this key's answer only if some volume is complete, else the key
+    is one of each slice, not of each volume.
+    """
     if any(v is None for v in values):
         return None
     groups: dict[Hashable, list[int]] = defaultdict(list)
     for n, v in enumerate(values):
         groups[v].append(n)
-    if len(groups) != crowd:
+    if len(groups) < crowd:
         return None
     for members in groups.values():
         if len({int(pos[n]) for n in members}) != len(members):
             return None
+    n_positions = int(pos.max()) + 1
+    if len(groups) > crowd and not any(len(m) == n_positions for m in groups.values()):
+        return None
     return groups
 
 
