@@ -121,9 +121,8 @@ def main() -> int:
     print(
         f"\n  after warm-up (study 1): RSS {warm['VmRSS'] / 1024:.1f} MiB, {warm['Threads']} threads, {warm['fds']} fds"
     )
-    print(
-        f"  at the end (study {len(states)}):  RSS {end['VmRSS'] / 1024:.1f} MiB, {end['Threads']} threads, {end['fds']} fds"
-    )
+    last = f"RSS {end['VmRSS'] / 1024:.1f} MiB, {end['Threads']} threads, {end['fds']} fds"
+    print(f"  at the end (study {len(states)}):  {last}")
     print(f"  RSS growth after warm-up: {growth * 100:+.1f} % (target ≤ {RSS_GROWTH_TARGET * 100:.0f} %)")
     ok = growth <= RSS_GROWTH_TARGET and end["Threads"] <= warm["Threads"] and end["fds"] <= warm["fds"]
     print(f"  {'PASS' if ok else 'FAIL'}: memory, threads and file descriptors after {args.studies} studies")
