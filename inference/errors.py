@@ -87,3 +87,12 @@ class InferenceCancelled(OperationCancelled):
 
 class DeviceError(RadLensError):
     """The requested compute device is not available."""
+
+
+class UnsuitableInputError(RadLensError):
+    """A model was asked to run on an input it was not made for (and the run was not forced)."""
+
+    def __init__(self, model: str, reasons: list[str]) -> None:
+        self.model = model
+        self.reasons = list(reasons)
+        super().__init__(f"model {model} is not made for this input: {'; '.join(self.reasons)}")

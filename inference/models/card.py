@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.errors import ModelCardError
+from inference.models.domain import InputDomain, parse_domain
 
 
 class Task(StrEnum):
@@ -89,6 +90,7 @@ class ModelCard:
     default_for: tuple[str, ...] = ()  # modalities for which this is the default model
     weights_distribution: str = ""  # weights shipped inside another installed package (e.g. "deepbet")
     extra_weights: tuple[tuple[str, str], ...] = ()  # (file, sha256) for multi-network pipelines
+    domain: InputDomain = field(default_factory=InputDomain)  # the inputs it was made for
     path: Path = Path()
 
     @property
@@ -129,6 +131,7 @@ class ModelCard:
             "intended_use": self.intended_use,
             "not_for_clinical_use": self.not_for_clinical_use,
             "labels": [{"value": lab.value, "name": lab.name} for lab in self.labels],
+            "domain": self.domain.summary(),
             "card": str(self.path),
         }
 
@@ -155,6 +158,7 @@ _TOP_KEYS = {
     "default_for",
     "weights_distribution",
     "extra_weights",
+    "domain",
 }
 _INPUT_KEYS = {"size", "context_slices", "window", "normalise", "target_spacing", "patch_size", "batch_size"}
 
@@ -246,6 +250,7 @@ def parse_card(data: dict[str, Any], path: Path) -> ModelCard:
         default_for=tuple(str(m).upper() for m in data.get("default_for", [])),
         weights_distribution=str(data.get("weights_distribution", "")),
         extra_weights=tuple((str(e["file"]), str(e["sha256"]).lower()) for e in data.get("extra_weights", [])),
+        domain=parse_domain(data.get("domain"), path),
         path=path,
     )
 
