@@ -104,6 +104,21 @@ def _modality(card: ModelCard, facts: InputFacts, out: Suitability, model_chosen
         out.reasons.append(f"model {card.name} is for {wanted}, this stack is {facts.modality}")
 
 
+def _values_fit(modality: str, volume: Volume, out: Suitability, said_by: str) -> None:
+    """A modality the file does not record (given by the user or taken from the model), checked
+    against the values: a CT holds air near −1000 HU, an MR image no negative values to speak of."""
+    if volume.voxels.ndim != 3 or not volume.voxels.size:
+        return
+    flat = np.asarray(volume.voxels).reshape(-1)
+    low = float(np.percentile(flat[:: max(1, flat.size // 1_000_000)], 0.5))
+    if modality == "CT" and low > -500:
+        out.reasons.append(
+            f"the modality {said_by} is CT, but the values are not Hounsfield units (no air: lowest {low:g})"
+        )
+    elif modality == "MR" and low < -500:
+        out.reasons.append(f"the modality {said_by} is MR, but the values look like CT (air at {low:g})")
+
+
 def _dimensionality(card: ModelCard, facts: InputFacts, out: Suitability) -> None:
     dom = card.domain
     if "LOCALIZER" in facts.image_type:
@@ -122,6 +137,10 @@ def _dimensionality(card: ModelCard, facts: InputFacts, out: Suitability) -> Non
         out.reasons.append(f"{facts.slices} slices; the model needs at least {dom.slices[0]}")
     elif dom.slices is not None and facts.slices > dom.slices[1]:
         out.warnings.append(f"{facts.slices} slices, more than the {dom.slices[1]} the model was made for")
+    if card.input.context_slices and 0 < facts.slices < card.input.channels:
+        out.warnings.append(
+            f"{facts.slices} slice(s), fewer than the model's {card.input.channels}-slice context: edge slices repeated"
+        )
     if "DERIVED" in facts.image_type or "SECONDARY" in facts.image_type:
         out.warnings.append(f"a derived image ({'/'.join(facts.image_type[:3])}), not an original acquisition")
     for code in facts.qa_codes:
@@ -210,6 +229,9 @@ def check_suitability(
     if volume.voxels.ndim != 3:
         out.reasons.append(f"colour or multi-channel images (voxels of shape {volume.voxels.shape})")
     _modality(card, facts, out, model_chosen)
+    recorded = volume.metadata.modality or getattr(stack, "modality", "")
+    if not recorded and out.modality:
+        _values_fit(out.modality, volume, out, "given" if modality else "taken from the model")
     _dimensionality(card, facts, out)
     _geometry(card, facts, out)
     _sequence(card, facts, out)

@@ -58,6 +58,8 @@ class ViewerController(QtCore.QObject):
         self.loader.warm_up()
         self.analysis = AnalysisController(self.model, self.window.analysis_panel, self.window.mpr.fourth, registry)
         self.analysis.failed.connect(self._error)
+        if interactive:
+            self.analysis.confirm = self._confirm_unsuitable
         self.analysis.finished.connect(self._on_analysis_finished)
         self.exporter = ExportController(self)
         self.exporter.failed.connect(self._error)
@@ -75,7 +77,9 @@ class ViewerController(QtCore.QObject):
         self._overlay_workers: set[Any] = set()
         self._staged: set[Plane] = set()  # panes of a new volume's first frame not yet drawn
         self.render_count = 0
-        self.auto_model: str | None = None  # "default" or a model name, run on every volume shown
+        # "default" or a model name, run once on the first volume shown (the one the user asked for
+        # at start-up), never on a study opened later.
+        self.auto_model: str | None = None
         self._building: set[int] = set()
         self.cine_timer = QtCore.QTimer(self)
         self.cine_timer.setInterval(100)
@@ -174,9 +178,15 @@ class ViewerController(QtCore.QObject):
 
     def _on_loaded(self, stack: Stack, volume: Volume) -> None:
         self.current_stack = stack
-        self.show_volume(volume)
+        self.show_volume(volume, stack)
 
-    def show_volume(self, volume: Volume) -> None:
+    def show_volume(self, volume: Volume, stack: Stack | None = None) -> None:
+        """Show ``volume`` (loaded from ``stack``, when scanned): the previous study's messages,
+        probe reading and analysis go with it."""
+        self.analysis.stack = stack
+        self.last_error = ""
+        self.window.statusBar().clearMessage()
+        self.window.probe_label.setText("")
         self.model.open(volume)
         md = volume.metadata
         self.window.setWindowTitle(f"RadLens — {md.series_description or md.source or 'volume'}")
@@ -184,7 +194,18 @@ class ViewerController(QtCore.QObject):
             self.window.statusBar().showMessage("Geometry: " + "; ".join(volume.qa_warnings), 15000)
         self.volume_shown.emit(volume)
         if self.auto_model is not None:
-            self.run_model(self.auto_model)
+            name, self.auto_model = self.auto_model, None  # once: later studies run nothing by themselves
+            self.run_model(name)
+
+    def _confirm_unsuitable(self, question: str) -> bool:
+        answer = QtWidgets.QMessageBox.question(
+            self.window,
+            "Run on an unsuitable input?",
+            question,
+            QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No,
+            QtWidgets.QMessageBox.StandardButton.No,
+        )
+        return answer == QtWidgets.QMessageBox.StandardButton.Yes
 
     def _on_failed(self, kind: str, message: str) -> None:
         self._error(f"{kind}: {message}")
@@ -556,7 +577,7 @@ class ViewerController(QtCore.QObject):
             return False
         try:
             if name == "default":
-                card = self.analysis.registry.default_for(cur.volume.metadata.modality or "")
+                card = self.analysis.registry.default_for(self.analysis.current_modality())
                 if card is None:
                     self.window.statusBar().showMessage(
                         f"no default model for {cur.volume.metadata.modality or 'this modality'}", 10000
