@@ -87,13 +87,17 @@ class AnalysisPanel(QtWidgets.QWidget):
         self.cancel_button.clicked.connect(self.cancel_requested.emit)
         self.findings.cellClicked.connect(lambda row, _c: self.finding_activated.emit(row))
         self.model_box.currentIndexChanged.connect(self._show_description)
+        # A model picked for this stack (by the user, or by code on their behalf) stays picked when the
+        # list is re-ordered; set_models blocks the box's signals, so its own changes do not count.
+        self._user_chose = False
+        self.model_box.currentIndexChanged.connect(lambda _i: setattr(self, "_user_chose", True))
         self.modality_box.currentIndexChanged.connect(
             lambda _i: self.modality_chosen.emit(str(self.modality_box.currentData() or ""))
         )
 
     def set_models(self, entries: list[ModelEntry]) -> None:
         """The picker's models, suitable ones first; the others say why they do not suit the open stack.
-        The selection stays on the model that was chosen when it is still listed."""
+        The first is selected, unless the user picked one for this stack that is still listed."""
         previous = self.model_box.currentData()
         with QtCore.QSignalBlocker(self.model_box):
             self.model_box.clear()
@@ -107,7 +111,7 @@ class AnalysisPanel(QtWidgets.QWidget):
                 if entry.reason:
                     grey = QtGui.QBrush(QtGui.QColor(140, 140, 140))
                     self.model_box.setItemData(row, grey, QtCore.Qt.ItemDataRole.ForegroundRole)
-            index = self.model_box.findData(previous) if previous is not None else -1
+            index = self.model_box.findData(previous) if previous is not None and self._user_chose else -1
             self.model_box.setCurrentIndex(index if index >= 0 else (0 if entries else -1))
         self.run_button.setEnabled(bool(entries) and not self.cancel_button.isEnabled())
         self._show_description()
@@ -129,6 +133,7 @@ class AnalysisPanel(QtWidgets.QWidget):
 
     def reset(self) -> None:
         """Back to the state of a newly opened stack: no progress, status, verdict or findings."""
+        self._user_chose = False
         self.progress.setValue(0)
         self.status.setText("")
         self.verdict.setText("")
