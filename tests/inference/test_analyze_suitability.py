@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydicom
 import pytest
 
 from inference.batch.pipeline import BatchOptions, analyze
@@ -60,7 +61,9 @@ def test_a_known_other_modality_is_skipped_unless_forced(tmp_path: Path, write_s
     skipped = analyze([src], BatchOptions(out=out, model="ct-nodule-demo", jobs=0, formats=("findings",)))
     assert not skipped.succeeded  # the user named the model and it did not run
     assert skipped.rows[0]["status"] == "skipped" and "(--force runs it)" in skipped.rows[0]["error"]
-    forced = analyze([src], BatchOptions(out=out, model="ct-nodule-demo", jobs=0, formats=("findings",), force=True))
+    forced = analyze(
+        [src], BatchOptions(out=out, model="ct-nodule-demo", jobs=0, formats=("findings", "sr", "pdf"), force=True)
+    )
     assert forced.succeeded
     (row,) = _rows(out)
     assert row["status"] == "ok" and row["suitability"] == "unsuitable (run forced)"
@@ -68,6 +71,8 @@ def test_a_known_other_modality_is_skipped_unless_forced(tmp_path: Path, write_s
     assert row["verdict"] in ("positive", "negative")
     findings = json.loads(next(out.glob("*/findings.json")).read_text())
     assert findings["suitability"] == "unsuitable (run forced)" and findings["input_warnings"]
+    sr = str(pydicom.dcmread(next(out.glob("*/findings-sr.dcm"))))
+    assert "UNSUITFORCED" in sr and "OODSCORE" in sr  # the verdict coded, the score measured
 
 
 @pytest.mark.slow
