@@ -55,6 +55,7 @@ class InputFacts:
     b_value: float | None = None
     volumes_per_position: int = 1
     is_mosaic: bool = False
+    mosaic_unpacked: bool = False  # the loader knows mosaics (``stack.is_mosaic``) and unpacks them into slices
     qa_codes: tuple[str, ...] = ()
     slices: int = 0
     in_plane: tuple[int, int] = (0, 0)
@@ -165,6 +166,7 @@ def gather_facts(volume: Volume, stack: Any = None, modality: str = "") -> Input
         b_value=_number(tags.get("DiffusionBValue")),
         volumes_per_position=_volumes_per_position(stack) if stack is not None else 1,
         is_mosaic=bool(mosaic) if mosaic is not None else "MOSAIC" in image_type,
+        mosaic_unpacked=mosaic is not None,
         qa_codes=qa_codes,
         slices=k,
         in_plane=(j, i),

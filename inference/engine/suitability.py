@@ -123,8 +123,10 @@ def _dimensionality(card: ModelCard, facts: InputFacts, out: Suitability) -> Non
     dom = card.domain
     if "LOCALIZER" in facts.image_type:
         out.reasons.append("a localizer (scout) image, not a diagnostic stack")
-    if facts.is_mosaic:
+    if facts.is_mosaic and not facts.mosaic_unpacked:
         out.reasons.append("a mosaic (several slices tiled in one image, e.g. Siemens EPI), not a 3-D volume")
+    elif facts.is_mosaic:
+        out.warnings.append("a mosaic unpacked into slices (an EPI acquisition: lower resolution, distortions)")
     if facts.volumes_per_position > 1:
         out.reasons.append(
             f"{facts.volumes_per_position} images at each slice position (a 4-D series: diffusion, perfusion, "

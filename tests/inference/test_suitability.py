@@ -204,3 +204,23 @@ def test_a_chest_only_model_scores_a_head_out_of_distribution(cards: dict[str, M
     on_head = check_suitability(chest_card, head).ood_score
     assert on_head is not None and all(s is not None for s in held_out)
     assert max(held_out) < stats.threshold < on_head, (held_out, on_head, stats.threshold)  # type: ignore[type-var]
+
+
+def test_what_the_loader_says_of_volumes_and_mosaics_is_used_when_it_says_it(
+    tmp_path: Path, cards: dict[str, ModelCard]
+) -> None:
+    """A loader that unpacks mosaics and splits 4-D series gives ``stack.is_mosaic`` and ``stack.n_volumes``."""
+    from types import SimpleNamespace
+
+    folder = tmp_path / "dwi"
+    unzip_dicom("siemens_dwi_0.dcm.gz", folder)
+    stack, volume = _loaded(folder)
+    told = SimpleNamespace(
+        headers=stack.headers, slices=stack.slices, qa=(), modality="MR", is_mosaic=True, n_volumes=1
+    )
+    checked = check_suitability(cards["bet"], volume, told)
+    assert not any("a mosaic" in r or "images at each slice position" in r for r in checked.reasons)
+    assert any("a mosaic unpacked into slices" in w for w in checked.warnings)
+    assert "a DWI series; the model expects T1-weighted MR" in checked.reasons  # the headers still say DWI
+    four_d = check_suitability(cards["bet"], volume, SimpleNamespace(**{**vars(told), "n_volumes": 30}))
+    assert any(r.startswith("30 images at each slice position") for r in four_d.reasons)

@@ -399,7 +399,7 @@ class ViewerController(QtCore.QObject):
         i, j, k = (int(round(v)) for v in cur.axis_map.display_to_source((x, y, z), cur.volume.size_ijk))
         lps = cur.lps_at((x, y, z))
         value = cur.value_at((x, y, z))
-        unit = " HU" if cur.volume.metadata.modality == "CT" else ""
+        unit = " HU" if self.analysis.current_modality() == "CT" else ""
         shown = f"{value}" if np.ndim(value) else f"{float(value):g}{unit}"
         self.window.probe_label.setText(
             f"voxel ({i}, {j}, {k})  LPS ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm  value {shown}"
