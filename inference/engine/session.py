@@ -44,16 +44,18 @@ class ModelSession:
                 configure_cpu_threads(leave_free=self.leave_free_cores)
         return self._device
 
-    def model(self, card: ModelCard) -> Any:
-        """The loaded model for ``card`` on this session's device (a pipeline card loads its own networks)."""
+    def model(self, card: ModelCard, device: str | None = None) -> Any:
+        """The loaded model for ``card`` on this session's device, or ``device`` (a pipeline card loads
+        its own networks)."""
         if card.pipeline:
             return card
-        key = (card.key, card.sha256, self.device)
+        device = device or self.device
+        key = (card.key, card.sha256, device)
         with self._lock:
             if key not in self._models:
                 from inference.engine.run import load_model
 
-                self._models[key] = load_model(card, self.device)
+                self._models[key] = load_model(card, device)
             return self._models[key]
 
     @staticmethod
@@ -85,17 +87,38 @@ class ModelSession:
         checked = suitability or self.check(card, volume, stack, modality=modality, model_chosen=model_chosen)
         if not checked.suitable and not force:
             raise UnsuitableInputError(card.name, checked.reasons)
-        result = run(
-            self.model(card),
-            volume,
-            on_progress,
-            cancel,
-            device=self.device,
-            explain=explain,
-            allocate=allocate,
-            check_modality=False,  # checked above: refused, forced, or taken from the model
-        )
+        def run_on(device: str) -> Result:
+            return run(
+                self.model(card, device),
+                volume,
+                on_progress,
+                cancel,
+                device=device,
+                explain=explain,
+                allocate=allocate,
+                check_modality=False,  # checked above: refused, forced, or taken from the model
+            )
+
+        try:
+            result = run_on(self.device)
+        except Exception as exc:
+            # The engine's batch loop halves batches and falls back by itself; a run that still
+            # runs out of GPU memory (a pipeline's whole-volume network) is run again on the CPU.
+            from inference.engine.device import is_out_of_memory
+
+            if self.device == "cpu" or not is_out_of_memory(exc):
+                raise
+            _free_gpu_memory()
+            result = run_on("cpu")
+            result.messages.append(f"{self.device} ran out of memory: the model ran on the CPU instead")
         return attach(result, checked)
+
+
+def _free_gpu_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def attach(result: Result, checked: Suitability) -> Result:
