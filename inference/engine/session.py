@@ -87,6 +87,7 @@ class ModelSession:
         checked = suitability or self.check(card, volume, stack, modality=modality, model_chosen=model_chosen)
         if not checked.suitable and not force:
             raise UnsuitableInputError(card.name, checked.reasons)
+
         def run_on(device: str) -> Result:
             return run(
                 self.model(card, device),
