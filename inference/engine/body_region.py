@@ -7,7 +7,7 @@ Cheap (a few hundred ms on a 512² × 300 CT, on a subsampled copy) and delibera
 - its width (left–right) and depth (front–back) are measured in millimetres in patient space;
 - on CT, *lung* is air inside the filled body outline; a chest has lung in a good part of its
   slices (at least 8 % of the body's area on a third of them), a head has none, a bony outline
-  (skull) and is at most 230 mm wide.
+  (skull) and is 100–230 mm wide; on MR, a head is an object 100–230 mm wide.
 
 It answers "chest", "head" or "" (not sure), with the figures it used, so a caller can say why.
 """
@@ -22,8 +22,10 @@ import numpy.typing as npt
 
 from inference.volume import Volume
 
-#: A head fits in this many millimetres left–right (adult heads are 140–170 mm; with a margin).
+#: A head fits in this many millimetres left–right (adult heads are 140–170 mm; with a margin), and
+#: is at least this wide (a child's; a smaller object is a crop or a part of something else).
 HEAD_MAX_WIDTH_MM = 230.0
+HEAD_MIN_WIDTH_MM = 100.0
 #: A chest is wider than this (adults 280–400 mm).
 CHEST_MIN_WIDTH_MM = 200.0
 #: Lung (air inside the body) per slice area for a slice to count as a lung slice.
@@ -98,8 +100,8 @@ def estimate_body_region(volume: Volume, modality: str) -> RegionEstimate:
     if ct:
         if lung_share >= CHEST_LUNG_SLICES and width >= CHEST_MIN_WIDTH_MM:
             region = "chest"
-        elif lung_share < 0.1 and bone >= HEAD_BONE_FRACTION and width <= HEAD_MAX_WIDTH_MM:
+        elif lung_share < 0.1 and bone >= HEAD_BONE_FRACTION and HEAD_MIN_WIDTH_MM <= width <= HEAD_MAX_WIDTH_MM:
             region = "head"
-    elif width <= HEAD_MAX_WIDTH_MM and depth <= HEAD_MAX_WIDTH_MM * 1.25 and extent[2] <= 300:
+    elif HEAD_MIN_WIDTH_MM <= width <= HEAD_MAX_WIDTH_MM and depth <= HEAD_MAX_WIDTH_MM * 1.25 and extent[2] <= 300:
         region = "head"
     return RegionEstimate(region, width, depth, lung_share, bone)
