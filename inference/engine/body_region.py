@@ -80,12 +80,16 @@ def estimate_body_region(volume: Volume, modality: str) -> RegionEstimate:
     body = np.zeros_like(body_solid)
     for k in range(body_solid.shape[0]):
         body[k] = ndimage.binary_fill_holes(body_solid[k])
-    kk, jj, ii = np.nonzero(body)
-    if kk.size == 0:
+    ranges = [np.flatnonzero(body.any(axis=other)) for other in ((0, 1), (0, 2), (1, 2))]  # i, j, k
+    if any(r.size == 0 for r in ranges):
         return RegionEstimate("", 0.0, 0.0, 0.0, 0.0)
-    # Extents in patient space: the index axes scaled and turned by the volume's direction.
-    pts = np.stack([ii, jj, kk], axis=1).astype(np.float64) * spacing
-    lps = pts @ np.asarray(volume.direction).T
+    # Extents in patient space: the corners of the body's index box, scaled and turned by the
+    # volume's direction (exact for axis-aligned stacks, a little larger for oblique ones).
+    corners = np.array(
+        [[i, j, k] for i in ranges[0][[0, -1]] for j in ranges[1][[0, -1]] for k in ranges[2][[0, -1]]],
+        dtype=np.float64,
+    )
+    lps = (corners * spacing) @ np.asarray(volume.direction).T
     extent = lps.max(axis=0) - lps.min(axis=0)
     width, depth = float(extent[0]), float(extent[1])
     lung_share = bone = 0.0
