@@ -18,7 +18,7 @@ from PySide6 import QtCore
 from inference.engine.interpretation import interpret
 from inference.engine.result import Result
 from inference.errors import OperationCancelled, UnsuitableInputError
-from inference.models.card import ModelCard
+from inference.models.card import ModelCard, Task
 from inference.models.registry import Registry, discover
 from inference.progress import CancelToken
 from inference.volume import Volume
@@ -302,7 +302,7 @@ class AnalysisController(QtCore.QObject):
                 )
             )
         reading = interpret(result, card)
-        threshold = None if card.task.value == "segmentation" else card.threshold
+        threshold = None if card.task == Task.SEGMENTATION else card.threshold
         self.plot.set_scores(reading.slice_scores, threshold, reading.score_axis)
         self._on_cursor_changed()
         verdict = f"{card.name}: {reading.headline} ({result.device}, {result.timings.get('total', 0):.1f} s)"
