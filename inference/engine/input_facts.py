@@ -85,7 +85,7 @@ class InputFacts:
         if _DWI.search(names):
             return "DWI"
         if _FLAIR.search(names):
-            return "FLAIR"
+            return "T1" if re.search(r"\bt1", names, re.I) else "FLAIR"  # a T1-weighted FLAIR is T1
         if _T1.search(names):
             return "T1"
         if _T2.search(names):

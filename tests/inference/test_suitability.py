@@ -224,3 +224,26 @@ def test_what_the_loader_says_of_volumes_and_mosaics_is_used_when_it_says_it(
     assert "a DWI series; the model expects T1-weighted MR" in checked.reasons  # the headers still say DWI
     four_d = check_suitability(cards["bet"], volume, SimpleNamespace(**{**vars(told), "n_volumes": 30}))
     assert any(r.startswith("30 images at each slice position") for r in four_d.reasons)
+
+
+@pytest.mark.parametrize(
+    ("fields", "sequence"),
+    [
+        ({"series_description": "t1_mprage_sag_p2_iso"}, "T1"),
+        ({"protocol": "SAG FSPGR BRAVO"}, "T1"),
+        ({"series_description": "T1 FLAIR AX"}, "T1"),
+        ({"series_description": "AX T2 FLAIR"}, "FLAIR"),
+        ({"series_description": "ep2d_diff_3scan_trace"}, "DWI"),
+        ({"image_type": ("DERIVED", "PRIMARY", "DIFFUSION", "ADC")}, "DWI"),
+        ({"b_value": 1000.0}, "DWI"),
+        ({"repetition_time": 500.0, "echo_time": 12.0}, "T1"),
+        ({"repetition_time": 2300.0, "echo_time": 3.0, "inversion_time": 900.0}, "T1"),
+        ({"repetition_time": 4000.0, "echo_time": 100.0}, "T2"),
+        ({"repetition_time": 9000.0, "echo_time": 90.0, "inversion_time": 2500.0}, "FLAIR"),
+        ({"series_description": "localizer"}, ""),
+    ],
+)
+def test_the_mr_sequence_is_read_from_the_headers_only(fields: dict[str, Any], sequence: str) -> None:
+    from inference.engine.input_facts import InputFacts
+
+    assert InputFacts(modality="MR", **fields).sequence == sequence
