@@ -1,6 +1,6 @@
 """Print the ``[domain.intensity]`` table of a shipped card, from the data it was trained on (or its proxy).
 
-    PYTHONPATH=. python scripts/domain_statistics.py ct-nodule-demo   # generated chest phantoms + pseudo-CT heads
+    PYTHONPATH=. python scripts/domain_statistics.py ct-nodule-demo   # phantoms + pseudo-CT heads; + network features
     PYTHONPATH=. python scripts/domain_statistics.py deepbet           # Colin27 T1 with intensity variations
 
 ``ct-nodule-demo`` was trained on generated chest phantoms and pseudo-CT heads from Colin27
@@ -74,8 +74,16 @@ SOURCES = {
 def main(name: str) -> int:
     make, source = SOURCES[name]
     card = load_card(REPO / "resources" / "models" / name / "card.toml")
-    stats = statistics_from_volumes(make(), card.input, source)
-    print(dumps_toml({"domain": {"intensity": stats.table()}}))
+    volumes = list(make())
+    domain: dict[str, object] = {"intensity": statistics_from_volumes(volumes, card.input, source).table()}
+    if not card.pipeline:  # a network RadLens builds: its pooled features too
+        from inference.engine.feature_statistics import pooled_features, training_features
+        from inference.engine.run import load_model
+
+        network = load_model(card, "cpu").network
+        features = training_features((pooled_features(network, v, card.input) for v in volumes), source)
+        domain["features"] = features.table()
+    print(dumps_toml({"domain": domain}))
     return 0
 
 

@@ -36,6 +36,13 @@ def _score(card: ModelCard, volume: Volume, stats: IntensityStats | None = None)
     return ood_score(model_input_quantiles(volume.voxels, card.input), chosen)
 
 
+def _features(card: ModelCard, network: object, volume: Volume) -> float:
+    from inference.engine.feature_statistics import feature_score, pooled_features
+
+    assert card.domain.features is not None
+    return feature_score(pooled_features(network, volume, card.input), card.domain.features)
+
+
 def main(pyradiomics_data: str | None = None) -> int:
     warnings.simplefilter("ignore")
     registry = discover(include_user=False)
@@ -54,6 +61,17 @@ def main(pyradiomics_data: str | None = None) -> int:
             rows.append(
                 ("ct-nodule-demo", f"real chest CT {name}", _score(ct, read_image_file(Path(pyradiomics_data) / name)))
             )
+    from inference.engine.run import load_model
+
+    network = load_model(ct, "cpu").network
+    named = [("sample chest phantom", chest), ("real CT head (invesalius)", head), ("Colin27 T1 read as CT", t1),
+             ("diffusion-like b0 read as CT", dwi_like(0))]  # fmt: skip
+    if pyradiomics_data:
+        named += [
+            (f"real chest CT {n}", read_image_file(Path(pyradiomics_data) / n))
+            for n in ("lung1_image.nrrd", "lung2_image.nrrd")
+        ]
+    rows += [("ct-nodule-demo network features", what, _features(ct, network, v)) for what, v in named]
     phantoms = [s.load() for s in add_phantoms(6, seed=1)]
     chest_only = statistics_from_volumes(phantoms[:4], ct.input, "4 phantoms")
     rows += [

@@ -149,6 +149,7 @@ def findings_document(
         "suitability": summary["suitability"],
         "input_warnings": summary["input_warnings"],
         "ood_score": summary["ood_score"],
+        "ood_scores": summary["ood_scores"],
     }
 
 

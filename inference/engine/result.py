@@ -48,7 +48,8 @@ class Result:
     messages: list[str] = field(default_factory=list)  # e.g. "CUDA ran out of memory: fell back to CPU"
     suitability: str = ""  # the input check's verdict (inference.engine.suitability.Verdict), "" if not checked
     input_warnings: list[str] = field(default_factory=list)  # why the input may not suit the model
-    ood_score: float | None = None  # out-of-distribution score (inference.engine.input_statistics)
+    ood_score: float | None = None  # the out-of-distribution score that decides (engine.suitability)
+    ood_scores: dict[str, float] = field(default_factory=dict)  # each statistic's: "intensity", "features"
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -62,4 +63,5 @@ class Result:
             "suitability": self.suitability,
             "input_warnings": list(self.input_warnings),
             "ood_score": None if self.ood_score is None else round(self.ood_score, 3),
+            "ood_scores": {k: round(v, 3) for k, v in self.ood_scores.items()},
         }

@@ -100,6 +100,11 @@ class ModelSession:
                 check_modality=False,  # checked above: refused, forced, or taken from the model
             )
 
+        loaded = self.model(card)
+        if card.domain.features is not None and not card.pipeline:
+            from inference.engine.suitability import judge_features
+
+            judge_features(card, loaded.network, loaded.device, volume, checked)
         try:
             result = run_on(self.device)
         except Exception as exc:
@@ -128,4 +133,5 @@ def attach(result: Result, checked: Suitability) -> Result:
     result.suitability = f"{Verdict.UNSUITABLE.value} (run forced)" if forced else checked.verdict.value
     result.input_warnings = [*(f"forced: {r}" for r in checked.reasons), *checked.warnings]
     result.ood_score = checked.ood_score
+    result.ood_scores = dict(checked.ood_scores)
     return result

@@ -52,8 +52,9 @@ class Suitability:
     modality: str = ""  # the modality the model runs with
     region: str = ""  # from the headers or the image, "" when unknown
     sequence: str = ""  # MR: from the headers, "" when unknown
-    ood_score: float | None = None
+    ood_score: float | None = None  # the one that decides: network features where the card has them
     ood_threshold: float | None = None
+    ood_scores: dict[str, float] = field(default_factory=dict)  # "intensity", "features"
 
     @property
     def verdict(self) -> Verdict:
@@ -80,6 +81,7 @@ class Suitability:
             "sequence": self.sequence,
             "ood_score": None if self.ood_score is None else round(self.ood_score, 3),
             "ood_threshold": self.ood_threshold,
+            "ood_scores": {k: round(v, 3) for k, v in self.ood_scores.items()},
         }
 
 
@@ -209,9 +211,30 @@ def _intensity(card: ModelCard, volume: Volume, out: Suitability) -> None:
     if stats is None or volume.voxels.ndim != 3 or not volume.voxels.size:
         return
     out.ood_score = ood_score(model_input_quantiles(volume.voxels, card.input), stats)
+    out.ood_scores["intensity"] = out.ood_score
     out.ood_threshold = stats.threshold
+    if card.domain.features is not None:
+        return  # the network's own features decide, once it is loaded (ModelSession.analyse)
     if out.ood_score > stats.threshold:
         out.warnings.append(f"{OOD_WARNING} (out-of-distribution score {out.ood_score:.1f} > {stats.threshold:.1f})")
+
+
+def judge_features(card: ModelCard, network: Any, device: str, volume: Volume, out: Suitability) -> None:
+    """The out-of-distribution judgement from the network's pooled features
+    (:mod:`inference.engine.feature_statistics`), for a card with ``[domain.features]`` and a network
+    RadLens builds; it replaces the intensity one."""
+    from inference.engine.feature_statistics import feature_score, pooled_features
+
+    stats = card.domain.features
+    if stats is None or not hasattr(network, "gradcam_layer") or volume.voxels.ndim != 3:
+        return
+    score = feature_score(pooled_features(network, volume, card.input, device), stats)
+    out.ood_scores["features"] = score
+    out.ood_score, out.ood_threshold = score, stats.threshold
+    if score > stats.threshold:
+        out.warnings.append(
+            f"{OOD_WARNING} (network-feature out-of-distribution score {score:.1f} > {stats.threshold:.1f})"
+        )
 
 
 def check_suitability(

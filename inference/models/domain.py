@@ -13,6 +13,9 @@ its modality, with a warning that its domain is not stated)::
     slice_spacing_mm = [0.3, 7.0]       # distance between slices (min, max)
     orientation = "any"                 # "any" or "axial" (slice normal within 30° of the body's axis)
 
+    [domain.features]                   # slice classifiers: pooled network features (mean, spread, threshold,
+                                        # inputs, source); see inference/engine/feature_statistics.py
+
     [domain.intensity]                  # written by `radlens train`; see inference/engine/input_statistics.py
     quantiles = [...]                   # mean over the training inputs of the model-input quantiles
     spread = [...]                      # their standard deviation
@@ -48,8 +51,10 @@ _DOMAIN_KEYS = {
     "slice_spacing_mm",
     "orientation",
     "intensity",
+    "features",
 }
 _INTENSITY_KEYS = {"quantiles", "spread", "threshold", "inputs", "source"}
+_FEATURE_KEYS = {"mean", "spread", "threshold", "inputs", "source"}
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,26 @@ class IntensityStats:
 
 
 @dataclass(frozen=True)
+class FeatureStats:
+    """The training inputs' pooled network features (:mod:`inference.engine.feature_statistics`)."""
+
+    mean: tuple[float, ...]
+    spread: tuple[float, ...]
+    threshold: float = 3.0
+    inputs: int = 0
+    source: str = ""
+
+    def table(self) -> dict[str, Any]:
+        return {
+            "mean": [round(m, 5) for m in self.mean],
+            "spread": [round(s, 5) for s in self.spread],
+            "threshold": round(self.threshold, 3),
+            "inputs": self.inputs,
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True)
 class InputDomain:
     body_region: tuple[str, ...] = ()
     sequence: tuple[str, ...] = ()
@@ -83,6 +108,7 @@ class InputDomain:
     slice_spacing_mm: tuple[float, float] | None = None
     orientation: str = "any"
     intensity: IntensityStats | None = None
+    features: FeatureStats | None = None
     stated: bool = field(default=False, compare=False)  # False: the card has no [domain] table
 
     def summary(self) -> dict[str, Any]:
@@ -156,6 +182,27 @@ def parse_intensity(data: Any, path: Path) -> IntensityStats:
     return IntensityStats(quantiles, spread, threshold, int(data.get("inputs", 0)), str(data.get("source", "")))
 
 
+def parse_features(data: Any, path: Path) -> FeatureStats:
+    if not isinstance(data, dict):
+        raise ModelCardError(path, f"[domain.features] must be a table, got {data!r}")
+    extra = sorted(set(data) - _FEATURE_KEYS)
+    if extra:
+        raise ModelCardError(path, f"unknown key(s) in [domain.features]: {', '.join(map(repr, extra))}")
+    try:
+        mean = tuple(float(v) for v in data["mean"])
+        spread = tuple(float(v) for v in data["spread"])
+    except KeyError as exc:
+        raise ModelCardError(path, f"[domain.features] needs {exc.args[0]!r}") from None
+    except (TypeError, ValueError):
+        raise ModelCardError(path, "domain.features.mean and .spread must be lists of numbers") from None
+    if not mean or len(mean) != len(spread) or any(s < 0 for s in spread):
+        raise ModelCardError(path, "domain.features.mean and .spread must be as long as each other, spreads >= 0")
+    threshold = float(data.get("threshold", 3.0))
+    if threshold <= 0:
+        raise ModelCardError(path, f"domain.features.threshold must be positive, got {threshold}")
+    return FeatureStats(mean, spread, threshold, int(data.get("inputs", 0)), str(data.get("source", "")))
+
+
 def parse_domain(data: Any, path: Path) -> InputDomain:
     """Validate a card's ``[domain]`` table; every problem names the key and the value it got."""
     if data is None:
@@ -181,5 +228,6 @@ def parse_domain(data: Any, path: Path) -> InputDomain:
         slice_spacing_mm=_range(data.get("slice_spacing_mm"), float, "domain.slice_spacing_mm", path),
         orientation=_choices(data.get("orientation", "any"), ORIENTATIONS, "domain.orientation", path)[0],
         intensity=parse_intensity(data["intensity"], path) if "intensity" in data else None,
+        features=parse_features(data["features"], path) if "features" in data else None,
         stated=True,
     )

@@ -9,13 +9,14 @@ volume, from the centre channel of its slices: already windowed and scaled as th
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from inference.engine.input_statistics import model_input_quantiles, scaled_quantiles, training_statistics
 from inference.models.card import InputSpec
-from inference.models.domain import IntensityStats
+from inference.models.domain import FeatureStats, IntensityStats
 from inference.training.dataset_format import SliceDataset
 from inference.volume import Volume
 
@@ -37,3 +38,38 @@ def statistics_from_dataset(dataset: SliceDataset, split: str = "train") -> Inte
         per_source.append(scaled_quantiles(np.asarray(dataset.images[members, centre])))
     name = dataset.manifest.get("name") or dataset.root.name
     return training_statistics(per_source, f"{split} split of dataset {name} ({len(per_source)} sources)")
+
+
+def features_from_dataset(
+    dataset: SliceDataset, network: Any, device: str = "cpu", split: str = "train"
+) -> FeatureStats:
+    """The pooled features of ``network``'s ``gradcam_layer`` per source of ``split`` (up to
+    :data:`~inference.engine.feature_statistics.SAMPLE_SLICES` evenly spaced slices each), as the
+    engine takes them (:func:`~inference.engine.feature_statistics.pooled_features`)."""
+    import torch
+
+    from inference.engine.feature_statistics import SAMPLE_SLICES, training_features
+
+    idx = dataset.split_indices(split)
+    sources = dataset.sources[idx]
+    per_source = []
+    was_training = network.training
+    network.eval()
+    found: list[torch.Tensor] = []
+    hook = network.gradcam_layer.register_forward_hook(lambda _m, _i, o: found.append(o.float().mean(dim=(2, 3))))
+    try:
+        for s in np.unique(sources):
+            members = np.sort(idx[sources == s])
+            pick = members[
+                np.unique(np.linspace(0, len(members) - 1, min(len(members), SAMPLE_SLICES)).round().astype(int))
+            ]
+            x = torch.from_numpy(np.asarray(dataset.images[pick], dtype=np.float32) / 255.0).to(device)
+            found.clear()
+            with torch.inference_mode():
+                network(x)
+            per_source.append(torch.cat(found).mean(dim=0).cpu().numpy().astype(np.float64))
+    finally:
+        hook.remove()
+        network.train(was_training)
+    name = dataset.manifest.get("name") or dataset.root.name
+    return training_features(per_source, f"{split} split of dataset {name} ({len(per_source)} sources)")

@@ -69,6 +69,8 @@ def test_a_card_without_domain_says_it_states_none() -> None:
         ({"intensity": {"quantiles": [0.5] + [0.1] * (N - 1), "spread": [0.1] * N}}, "must not decrease"),
         ({"intensity": {"quantiles": [0.1] * N}}, "needs 'spread'"),
         ({"intensity": {"quantiles": [0.1] * N, "spread": [0.1] * N, "threshold": 0}}, "must be positive"),
+        ({"features": {"mean": [0.1, 0.2], "spread": [0.1]}}, "as long as each other"),
+        ({"features": {"mean": [0.1]}}, "needs 'spread'"),
     ],
 )
 def test_bad_domains_are_refused_naming_the_key(domain: dict[str, Any], message: str) -> None:
@@ -85,4 +87,6 @@ def test_every_shipped_card_states_its_domain_with_training_statistics() -> None
         assert card.domain.stated and card.domain.body_region, name
         assert card.domain.intensity is not None and card.domain.intensity.inputs >= 10, name
     assert registry.get("deepbet-brain").domain.sequence == ("T1",)
-    assert registry.get("ct-nodule-demo").domain.orientation == "axial"
+    demo = registry.get("ct-nodule-demo")
+    assert demo.domain.orientation == "axial"
+    assert demo.domain.features is not None and len(demo.domain.features.mean) == 48  # its last block's channels

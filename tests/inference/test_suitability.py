@@ -183,8 +183,32 @@ def test_ood_scores_separate_foreign_inputs(
     inside = [ood_score(model_input_quantiles(v.voxels, ct.input), stats) for v in (chest, head)]
     mr_as_ct = ood_score(model_input_quantiles(t1.voxels, ct.input), stats)
     assert max(inside) < stats.threshold < mr_as_ct, (inside, mr_as_ct)
-    checked = check_suitability(ct, t1, modality="CT")
-    assert any(OOD_WARNING in w for w in checked.warnings)
+    # The network's own pooled features decide for the demo model: they separate too, and a
+    # diffusion-like MR read as CT, which the intensities do not.
+    from inference.engine.run import load_model
+    from inference.engine.suitability import judge_features
+
+    network = load_model(ct, "cpu").network
+    judged = {}
+    for name, volume, modality in (
+        ("chest", chest, ""),
+        ("head", head, ""),
+        ("mr", t1, "CT"),
+        ("dwi", dwi_like(0), "CT"),
+    ):
+        checked = check_suitability(ct, volume, modality=modality)
+        assert not any(OOD_WARNING in w for w in checked.warnings)  # intensities do not decide here
+        judge_features(ct, network, "cpu", volume, checked)
+        judged[name] = checked
+    assert ct.domain.features is not None
+    limit = ct.domain.features.threshold
+    assert max(judged["chest"].ood_scores["features"], judged["head"].ood_scores["features"]) < limit
+    assert min(judged["mr"].ood_scores["features"], judged["dwi"].ood_scores["features"]) > limit
+    assert (
+        any(OOD_WARNING in w for w in judged["mr"].warnings)
+        and judged["mr"].ood_score == judged["mr"].ood_scores["features"]
+    )
+    assert not any(OOD_WARNING in w for w in judged["chest"].warnings)
     bet = cards["bet"]
     assert bet.domain.intensity is not None
     t1_score = ood_score(model_input_quantiles(t1.voxels, bet.input), bet.domain.intensity)
