@@ -110,3 +110,12 @@ class DeviceError(RadLensError):
 
 class TrainingError(RadLensError):
     """Training cannot start or cannot go on (bad data, NaN loss, incompatible resume...)."""
+
+
+class UnsuitableInputError(RadLensError):
+    """A model was asked to run on an input it was not made for (and the run was not forced)."""
+
+    def __init__(self, model: str, reasons: list[str]) -> None:
+        self.model = model
+        self.reasons = list(reasons)
+        super().__init__(f"model {model} is not made for this input: {'; '.join(self.reasons)}")

@@ -65,6 +65,16 @@ def dark_palette() -> QtGui.QPalette:
         (roles.Link, c(90, 170, 255)),
     ):
         p.setColor(role, colour)
+    # Disabled controls look disabled: dimmed text, a flatter button (setColor above set every group).
+    disabled = QtGui.QPalette.ColorGroup.Disabled
+    for role, colour in (
+        (roles.WindowText, c(120, 120, 120)),
+        (roles.Text, c(120, 120, 120)),
+        (roles.ButtonText, c(115, 115, 115)),
+        (roles.Button, c(48, 48, 50)),
+        (roles.Base, c(40, 40, 42)),
+    ):
+        p.setColor(disabled, role, colour)
     return p
 
 

@@ -12,7 +12,6 @@ import io
 import math
 import re
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +21,7 @@ from inference.batch.errors import OutputWriteError
 from inference.display.render import render_slice_rgb, slice_orientation
 from inference.display.window_level import WindowLevel
 from inference.engine.findings import label_values
+from inference.engine.interpretation import slice_scores
 from inference.engine.result import Result
 from inference.io.atomic import atomic_write
 from inference.models.card import DEFAULT_LABEL_COLOUR, ModelCard
@@ -46,31 +46,6 @@ def key_image_slice(path: str | Path) -> int | None:
     """The slice ``k`` a key image file shows, from its name (None for another name)."""
     match = _NAME.match(Path(path).name)
     return int(match.group(2)) if match else None
-
-
-def _per_slice_max(array: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
-    flat = np.nan_to_num(np.asarray(array, dtype=np.float64).reshape(array.shape[0], -1), nan=0.0)
-    out: npt.NDArray[np.float64] = flat.max(axis=1) if flat.shape[1] else np.zeros(array.shape[0])
-    return out
-
-
-def slice_scores(result: Result, label_map: npt.NDArray[np.uint8] | None = None) -> npt.NDArray[np.float64] | None:
-    """One score per slice ``k``: the model's slice probabilities, else the highest heatmap or
-    probability value of each slice, else the labelled voxels per slice; None when there is none."""
-    if result.slice_probabilities is not None:
-        probabilities: npt.NDArray[np.float64] = np.nan_to_num(
-            np.asarray(result.slice_probabilities, dtype=np.float64), nan=0.0
-        )
-        return probabilities
-    if result.heatmaps:
-        return _per_slice_max(next(iter(result.heatmaps.values())))
-    if result.probability_map is not None:
-        return _per_slice_max(result.probability_map)
-    labels = label_map if label_map is not None else result.label_map
-    if labels is not None:
-        counts: npt.NDArray[np.float64] = (labels.reshape(labels.shape[0], -1) != 0).sum(axis=1, dtype=np.float64)
-        return counts
-    return None
 
 
 def slice_score(result: Result, k: int, label_map: npt.NDArray[np.uint8] | None = None) -> float | None:

@@ -23,8 +23,9 @@ from typing import Any
 from inference import __version__
 from inference.batch.dicom_file import write_output
 from inference.batch.key_images import key_image_slice, slice_score
+from inference.engine.interpretation import input_summary, interpret
 from inference.engine.result import Finding, Result
-from inference.models.card import ModelCard
+from inference.models.card import ModelCard, Task
 
 PAGE_IN = (8.27, 11.69)  # A4 portrait, inches
 _MARGIN = 0.7  # inches on every side
@@ -202,12 +203,20 @@ def _build(study: dict[str, str], card: ModelCard, result: Result, key_images: l
         )
     else:
         flow.paragraph("Disclaimer: the model's output supports, and does not replace, a clinician's reading.", 10)
+    flow.heading("Input")
+    flow.paragraph(input_summary(result).capitalize() + ".", 10, colour=_RED if result.input_warnings else "black")
+    for warning in result.input_warnings:
+        flow.paragraph(f"Warning: {warning}", 9, colour=_RED)
     flow.heading("Result")
-    if result.study_score is None:
+    reading = interpret(result, card)
+    if card.task == Task.SEGMENTATION:
+        flow.text(f"{reading.headline.capitalize()}.", 11)
+    elif result.study_score is None:
         flow.text("No study-level score (the model gives regions only).", 10)
     else:
         side = "at or above" if result.study_score >= card.threshold else "below"
-        flow.text(f"Study score {result.study_score:.3f}: {side} the model's threshold {card.threshold:g}.", 11)
+        score = f"Study score {result.study_score:.3f}"
+        flow.text(f"{score}: {side} the model's threshold {card.threshold:g} ({reading.verdict}).", 11)
     for message in result.messages:
         flow.paragraph(f"Note: {message}", 9, colour=_GREY)
     _findings(flow, result.findings)

@@ -34,9 +34,9 @@ from inference.batch.resume import (
 )
 from inference.batch.shared_arrays import Opened, Parcel, pack, release, unlink, unpack
 from inference.batch.stack_outputs import DEFAULT_FORMATS, FORMATS, clear_outputs, write_stack_outputs
-from inference.batch.summary import FAILED, OK, SKIPPED, base_row, problem_rows, result_row, write_summary
+from inference.batch.summary import FAILED, OK, REFUSED, SKIPPED, base_row, problem_rows, result_row, write_summary
 from inference.batch.worker_lifetime import init_worker
-from inference.errors import LoadError, OperationCancelled, RadLensError
+from inference.errors import LoadError, OperationCancelled, RadLensError, UnsuitableInputError
 from inference.io.atomic import atomic_write
 from inference.io.paths import is_within
 from inference.io.stacks import Stack
@@ -61,6 +61,7 @@ class BatchOptions:
     overwrite: bool = False
     file_modality: str = ""  # modality of NIfTI/NRRD/MHA inputs, which do not record one
     key_images: int = 3
+    force: bool = False  # run the model on stacks the input check finds unsuitable (with a note)
 
 
 @dataclass
@@ -75,11 +76,15 @@ class BatchReport:
             1 for r in self.rows if r.get("status") == status and (resumed is None or bool(r.get("resumed")) == resumed)
         )
 
+    model_named: bool = False
+
     @property
     def succeeded(self) -> bool:
-        """Every stack that was attempted succeeded, every named input was usable, and something ran."""
-        failed = any(r.get("status") == FAILED for r in self.rows)
-        return not failed and self.count(OK) > 0
+        """Everything asked for ran: no stack failed or was refused, every named input was usable,
+        something ran, and, when the user named the model, no image stack was skipped for it."""
+        failed = any(r.get("status") in (FAILED, REFUSED) for r in self.rows)
+        skipped = self.model_named and any(r.get("status") == SKIPPED and r.get("folder") for r in self.rows)
+        return not failed and not skipped and self.count(OK) > 0
 
 
 # -- loading, in worker processes --------------------------------------------------------------
@@ -269,8 +274,10 @@ def write_stack(task: WriteTask, volume: Volume, result: Any, load_s: float, inf
         formats=task.formats,
         key_image_count=task.key_images,
     )
+    from inference.engine.interpretation import interpret
+
     timings = {"load": load_s, "inference": infer_s, "write": time.perf_counter() - t0}
-    row = result_row(dict(task.row), volume, result, timings)
+    row = result_row(dict(task.row), volume, result, timings, interpret(result, job.card).verdict)
     row["outputs"] = " ".join(outputs.files)
     row["notes"] = "; ".join(outputs.notes + list(result.messages))
     atomic_write(stack_dir / MANIFEST, manifest_payload(task.expected, stack_dir, outputs.files, row))
@@ -284,7 +291,9 @@ class _Run:
         self.identity = identity
         self.on_progress = on_progress
         self.rows: dict[str, dict[str, Any]] = {}
-        self.models: dict[str, Any] = {}
+        from inference.engine.session import ModelSession
+
+        self.session = ModelSession(options.device)  # the thread count is this run's (_leave_a_core)
         # The writer is a process: PDF, SEG and PNG writing is Python-heavy, and in a thread it
         # held the GIL between the model's operations (measured: analyze 2-5x slower).
         self.writers = (options.writers or self._default_writers()) if options.jobs > 0 else 1
@@ -323,31 +332,26 @@ class _Run:
         self.on_progress(overall, f"[{self.done + 1}/{self.total}] {job.folder} {stack} {message}{eta}")
 
     def model_for(self, job: Job) -> Any:
-        from inference.engine.run import load_model
-
-        card = job.card
-        assert card is not None
-        if card.pipeline:
-            return card
-        if card.key not in self.models:
-            self.models[card.key] = load_model(card, self.options.device)
-        return self.models[card.key]
+        assert job.card is not None
+        return self.session.model(job.card)
 
     def infer(self, job: Job, loaded: Loaded, cancel: CancelToken) -> None:
-        from inference.engine.run import run
-
         volume = loaded.volume
         assert volume is not None
         to_writer = isinstance(self.writer, ProcessPoolExecutor)
         maps = Opened() if to_writer else None  # the result's maps go straight into shared memory
         t0 = time.perf_counter()
         try:
-            result = run(
-                self.model_for(job),
+            assert job.card is not None
+            result = self.session.analyse(
+                job.card,
                 volume,
-                lambda f, m: self.progress(job, 0.1 + 0.8 * f, m),
-                cancel,
-                device=self.options.device,
+                stack=job.stack,
+                modality=job.modality,
+                model_chosen=self.options.model is not None,
+                force=self.options.force,
+                on_progress=lambda f, m: self.progress(job, 0.1 + 0.8 * f, m),
+                cancel=cancel,
                 allocate=maps.empty if maps is not None else None,
             )
         except BaseException:
@@ -433,6 +437,9 @@ class _Run:
                         self.infer(job, loaded, cancel)
                     except OperationCancelled:
                         raise
+                    except UnsuitableInputError as exc:
+                        row = self.failed(job, "; ".join(exc.reasons) + " (--force runs it)")
+                        self.rows[job.folder] = {**row, "status": REFUSED}
                     except Exception as exc:
                         self.rows[job.folder] = self.failed(job, f"{type(exc).__name__}: {str(exc)[:300]}")
                     finally:
@@ -492,7 +499,7 @@ def analyze(
     identity = Identity(options.identity, key)
     failures: list[tuple[str, str]] = []
     scans = _scan_inputs(inputs, options.jobs, cancel, failures)
-    plan = plan_jobs(scans, registry, identity, model=model, file_modality=options.file_modality)
+    plan = plan_jobs(scans, registry, identity, model=model, file_modality=options.file_modality, force=options.force)
     plan.failed_inputs = failures
     run = _Run(BatchOptions(**{**options.__dict__, "out": out}), plan, identity, on_progress)
     todo: list[Job] = []
@@ -513,11 +520,12 @@ def analyze(
             "formats": list(options.formats),
             "analysed": sum(1 for r in rows if r.get("status") == OK and not r.get("resumed")),
             "resumed": sum(1 for r in rows if r.get("resumed")),
+            "refused": sum(1 for r in rows if r.get("status") == REFUSED),
             "elapsed_s": round(time.perf_counter() - t0, 3),
         }
         csv_path, json_path = write_summary(out, rows, extra)
     on_progress(1.0, f"{extra['analysed']} analysed, {extra['resumed']} already done")
-    return BatchReport(rows, csv_path, json_path, time.perf_counter() - t0)
+    return BatchReport(rows, csv_path, json_path, time.perf_counter() - t0, model_named=options.model is not None)
 
 
 def default_jobs() -> int:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from inference.batch.identity import Identity
 from inference.batch.resume import stack_key
@@ -24,6 +26,7 @@ class Job:
     skip_reason: str = ""
     source: str = ""  # the input argument it was found under
     modality: str = ""  # the stack's, or --modality for image files that record none
+    input_path: str = ""  # where under ``source`` it lies: the folder of its files (DICOM) or the file
 
 
 @dataclass
@@ -54,15 +57,16 @@ def folder_name(stack: Stack, identity: Identity, modality: str = "") -> str:
 
 
 def _choose_card(
-    stack: Stack, registry: Registry, model: ModelCard | None, modality: str
+    stack: Stack, registry: Registry, model: ModelCard | None, modality: str, force: bool = False
 ) -> tuple[ModelCard | None, str]:
     if stack.headers and stack.headers[0].samples_per_pixel != 1:
         return None, "colour images are not analysed"
     if model is not None:
-        if model.modality and modality and not model.accepts(modality):
-            return None, f"model {model.name} is for {'/'.join(model.modality)}, this stack is {modality}"
-        if model.modality and not modality:
-            return None, "the stack's modality is unknown (give it with --modality)"
+        # The user named the model: an unrecorded modality is taken from it (the run notes it);
+        # a recorded, different one is refused unless forced.
+        if model.modality and modality and not model.accepts(modality) and not force:
+            wanted = "/".join(model.modality)
+            return None, f"model {model.name} is for {wanted}, this stack is {modality} (--force runs it)"
         return model, ""
     if not modality:
         return None, "the stack's modality is unknown: give it with --modality, or choose a model with --model"
@@ -72,6 +76,20 @@ def _choose_card(
     return card, ""
 
 
+def relative_input(stack: Stack, root: Path) -> str:
+    """The stack's place under the input argument ``root``: the folder of its (first) file, or the
+    file itself for an image file, relative to ``root`` ("." for files directly in it; the file's
+    name when ``root`` is the file)."""
+    first = Path(stack.paths[0]) if stack.paths else root
+    where = first if stack.kind == "file" else first.parent
+    if root.is_file() or root == first:
+        return first.name if stack.kind == "file" else "."
+    try:
+        return Path(os.path.relpath(where, root)).as_posix()
+    except ValueError:  # another drive (Windows)
+        return where.name
+
+
 def plan_jobs(
     scans: list[ScanResult],
     registry: Registry,
@@ -79,6 +97,7 @@ def plan_jobs(
     *,
     model: ModelCard | None = None,
     file_modality: str = "",
+    force: bool = False,
 ) -> Plan:
     """One job per image stack; the same stack reached through two inputs is analysed once."""
     plan = Plan()
@@ -93,7 +112,8 @@ def plan_jobs(
                 continue
             seen.add(key)
             modality = stack.modality or (file_modality.upper() if stack.kind == "file" else "")
-            card, reason = _choose_card(stack, registry, model, modality)
+            card, reason = _choose_card(stack, registry, model, modality, force)
             folder = folder_name(stack, identity, modality)
-            plan.jobs.append(Job(stack, folder, card, reason, display_path(result.root), modality))
+            where = relative_input(stack, Path(result.root))
+            plan.jobs.append(Job(stack, folder, card, reason, display_path(result.root), modality, where))
     return plan

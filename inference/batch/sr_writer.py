@@ -29,6 +29,13 @@ coding scheme ``99RADLENS`` (declared in the Coding Scheme Identification Sequen
   finding, in [0, 1]; not a calibrated probability of disease.
 * ``STUDYSCORE`` "Model study-level score": the model's score for the whole stack, in [0, 1].
 * ``NFINDINGS`` "Number of model findings": how many findings the model reported.
+* ``OODSCORE`` "Model input out-of-distribution score": how far the input's intensity statistics lie
+  from the model's training inputs (:mod:`inference.engine.input_statistics`); above the card's
+  threshold the input is unlike the training data.
+* ``INPUTSUIT`` "Model input suitability", a qualitative evaluation of the study-level group valued
+  ``SUITABLE`` / ``SUITWARN`` ("Suitable with warnings") / ``UNSUITFORCED`` ("Unsuitable, run forced
+  by the user"): the input check before inference (:mod:`inference.engine.suitability`); its
+  warnings in words are in ``findings.json``, the PDF and the summary.
 """
 
 from __future__ import annotations
@@ -65,6 +72,13 @@ PRIVATE_SCHEME = "99RADLENS"
 MAX_PROBABILITY = Code("MAXPROB", PRIVATE_SCHEME, "Maximum model probability")
 STUDY_SCORE = Code("STUDYSCORE", PRIVATE_SCHEME, "Model study-level score")
 FINDING_COUNT = Code("NFINDINGS", PRIVATE_SCHEME, "Number of model findings")
+OOD_SCORE = Code("OODSCORE", PRIVATE_SCHEME, "Model input out-of-distribution score")
+INPUT_SUITABILITY = Code("INPUTSUIT", PRIVATE_SCHEME, "Model input suitability")
+SUITABILITY_VALUES = {
+    "suitable": Code("SUITABLE", PRIVATE_SCHEME, "Suitable"),
+    "suitable with warnings": Code("SUITWARN", PRIVATE_SCHEME, "Suitable with warnings"),
+    "unsuitable (run forced)": Code("UNSUITFORCED", PRIVATE_SCHEME, "Unsuitable, run forced by the user"),
+}
 MILLILITRE = Code("ml", "UCUM", "milliliter")
 NO_UNITS = Code("1", "UCUM", "no units")
 
@@ -172,10 +186,15 @@ def _study_group(result: Result, algorithm: Any) -> Any:
     measurements = [hd.sr.Measurement(name=FINDING_COUNT, value=len(result.findings), unit=NO_UNITS)]
     if result.study_score is not None:
         measurements.append(hd.sr.Measurement(name=STUDY_SCORE, value=float(result.study_score), unit=NO_UNITS))
+    if result.ood_score is not None:
+        measurements.append(hd.sr.Measurement(name=OOD_SCORE, value=float(result.ood_score), unit=NO_UNITS))
+    suitability = SUITABILITY_VALUES.get(result.suitability)
+    evaluations = [hd.sr.QualitativeEvaluation(INPUT_SUITABILITY, suitability)] if suitability is not None else None
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="study-level result"),
         algorithm_id=algorithm,
         measurements=measurements,
+        qualitative_evaluations=evaluations,
     )
 
 

@@ -84,7 +84,10 @@ def _study_header(stack: Stack, volume: Volume, identity: Identity) -> dict[str,
 def findings_document(
     stack: Stack, volume: Volume, result: Result, card: ModelCard, identity: Identity, label_map: Any
 ) -> dict[str, Any]:
+    from inference.engine.interpretation import interpret
+
     summary = result.summary()
+    reading = interpret(result, card)
     return {
         "radlens_version": __version__,
         "study": identity.study_fields(stack),
@@ -112,6 +115,13 @@ def findings_document(
         "device": result.device,
         "timings_s": summary["timings_s"],
         "messages": summary["messages"],
+        "verdict": reading.verdict,
+        "headline": reading.headline,
+        "label_volumes_ml": {k: round(v, 4) for k, v in reading.volumes_ml.items()},
+        "suitability": summary["suitability"],
+        "input_warnings": summary["input_warnings"],
+        "ood_score": summary["ood_score"],
+        "ood_scores": summary["ood_scores"],
     }
 
 

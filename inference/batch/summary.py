@@ -18,13 +18,15 @@ from inference.volume import Volume
 
 #: Column order of summary.csv; identity columns come from the run's identity policy.
 COLUMNS = (
-    "folder", "status", "error", "source", "patient", "patient_name", "patient_id", "study_uid", "series_uid",
+    "folder", "status", "error", "source", "input", "patient", "patient_name", "patient_id", "study_uid", "series_uid",
     "study_date", "study_description", "series_description", "modality", "shape_ijk", "spacing_ijk_mm",
-    "qa_warnings", "model", "model_version", "device", "study_score", "findings", "largest_finding_ml",
-    "total_findings_ml", "outputs", "notes", "load_s", "inference_s", "write_s", "resumed",
+    "qa_warnings", "model", "model_version", "suitability", "input_warnings", "ood_score", "device", "study_score",
+    "verdict", "findings", "largest_finding_ml", "total_findings_ml", "outputs", "notes", "load_s", "inference_s",
+    "write_s", "resumed",
 )  # fmt: skip
 
-OK, FAILED, SKIPPED, UNREADABLE = "ok", "failed", "skipped", "unreadable"
+#: ``refused``: the input check found the stack unsuitable for the model (and --force was not given).
+OK, FAILED, SKIPPED, UNREADABLE, REFUSED = "ok", "failed", "skipped", "unreadable", "refused"
 
 
 def _source(job: Job, identity: Identity) -> str:
@@ -41,6 +43,9 @@ def base_row(job: Job, identity: Identity) -> dict[str, Any]:
         "status": SKIPPED if job.card is None else "",
         "error": job.skip_reason,
         "source": _source(job, identity),
+        # Where under the input argument the stack lies (a relative path: folder names are the
+        # user's; left out with --anonymize, as the source is).
+        "input": "" if identity.anonymize else job.input_path,
         **identity.study_fields(st),
         "modality": job.modality or st.modality,
         "shape_ijk": f"{i}x{j}x{k}",
@@ -53,9 +58,15 @@ def base_row(job: Job, identity: Identity) -> dict[str, Any]:
     return row
 
 
-def result_row(row: dict[str, Any], volume: Volume, result: Result, timings: dict[str, float]) -> dict[str, Any]:
+def result_row(
+    row: dict[str, Any], volume: Volume, result: Result, timings: dict[str, float], verdict: str = ""
+) -> dict[str, Any]:
     sizes = [f.volume_ml for f in result.findings]
     row.update(
+        suitability=result.suitability,
+        input_warnings="; ".join(result.input_warnings),
+        ood_score=None if result.ood_score is None else round(float(result.ood_score), 3),
+        verdict=verdict,
         status=OK,
         error="",
         modality=volume.metadata.modality or row.get("modality", ""),

@@ -56,13 +56,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--overwrite", action="store_true", help="redo stacks whose outputs are already complete")
     parser.add_argument("--modality", default="", help="modality of NIfTI/NRRD/MHA inputs (they record none), e.g. CT")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="run the model on stacks it was not made for (another modality, a 4-D or mosaic series, another "
+        "body region...): the reasons are kept as warnings in the outputs",
+    )
     parser.add_argument("--key-images", type=int, default=3, help="key images per stack")
 
 
 def run(args: argparse.Namespace) -> int:
     from inference.batch.interrupt import stop_on_signals
     from inference.batch.pipeline import BatchOptions, analyze, default_jobs
-    from inference.batch.summary import FAILED, OK, SKIPPED
+    from inference.batch.summary import FAILED, OK, REFUSED, SKIPPED
     from inference.errors import OperationCancelled
     from inference.progress import CancelToken
 
@@ -84,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         file_modality=args.modality,
         key_images=max(0, args.key_images),
+        force=args.force,
     )
     cancel = CancelToken()
     with stop_on_signals(cancel) as stopped:
@@ -100,15 +107,16 @@ def run(args: argparse.Namespace) -> int:
             return stopped.exit_code
     for row in report.rows:
         status = row.get("status", "")
-        if status in (FAILED, "unreadable") or (status == SKIPPED and row.get("folder")):
+        if status in (FAILED, REFUSED, "unreadable") or (status == SKIPPED and row.get("folder")):
             what = row.get("folder") or row.get("source") or "input"
             print(f"radlens analyze: {status}: {what}: {row.get('error', '')}", file=sys.stderr)
     ok = report.count(OK)
     resumed = report.count(OK, resumed=True)
     failed = report.count(FAILED)
     skipped = report.count(SKIPPED)
+    refused = report.count(REFUSED)
     print(
-        f"{ok - resumed} analysed, {resumed} already done, {failed} failed, {skipped} skipped "
+        f"{ok - resumed} analysed, {resumed} already done, {failed} failed, {refused} refused, {skipped} skipped "
         f"in {report.elapsed_s:.1f} s; summary: {report.summary_csv}"
     )
     if ok == 0 and failed == 0:

@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         default=None,
         metavar="NAME",
-        help='run a model once the stack is shown ("default": the default model for its modality)',
+        help='run a model on this stack once it is shown ("default": the default model for its modality); '
+        "studies opened later run nothing by themselves",
     )
     parser.add_argument(
         "--screenshot",

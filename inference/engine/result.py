@@ -46,6 +46,10 @@ class Result:
     findings: list[Finding] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)  # e.g. "CUDA ran out of memory: fell back to CPU"
+    suitability: str = ""  # the input check's verdict (inference.engine.suitability.Verdict), "" if not checked
+    input_warnings: list[str] = field(default_factory=list)  # why the input may not suit the model
+    ood_score: float | None = None  # the out-of-distribution score that decides (engine.suitability)
+    ood_scores: dict[str, float] = field(default_factory=dict)  # each statistic's: "intensity", "features"
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -56,4 +60,8 @@ class Result:
             "findings": [f.summary() for f in self.findings],
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
             "messages": list(self.messages),
+            "suitability": self.suitability,
+            "input_warnings": list(self.input_warnings),
+            "ood_score": None if self.ood_score is None else round(self.ood_score, 3),
+            "ood_scores": {k: round(v, 3) for k, v in self.ood_scores.items()},
         }

@@ -265,18 +265,21 @@ def run(
     device: str = "auto",
     explain: bool = True,
     allocate: ArrayAllocator | None = None,
+    check_modality: bool = True,
 ) -> Result:
     """Run a model on a volume; every output is mapped back onto ``volume``'s voxel grid.
 
     ``allocate(shape, dtype)``, when given, makes the zero-filled arrays of volume size the result
-    keeps (a slice classifier's explanation map), e.g. in shared memory for another process."""
+    keeps (a slice classifier's explanation map), e.g. in shared memory for another process.
+    ``check_modality=False``: the caller checked the input (:class:`inference.engine.session.ModelSession`)
+    and the user forced the run or the modality was taken from the model."""
     cancel = cancel or CancelToken()
     t_start = time.perf_counter()
     lm = model if isinstance(model, LoadedModel) else None
     card = model.card if isinstance(model, LoadedModel) else model
     if volume.voxels.ndim != 3:
         raise RadLensError(f"model {card.name} needs a greyscale volume, got voxels of shape {volume.voxels.shape}")
-    if card.modality and volume.metadata.modality and not card.accepts(volume.metadata.modality):
+    if check_modality and card.modality and volume.metadata.modality and not card.accepts(volume.metadata.modality):
         shown = volume.metadata.modality or "unknown"
         raise RadLensError(f"model {card.name} is for {'/'.join(card.modality)}, this volume is {shown}")
     if card.pipeline:

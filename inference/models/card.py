@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from inference.errors import ModelCardError
+from inference.models.domain import InputDomain, parse_domain
 from inference.suggest import did_you_mean, unknown_keys
 from inference.table_file import read_table
 
 __all__ = [
     "DEFAULT_LABEL_COLOUR",
     "Explanation",
+    "InputDomain",
     "InputSpec",
     "LabelSpec",
     "ModelCard",
@@ -106,6 +108,7 @@ class ModelCard:
     default_for: tuple[str, ...] = ()  # modalities for which this is the default model
     weights_distribution: str = ""  # weights shipped inside another installed package (e.g. "deepbet")
     extra_weights: tuple[tuple[str, str], ...] = ()  # (file, sha256) for multi-network pipelines
+    domain: InputDomain = field(default_factory=InputDomain)  # the inputs it was made for
     path: Path = Path()
 
     @property
@@ -146,6 +149,7 @@ class ModelCard:
             "intended_use": self.intended_use,
             "not_for_clinical_use": self.not_for_clinical_use,
             "labels": [{"value": lab.value, "name": lab.name} for lab in self.labels],
+            "domain": self.domain.summary(),
             "card": str(self.path),
         }
 
@@ -172,6 +176,7 @@ _TOP_KEYS = {
     "default_for",
     "weights_distribution",
     "extra_weights",
+    "domain",
 }
 _INPUT_KEYS = {"size", "context_slices", "window", "normalise", "target_spacing", "patch_size", "batch_size"}
 
@@ -258,6 +263,7 @@ def parse_card(data: dict[str, Any], path: Path) -> ModelCard:
         default_for=tuple(str(m).upper() for m in data.get("default_for", [])),
         weights_distribution=str(data.get("weights_distribution", "")),
         extra_weights=tuple((str(e["file"]), str(e["sha256"]).lower()) for e in data.get("extra_weights", [])),
+        domain=parse_domain(data.get("domain"), path),
         path=path,
     )
 

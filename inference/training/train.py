@@ -370,6 +370,21 @@ def card_dict(
     }
 
 
+def _domain(ds: SliceDataset, task: str, model: Any, device: str) -> dict[str, Any]:
+    """The card's ``[domain]``: slice-wise inputs of the dataset's size, and the training split's
+    intensity statistics and (slice classifiers) pooled network features
+    (:mod:`inference.training.domain_statistics`) for the out-of-distribution score."""
+    from inference.training.domain_statistics import features_from_dataset, statistics_from_dataset
+
+    out: dict[str, Any] = {"dimensionality": "slices" if task == "slice-classification" else "volume"}
+    with contextlib.suppress(ValueError):  # no training slices: the card states no statistics
+        out["intensity"] = statistics_from_dataset(ds).table()
+    if task == "slice-classification" and hasattr(model, "gradcam_layer"):
+        with contextlib.suppress(ValueError):
+            out["features"] = features_from_dataset(ds, model, device).table()
+    return out
+
+
 def _write_card(run_dir: Path, data: dict[str, Any]) -> Path:
     from inference.models.card import parse_card
 
@@ -585,6 +600,8 @@ def train(
             threshold = f1_optimal_threshold(chosen.labels, chosen.probabilities)
     task_input = task.card_input(spec.size, spec.context_slices, spec.window)
     card = card_dict(config, args, sha, best_auc, best_epoch, task_input, label_name, threshold, task.score_name)
+    model.load_state_dict(best_state)  # the saved weights' features go into the card
+    card["domain"] = _domain(ds, card["task"], model, device)
     _write_card(run_dir, card)
     on_progress(1.0, f"done: best validation {score} {best_auc:.3f} at epoch {best_epoch}")
     return run_dir

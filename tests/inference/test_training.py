@@ -163,6 +163,23 @@ def test_card_loads_registers_and_runs(trained: Path, dataset: Path) -> None:
     probs = result.slice_probabilities
     assert probs[labels].min() > probs[~labels].max()
 
+    # The card's training statistics (from the dataset's windowed slices) match what the engine
+    # computes on the same slices in Hounsfield units; an MR-like volume is far from them.
+    from inference.engine.input_statistics import model_input_quantiles, ood_score
+
+    stats = card.domain.intensity
+    assert stats is not None and stats.inputs >= 1 and card.domain.dimensionality == "slices"
+    assert ood_score(model_input_quantiles(hu, card.input), stats) < stats.threshold
+    mr_like = np.random.default_rng(0).uniform(0, 400, size=hu.shape).astype(np.int16)
+    assert ood_score(model_input_quantiles(mr_like, card.input), stats) > stats.threshold
+    # and its network features, taken as the engine takes them
+    from inference.engine.feature_statistics import feature_score, pooled_features
+
+    features = card.domain.features
+    assert features is not None and len(features.mean) == len(features.spread) and features.inputs >= 2
+    volume = Volume(hu, (0.7, 0.7, 2.0), (0.0, 0.0, 0.0), np.eye(3))
+    assert np.isfinite(feature_score(pooled_features(net, volume, card.input), features))
+
 
 def test_class_weighting_and_schedules() -> None:
     assert lr_factor(0, 10, 5, 1, "cosine") == pytest.approx(0.1)  # warm-up

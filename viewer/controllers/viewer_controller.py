@@ -73,6 +73,8 @@ class ViewerController(QtCore.QObject):
         self.loader.warm_up()
         self.analysis = AnalysisController(self.model, self.window.analysis_panel, self.window.mpr.fourth, registry)
         self.analysis.failed.connect(self._error)
+        if interactive:
+            self.analysis.confirm = self._confirm_unsuitable
         self.analysis.finished.connect(self._on_analysis_finished)
         self.tags = TagController(self.model, self.window.tag_browser, self.window.tag_dock)
         self.exporter = ExportController(self)
@@ -100,7 +102,9 @@ class ViewerController(QtCore.QObject):
         self._rotating = False  # Tools → Rotate crosshair is on
         self._rotation_start: tuple[Plane, float, float] | None = None
         self._fill: tuple[Any, float] | None = None
-        self.auto_model: ModelRequest | None = None  # run on every volume shown
+        # Run once on the first volume shown (the one the user asked for at start-up), never on a
+        # study opened later.
+        self.auto_model: ModelRequest | None = None
         self._building: set[int] = set()
         self.cine_timer = QtCore.QTimer(self)
         self.cine_timer.setInterval(100)
@@ -235,7 +239,7 @@ class ViewerController(QtCore.QObject):
     def _on_loaded(self, stack: Stack, volume: Volume) -> None:
         self.current_stack = stack
         self.tags.set_stack(stack)
-        self.show_volume(volume)
+        self.show_volume(volume, stack)
 
     def show_stack_tags(self, stack: Stack) -> None:
         """The DICOM tag browser on ``stack``'s first file (from the series browser's menu)."""
@@ -246,7 +250,13 @@ class ViewerController(QtCore.QObject):
         path = stack.headers[stack.slices[0].header_index if stack.slices else 0].path
         self.tags.show_file(path, f"Series browser, stack {stack.id}: {Path(path).name}")
 
-    def show_volume(self, volume: Volume) -> None:
+    def show_volume(self, volume: Volume, stack: Stack | None = None) -> None:
+        """Show ``volume`` (loaded from ``stack``, when scanned): the previous study's messages,
+        probe reading and analysis go with it."""
+        self.analysis.stack = stack
+        self.last_error = ""
+        self.window.statusBar().clearMessage()
+        self.window.probe_label.setText("")
         self.model.open(volume)
         assert self.model.current is not None
         self.annotations.restore(self.model.current)
@@ -257,7 +267,18 @@ class ViewerController(QtCore.QObject):
             self.window.statusBar().showMessage("Geometry: " + "; ".join(volume.qa_warnings), 15000)
         self.volume_shown.emit(volume)
         if self.auto_model is not None:
-            self.run_model(self.auto_model)
+            name, self.auto_model = self.auto_model, None  # once: later studies run nothing by themselves
+            self.run_model(name)
+
+    def _confirm_unsuitable(self, question: str) -> bool:
+        answer = QtWidgets.QMessageBox.question(
+            self.window,
+            "Run on an unsuitable input?",
+            question,
+            QtWidgets.QMessageBox.StandardButton.Yes | QtWidgets.QMessageBox.StandardButton.No,
+            QtWidgets.QMessageBox.StandardButton.No,
+        )
+        return answer == QtWidgets.QMessageBox.StandardButton.Yes
 
     def _choose_layout_for_shape(self) -> None:
         """A single slice opens alone in the single-view layout (its two reformats would be one
@@ -566,7 +587,7 @@ class ViewerController(QtCore.QObject):
         i, j, k = (int(round(v)) for v in cur.axis_map.display_to_source((x, y, z), cur.volume.size_ijk))
         lps = cur.lps_at((x, y, z))
         value = cur.value_at((x, y, z))
-        unit = " HU" if cur.volume.metadata.modality == "CT" else ""
+        unit = " HU" if self.analysis.current_modality() == "CT" else ""
         shown = f"{value}" if np.ndim(value) else f"{float(value):g}{unit}"
         self.window.probe_label.setText(
             f"voxel ({i}, {j}, {k})  LPS ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm  value {shown}"
@@ -826,7 +847,7 @@ class ViewerController(QtCore.QObject):
         if cur is None:
             return False
         try:
-            card = self.analysis.registry.card_for(request, cur.volume.metadata.modality or "")
+            card = self.analysis.registry.card_for(request, self.analysis.current_modality())
         except Exception as exc:
             self._error(str(exc))
             return False

@@ -2,20 +2,46 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 import pyqtgraph as pg
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
+
+#: Modalities a NIfTI/NRRD/MHA file (which records none) can be declared as.
+MODALITY_CHOICES = ("CT", "MR", "PT", "US", "CR", "DX", "MG")
+_DESCRIPTION_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One line of the model picker: ``reason`` set when the open stack does not suit the model."""
+
+    key: str
+    label: str
+    description: str
+    reason: str = ""
+    checked: bool = True  # False while the suitability check still runs
 
 
 class AnalysisPanel(QtWidgets.QWidget):
     run_requested = QtCore.Signal(str)  # model key
     cancel_requested = QtCore.Signal()
     finding_activated = QtCore.Signal(int)  # row
+    modality_chosen = QtCore.Signal(str)  # "" when the user has not chosen one
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("analysis-panel")
+        self.modality_label = QtWidgets.QLabel("Modality (the file does not record it)")
+        self.modality_box = QtWidgets.QComboBox()
+        self.modality_box.setObjectName("modality-picker")
+        self.modality_box.addItem("not recorded: choose", "")
+        for modality in MODALITY_CHOICES:
+            self.modality_box.addItem(modality, modality)
+        self.modality_label.setVisible(False)
+        self.modality_box.setVisible(False)
         self.model_box = QtWidgets.QComboBox()
         self.model_box.setObjectName("model-picker")
         self.device_label = QtWidgets.QLabel("device: –")
@@ -26,11 +52,13 @@ class AnalysisPanel(QtWidgets.QWidget):
         self.progress = QtWidgets.QProgressBar()
         self.progress.setRange(0, 1000)
         self.status = QtWidgets.QLabel("")
+        self.status.setObjectName("analysis-status")
         self.status.setWordWrap(True)
         self.verdict = QtWidgets.QLabel("")
         self.verdict.setObjectName("verdict")
         self.verdict.setWordWrap(True)
         self.card_text = QtWidgets.QLabel("")
+        self.card_text.setObjectName("model-description")
         self.card_text.setWordWrap(True)
         self.card_text.setStyleSheet("color: #aaa;")
         self.findings = QtWidgets.QTableWidget(0, 4)
@@ -44,6 +72,8 @@ class AnalysisPanel(QtWidgets.QWidget):
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
         lay = QtWidgets.QVBoxLayout(self)
+        lay.addWidget(self.modality_label)
+        lay.addWidget(self.modality_box)
         lay.addWidget(QtWidgets.QLabel("Model"))
         lay.addWidget(self.model_box)
         lay.addWidget(self.card_text)
@@ -56,19 +86,64 @@ class AnalysisPanel(QtWidgets.QWidget):
         self.run_button.clicked.connect(self._on_run)
         self.cancel_button.clicked.connect(self.cancel_requested.emit)
         self.findings.cellClicked.connect(lambda row, _c: self.finding_activated.emit(row))
+        self.model_box.currentIndexChanged.connect(self._show_description)
+        # A model picked for this stack (by the user, or by code on their behalf) stays picked when the
+        # list is re-ordered; set_models blocks the box's signals, so its own changes do not count.
+        self._user_chose = False
+        self.model_box.currentIndexChanged.connect(lambda _i: setattr(self, "_user_chose", True))
+        self.modality_box.currentIndexChanged.connect(
+            lambda _i: self.modality_chosen.emit(str(self.modality_box.currentData() or ""))
+        )
 
-    def set_models(self, entries: list[tuple[str, str, str]]) -> None:
-        """(key, label, description) for each model that accepts the open stack."""
-        self.model_box.clear()
-        for key, label, description in entries:
-            self.model_box.addItem(label, key)
-            self.model_box.setItemData(self.model_box.count() - 1, description, QtCore.Qt.ItemDataRole.ToolTipRole)
-        self.run_button.setEnabled(bool(entries))
-        self.card_text.setText(entries[0][2] if entries else "No model accepts this stack's modality.")
+    def set_models(self, entries: list[ModelEntry]) -> None:
+        """The picker's models, suitable ones first; the others say why they do not suit the open stack.
+        The first is selected, unless the user picked one for this stack that is still listed."""
+        previous = self.model_box.currentData()
+        with QtCore.QSignalBlocker(self.model_box):
+            self.model_box.clear()
+            for entry in entries:
+                label = entry.label if not entry.reason else f"{entry.label} — not suitable: {entry.reason}"
+                self.model_box.addItem(label, entry.key)
+                row = self.model_box.count() - 1
+                tip = entry.description if not entry.reason else f"Not suitable: {entry.reason}\n\n{entry.description}"
+                self.model_box.setItemData(row, tip, QtCore.Qt.ItemDataRole.ToolTipRole)
+                self.model_box.setItemData(row, entry.description, _DESCRIPTION_ROLE)
+                if entry.reason:
+                    grey = QtGui.QBrush(QtGui.QColor(140, 140, 140))
+                    self.model_box.setItemData(row, grey, QtCore.Qt.ItemDataRole.ForegroundRole)
+            index = self.model_box.findData(previous) if previous is not None and self._user_chose else -1
+            self.model_box.setCurrentIndex(index if index >= 0 else (0 if entries else -1))
+        self.run_button.setEnabled(bool(entries) and not self.cancel_button.isEnabled())
+        self._show_description()
+
+    def _show_description(self, _index: int = -1) -> None:
+        if self.model_box.count() == 0:
+            self.card_text.setText("No model is installed.")
+            return
+        text = self.model_box.currentData(_DESCRIPTION_ROLE)
+        self.card_text.setText(str(text or ""))
+
+    def show_modality_choice(self, needed: bool, chosen: str = "") -> None:
+        """The modality selector, for an open file that records no modality."""
+        with QtCore.QSignalBlocker(self.modality_box):
+            index = self.modality_box.findData(chosen) if chosen else 0
+            self.modality_box.setCurrentIndex(max(0, index))
+        self.modality_label.setVisible(needed)
+        self.modality_box.setVisible(needed)
+
+    def reset(self) -> None:
+        """Back to the state of a newly opened stack: no progress, status, verdict or findings."""
+        self._user_chose = False
+        self.progress.setValue(0)
+        self.status.setText("")
+        self.verdict.setText("")
+        self.show_findings([])
 
     def set_running(self, running: bool) -> None:
         self.run_button.setEnabled(not running and self.model_box.count() > 0)
         self.cancel_button.setEnabled(running)
+        self.model_box.setEnabled(not running)
+        self.modality_box.setEnabled(not running)
         if running:
             self.progress.setValue(0)
 
@@ -110,12 +185,26 @@ class SliceScorePlot(pg.PlotWidget):
         self.scene().sigMouseClicked.connect(self._on_click)
         self.values: npt.NDArray[np.float32] = np.zeros(0, dtype=np.float32)
 
-    def set_scores(self, values: npt.NDArray[np.float32] | None, threshold: float = 0.5) -> None:
+    def set_scores(
+        self, values: npt.NDArray[np.floating] | None, threshold: float | None = 0.5, axis: str = "probability"
+    ) -> None:
+        """The per-slice scores (None: an empty plot with its default axes and no marker);
+        ``threshold`` None hides the threshold line (a segmentation model has no study threshold)."""
         self.values = np.zeros(0, np.float32) if values is None else np.asarray(values, np.float32)
         self.curve.setData(np.arange(len(self.values)), self.values)
-        self.threshold_line.setPos(threshold)
+        self.setLabel("left", axis)
+        self.threshold_line.setVisible(threshold is not None and values is not None)
+        if threshold is not None:
+            self.threshold_line.setPos(threshold)
+        self.marker.setVisible(values is not None)
         if len(self.values):
             self.setXRange(0, max(1, len(self.values) - 1), padding=0.02)
+            top = float(self.values.max())
+            self.setYRange(0, 1.05 if top <= 1.0 else top * 1.05)
+        else:
+            self.setXRange(0, 1, padding=0.02)
+            self.setYRange(0, 1.05)
+            self.marker.setPos(0)
 
     def set_marker(self, index: int) -> None:
         self.marker.setPos(index)
