@@ -164,7 +164,9 @@ def gather_facts(volume: Volume, stack: Any = None, modality: str = "") -> Input
         echo_time=_number(tags.get("EchoTime")),
         inversion_time=_number(tags.get("InversionTime")),
         b_value=_number(tags.get("DiffusionBValue")),
-        volumes_per_position=_volumes_per_position(stack) if stack is not None else 1,
+        volumes_per_position=(
+            volume.n_volumes if volume.is_4d else _volumes_per_position(stack) if stack is not None else 1
+        ),
         is_mosaic=bool(mosaic) if mosaic is not None else "MOSAIC" in image_type,
         mosaic_unpacked=mosaic is not None,
         qa_codes=qa_codes,

@@ -251,7 +251,7 @@ def check_suitability(
     this model, so an unrecorded modality is taken from it (with a warning) instead of refusing."""
     out = Suitability(card.name)
     facts = gather_facts(volume, stack, modality)
-    if volume.voxels.ndim != 3:
+    if volume.is_colour:
         out.reasons.append(f"colour or multi-channel images (voxels of shape {volume.voxels.shape})")
     _modality(card, facts, out, model_chosen)
     recorded = volume.metadata.modality or getattr(stack, "modality", "")

@@ -45,7 +45,7 @@ def test_diffusion_mosaic_is_refused_and_the_exit_code_says_so(
     code = main(["analyze", os.fspath(tmp_path / "in"), "--out", os.fspath(out), "--jobs", "0", "--format", "findings"])
     assert code == 1
     err = capsys.readouterr().err
-    assert "refused" in err and "a mosaic" in err and "(--force runs it)" in err
+    assert "refused" in err and "2 images at each slice position" in err and "(--force runs it)" in err
     (row,) = _rows(out)
     assert row["status"] == "refused" and "a DWI series; the model expects T1-weighted MR" in row["error"]
     assert row["input"] == "dwi"

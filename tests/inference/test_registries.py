@@ -35,7 +35,9 @@ def test_every_architecture_is_built_by_its_registry_entry() -> None:
 
 def test_an_unknown_pipeline_names_the_closest_known_one() -> None:
     assert "deepbet" in PIPELINES
-    with pytest.raises(RadLensError, match=r"unknown pipeline 'deepbt'; did you mean 'deepbet'\? \(known: deepbet\)"):
+    with pytest.raises(
+        RadLensError, match=r"unknown pipeline 'deepbt'; did you mean 'deepbet'\? \(known: deepbet, monai-bundle\)"
+    ):
         pipeline_for(card(pipeline="deepbt"))
     volume = Volume(np.zeros((4, 8, 8), dtype=np.int16), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3))
     with pytest.raises(RadLensError, match="did you mean 'deepbet'"):

@@ -57,9 +57,10 @@ def _region_only(card: ModelCard, regions: tuple[str, ...]) -> ModelCard:
 
 
 def _loaded(folder: Path) -> tuple[Any, Volume]:
+    """The folder's stack and volume: nibabel's two real diffusion mosaics are one 4-D series of two
+    volumes (b 0 and b 1000) once the loader unpacks them; one mosaic alone is a 3-D volume."""
     stack = scan(folder).stacks()[0]
-    with pytest.warns(Warning):
-        return stack, load_stack(stack)
+    return stack, load_stack(stack)
 
 
 def test_body_region_from_the_image(head: Volume, chest: Volume, t1: Volume) -> None:
@@ -112,7 +113,9 @@ def test_the_siemens_diffusion_mosaic_is_refused_for_the_t1_model(tmp_path: Path
     checked = check_suitability(cards["bet"], volume, stack)
     text = checked.describe()
     assert checked.verdict == Verdict.UNSUITABLE
-    assert "a mosaic" in text and "2 images at each slice position" in text
+    assert volume.is_4d and stack.is_mosaic
+    assert "2 images at each slice position" in text
+    assert any("a mosaic unpacked into slices" in w for w in checked.warnings)
     assert "a DWI series; the model expects T1-weighted MR" in text
     with pytest.raises(UnsuitableInputError) as info:
         ModelSession("cpu").analyse(cards["bet"], volume, stack=stack)
@@ -218,8 +221,8 @@ def test_ood_scores_separate_foreign_inputs(
 
 @pytest.mark.slow
 def test_a_chest_only_model_scores_a_head_out_of_distribution(cards: dict[str, ModelCard], head: Volume) -> None:
-    from inference.training.build_dataset import add_phantoms
     from inference.training.domain_statistics import statistics_from_volumes
+    from inference.training.phantom_sources import add_phantoms
 
     phantoms = [s.load() for s in add_phantoms(6, seed=1)]
     stats = statistics_from_volumes(phantoms[:4], cards["ct"].input, "4 chest phantoms")

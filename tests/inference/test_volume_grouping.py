@@ -50,6 +50,11 @@ def test_grouping_is_sound_on_any_layout(style: str, n_vol: int, n_k: int, missi
     keys = [_keys(style, v, k, n_k) for v, k in items]
     along = np.array([4.0 * k for _, k in items])
     assume(has_shared_positions(along))  # the scan asks for volumes only where slices share positions
+    counts = np.bincount([k for _, k in items])
+    # Known limit: with times or instance numbers alone, two volumes that each lack a different
+    # slice leave every position with as many slices as volumes: nothing in the headers tells that
+    # layout from complete volumes, so it is not asked of the grouping here.
+    assume(not (style in ("time-only", "instance-only") and missing and len(set(counts.tolist())) == 1))
     try:
         got = group_volumes(keys, along)
     except (AmbiguousVolumesError, IncompleteVolumesError):
