@@ -61,6 +61,7 @@ class BatchOptions:
     overwrite: bool = False
     file_modality: str = ""  # modality of NIfTI/NRRD/MHA inputs, which do not record one
     key_images: int = 3
+    cluster: str = ""  # a Ray cluster's address, or "local" (inference.batch.cluster); "": this machine's pipeline
 
 
 @dataclass
@@ -251,6 +252,16 @@ def write_shared(task: WriteTask, parcel: Parcel, load_s: float, infer_s: float)
 
 def write_stack(task: WriteTask, volume: Volume, result: Any, load_s: float, infer_s: float) -> dict[str, Any]:
     """Write one stack's outputs, then its manifest; returns its summary row."""
+    row, manifest = write_outputs(task, volume, result, load_s, infer_s)
+    atomic_write(task.stack_dir / MANIFEST, manifest)
+    return row
+
+
+def write_outputs(
+    task: WriteTask, volume: Volume, result: Any, load_s: float, infer_s: float
+) -> tuple[dict[str, Any], str]:
+    """Write one stack's outputs (each atomically); returns its summary row and the text of its
+    manifest, which whoever records completion writes last (this process, or a cluster's driver)."""
     job = task.job
     assert job.card is not None
     t0 = time.perf_counter()
@@ -273,8 +284,7 @@ def write_stack(task: WriteTask, volume: Volume, result: Any, load_s: float, inf
     row = result_row(dict(task.row), volume, result, timings)
     row["outputs"] = " ".join(outputs.files)
     row["notes"] = "; ".join(outputs.notes + list(result.messages))
-    atomic_write(stack_dir / MANIFEST, manifest_payload(task.expected, stack_dir, outputs.files, row))
-    return row
+    return row, manifest_payload(task.expected, stack_dir, outputs.files, row)
 
 
 class _Run:
@@ -486,6 +496,10 @@ def analyze(
         from inference.engine.device import select_device
 
         select_device(options.device)  # a missing GPU is an error before anything runs
+    if options.cluster:
+        from inference.batch.cluster import connect
+
+        connect(options.cluster)  # an address that does not answer, or no Ray: an error before anything runs
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     key = load_or_create_key(out) if options.identity == IdentityPolicy.ANONYMIZE else b"radlens"
@@ -503,7 +517,12 @@ def analyze(
         else:
             todo.append(job)
     try:
-        run.execute(todo, cancel)
+        if options.cluster:
+            from inference.batch.cluster import execute_on_cluster
+
+            execute_on_cluster(run, todo, cancel)
+        else:
+            run.execute(todo, cancel)
     finally:
         rows = [run.rows.get(j.folder) or {**base_row(j, identity), "status": SKIPPED if j.card is None else "not run"}
                 for j in plan.jobs]  # fmt: skip

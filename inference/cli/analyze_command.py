@@ -57,6 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="redo stacks whose outputs are already complete")
     parser.add_argument("--modality", default="", help="modality of NIfTI/NRRD/MHA inputs (they record none), e.g. CT")
     parser.add_argument("--key-images", type=int, default=3, help="key images per stack")
+    parser.add_argument(
+        "--cluster",
+        default="",
+        metavar="ADDRESS|local",
+        help="run the stages on a Ray cluster (HOST:PORT of its head, auto, or local to start one here); "
+        "needs pip install 'radlens[cluster]' and an output folder every node can write",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         file_modality=args.modality,
         key_images=max(0, args.key_images),
+        cluster=args.cluster,
     )
     cancel = CancelToken()
     with stop_on_signals(cancel) as stopped:
