@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,3 +146,42 @@ def test_a_killed_driver_is_resumed_by_the_same_command(stacks: Path, tmp_path: 
     assert rerun.returncode == 1, rerun.stderr  # the bad stack fails; the rest is done
     assert f"{3 - done_before} analysed, {done_before} already done, 1 failed" in rerun.stdout, rerun.stdout
     assert len(list(out.glob(f"*/{MANIFEST}"))) == 3
+
+
+@pytest.mark.slow
+def test_a_worker_node_lost_mid_run_leaves_every_stack_once_and_complete(tmp_path: Path) -> None:
+    from ray.cluster_utils import Cluster
+
+    _write_stacks(tmp_path / "in", 4, "node-loss")
+    store = 80 * 1024**2
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "object_store_memory": store})
+    worker = cluster.add_node(num_cpus=1, object_store_memory=store)
+    out = tmp_path / "out"
+    result: dict[str, Any] = {}
+    try:
+        ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+        cluster.wait_for_nodes()
+        run = threading.Thread(
+            target=lambda: result.update(
+                report=analyze([tmp_path / "in"], BatchOptions(out=out, jobs=0, formats=FORMATS, cluster="local"))
+            ),
+            daemon=True,
+        )
+        run.start()
+        end = time.monotonic() + 300
+        while time.monotonic() < end and run.is_alive() and not any(out.glob(f"*/{MANIFEST}")):
+            time.sleep(0.05)
+        assert run.is_alive(), "the run ended before the node could be removed"
+        cluster.remove_node(worker)  # its tasks and actors are lost; Ray redoes them on the head
+        run.join(timeout=400)
+        assert not run.is_alive(), "the run did not finish after the node was lost"
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    rows = _stack_rows(result["report"].rows)
+    assert len(rows) == len({r["folder"] for r in rows}) == 4
+    assert all(r["status"] == "ok" for r in rows), rows
+    for d in (out / r["folder"] for r in rows):
+        files = json.loads((d / MANIFEST).read_text())["files"]
+        assert all((d / name).stat().st_size == size for name, size in files.items())
+        assert not [p.name for p in d.iterdir() if p.name.startswith(".")]
