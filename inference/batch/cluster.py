@@ -100,13 +100,16 @@ def connect(address: str) -> bool:
             ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ClusterError(f"--cluster {address}: cannot join the Ray cluster: {str(exc)[:300]}") from None
+    return True
+
+
+def _quiet() -> None:
     import logging
 
     from ray.data import DataContext
 
     DataContext.get_current().enable_progress_bars = False  # radlens draws its own
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # its progress lines every few seconds
-    return True
 
 
 def _probe(out: str, cards: bytes) -> str:
@@ -227,6 +230,7 @@ def execute_on_cluster(run: _Run, todo: list[Job], cancel: CancelToken) -> None:
     ray = _ray()
     from ray.data import ActorPoolStrategy
 
+    _quiet()
     check_workers(run.options.out, todo)
     run.total = len(todo)
     by_index: dict[int, Job] = {}

@@ -499,7 +499,9 @@ def analyze(
     if options.cluster:
         from inference.batch.cluster import connect
 
-        connect(options.cluster)  # an address that does not answer, or no Ray: an error before anything runs
+        started_ray = connect(options.cluster)  # an address that does not answer, or no Ray: an error now
+    else:
+        started_ray = False
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     key = load_or_create_key(out) if options.identity == IdentityPolicy.ANONYMIZE else b"radlens"
@@ -535,6 +537,10 @@ def analyze(
             "elapsed_s": round(time.perf_counter() - t0, 3),
         }
         csv_path, json_path = write_summary(out, rows, extra)
+        if started_ray:
+            import ray
+
+            ray.shutdown()
     on_progress(1.0, f"{extra['analysed']} analysed, {extra['resumed']} already done")
     return BatchReport(rows, csv_path, json_path, time.perf_counter() - t0)
 
