@@ -64,7 +64,7 @@ def main() -> None:
         print(f"{args.stacks} stacks of {args.slices}×{args.size}² int16; formats {','.join(FORMATS)}")
         timed(data, work / "warm", args.device, "")  # imports, weights and page cache warm for everyone
         results.append(("local pipeline", timed(data, work / "out", args.device, "")))
-        ray.init(include_dashboard=False, log_to_driver=False, object_store_memory=512 * 1024**2)
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, object_store_memory=512 * 1024**2)
         try:
             timed(data, work / "warm-ray", args.device, "local")  # the workers import torch once
             results.append(("ray, 1 node", timed(data, work / "out", args.device, "local")))

@@ -94,10 +94,7 @@ def connect(address: str) -> bool:
         _answers(address)
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
     try:
-        if address == "local":
-            ray.init(**kwargs)
-        else:
-            ray.init(address=address, **kwargs)
+        ray.init(address=address, **kwargs)  # "local": a new one here, even where `ray start` left one
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ClusterError(f"--cluster {address}: cannot join the Ray cluster: {str(exc)[:300]}") from None
     return True
@@ -249,14 +246,18 @@ def execute_on_cluster(run: _Run, todo: list[Job], cancel: CancelToken) -> None:
         )
         items.append({"i": i, "task": pickle.dumps(task, protocol=5), "payload": b"", "error": ""})
     actors, gpus = _actors(ray, len(todo))
+    actor_cpus = 1.0 if ray.cluster_resources().get("CPU", 0) >= actors + 1 else 0.5
     device = run.options.device if run.options.device != "auto" else ("cuda" if gpus else "cpu")
     ds = ray.data.from_items(items, override_num_blocks=len(items))
-    ds = ds.map(load_stage, num_cpus=1)
+    # Loading and writing ask half a CPU: the actors never hold every CPU a small cluster has (a
+    # one-CPU node then ran the actor and nothing else: a deadlock), and resources that differ
+    # from the actors' keep Ray Data from fusing loading into them (where it ran serially).
+    ds = ds.map(load_stage, num_cpus=0.5)
     ds = ds.map(
         InferStage, compute=ActorPoolStrategy(size=actors), fn_constructor_kwargs={"device": device},
-        num_cpus=1, num_gpus=gpus,
+        num_cpus=actor_cpus, num_gpus=gpus,
     )  # fmt: skip
-    ds = ds.map(write_stage, num_cpus=1)
+    ds = ds.map(write_stage, num_cpus=0.5)
     for job in todo[:1]:
         run.progress(job, 0.0, "on the cluster")
     for row in ds.iter_rows():
