@@ -152,7 +152,7 @@ def test_a_killed_driver_is_resumed_by_the_same_command(stacks: Path, tmp_path: 
 def test_a_worker_node_lost_mid_run_leaves_every_stack_once_and_complete(tmp_path: Path) -> None:
     from ray.cluster_utils import Cluster
 
-    _write_stacks(tmp_path / "in", 4, "node-loss")
+    _write_stacks(tmp_path / "in", 8, "node-loss")  # enough that the run is still going after the first
     store = 80 * 1024**2
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "object_store_memory": store})
     worker = cluster.add_node(num_cpus=1, object_store_memory=store)
@@ -179,7 +179,7 @@ def test_a_worker_node_lost_mid_run_leaves_every_stack_once_and_complete(tmp_pat
         ray.shutdown()
         cluster.shutdown()
     rows = _stack_rows(result["report"].rows)
-    assert len(rows) == len({r["folder"] for r in rows}) == 4
+    assert len(rows) == len({r["folder"] for r in rows}) == 8
     assert all(r["status"] == "ok" for r in rows), rows
     for d in (out / r["folder"] for r in rows):
         files = json.loads((d / MANIFEST).read_text())["files"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,20 @@ from inference.training.train import BEST_WEIGHTS, CARD, CHECKPOINT, load_checkp
 from tests.inference.test_training import config_dict, make_dataset, read_metrics
 
 EPOCHS = 3
+
+
+def _run(cmd: list[str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """``cmd`` in its own session; on a timeout the whole group goes (torchrun's workers too)."""
+    proc = subprocess.Popen(
+        cmd, env=_env(), start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"timed out after {timeout} s: {err[-2000:]}") from None
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def _env() -> dict[str, str]:
@@ -45,7 +60,7 @@ def two_process_run(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     root = tmp_path_factory.mktemp("ddp-run")
     config = _write_config(root / "train.toml", dataset, root / "run")
     cmd = [sys.executable, "-m", "inference.cli.main", "train", str(config), "--nproc", "2", "--max-restarts", "0"]
-    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    done = _run(cmd)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count(f"epoch   1/{EPOCHS}") == 1, done.stdout  # rank 0 alone reports
     return root / "run"
@@ -98,7 +113,7 @@ def test_a_run_killed_and_restarted_by_torchrun_ends_with_the_same_weights(
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "--max-restarts=1",
         str(worker), str(config), str(marker),
     ]  # fmt: skip
-    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    done = _run(cmd)
     assert done.returncode == 0, done.stdout + done.stderr
     assert marker.exists(), "rank 0 should have died once"
     resumed = load_checkpoint(tmp_path / "run" / CHECKPOINT)
