@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inference.batch.pipeline import BatchInputError, WriteTask, load_for_batch, write_outputs
-from inference.batch.resume import MANIFEST
+from inference.batch.resume import MANIFEST, remove_stale_temporaries
 from inference.batch.summary import base_row
 from inference.io.atomic import atomic_write
 from inference.progress import CancelToken
@@ -269,6 +269,9 @@ def execute_on_cluster(run: _Run, todo: list[Job], cancel: CancelToken) -> None:
             run.rows[job.folder] = run.failed(job, str(row["error"]))
         else:
             summary, manifest = pickle.loads(row["payload"])
+            # An attempt lost with its node may have left a temporary file beside the outputs the
+            # retry wrote: the stack is complete only without it.
+            remove_stale_temporaries(run.options.out / job.folder)
             atomic_write(run.options.out / job.folder / MANIFEST, manifest)
             run.rows[job.folder] = summary
         run.done += 1
