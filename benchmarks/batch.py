@@ -16,8 +16,11 @@ Then, in this one run:
    (the loader and the writer in worker processes), timed end to end including the
    scan, as stacks/s.
    Stages and analyze alternate ``--repeats`` times (medians), so a change in the machine's
-   load hits both. Bound set by the slower stage: stacks / max(Σload, Σinference); sequential: stacks /
-   (Σload + Σinference). **Target: analyze ≥ 0.9 × the bound.**
+   load hits both. The bound is set by the slowest of the three stages, each given the cores the
+   pipeline gives it: stacks / max(Σload / loaders, Σinference, Σwrite / writers), the inference
+   timed with the torch threads the pipeline leaves it (on the CPU one core per writer process is
+   left free). Sequential: stacks / (Σload + Σinference + Σwrite). **Target: analyze ≥ 0.9 × the
+   bound.** (The old bound, max(Σload, Σinference), ignored the writer and could not be met on 2 cores.)
 3. **Peak memory** — ``radlens analyze`` in a fresh interpreter on half of the stacks and on all
    of them: VmHWM of the main process and of the largest loader child. It must not grow with the
    number of stacks (ratio ≈ 1.0).
@@ -28,10 +31,12 @@ Then, in this one run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from _timing import HWM_SNIPPET, child_hwm_kib, median, run_python
@@ -44,6 +49,22 @@ from inference.io.dicom_writer import write_dicom_series
 from inference.io.scan import scan
 from inference.models.registry import discover
 from inference.sample_study import make_chest_phantom
+
+
+@contextlib.contextmanager
+def pipeline_threads(device: str, writers: int) -> Iterator[None]:
+    """The torch threads ``analyze`` gives the model on the CPU (a core left to each writer)."""
+    import torch
+
+    from inference.engine.device import configure_cpu_threads
+
+    before = torch.get_num_threads()
+    if device == "cpu":
+        configure_cpu_threads(leave_free=writers)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def write_stacks(root: Path, n: int, slices: int, size: int) -> None:
@@ -116,7 +137,9 @@ def main() -> None:
         n = len(stacks)
         sums: dict[str, list[float]] = {"load": [], "inference": [], "write": []}
         walls: list[float] = []
-        with warnings.catch_warnings():
+        jobs = default_jobs()
+        writers = default_writers(lm.device, jobs)
+        with warnings.catch_warnings(), pipeline_threads(lm.device, writers):
             warnings.simplefilter("ignore")
             vol, _, _ = load_for_batch(stacks[0])  # untimed warm-up of each stage
             assert vol is not None
@@ -148,19 +171,19 @@ def main() -> None:
         print(f"  load       {sl:7.2f} s   ({sl / n * 1e3:6.0f} ms/stack)")
         print(f"  inference  {si:7.2f} s   ({si / n * 1e3:6.0f} ms/stack)")
         print(f"  write      {sw:7.2f} s   ({sw / n * 1e3:6.0f} ms/stack; formats: {','.join(formats)})")
-        bound = n / max(sl, si)
-        sequential = n / (sl + si)
+        bound = n / max(sl / jobs, si, sw / writers)
+        slowest = max((sl / jobs, "load"), (si, "inference"), (sw / writers, "write"))[1]
+        sequential = n / (sl + si + sw)
         wall = median(walls)
         rate = n / wall
-        stages = f"{default_jobs()} loader, {default_writers(lm.device, default_jobs())} writer process(es)"
+        stages = f"{jobs} loader, {writers} writer process(es)"
         print(f"\nanalyze ({stages}): {wall:.2f} s = {rate:.3f} stacks/s "
               f"(runs: {', '.join(f'{w:.1f}' for w in walls)} s)")  # fmt: skip
-        print(f"  bound (slower stage)   {bound:.3f} stacks/s   ratio {rate / bound:.2f}")
+        print(f"  bound (slowest stage: {slowest}) {bound:.3f} stacks/s   ratio {rate / bound:.2f}")
         print(f"  sequential (sum)       {sequential:.3f} stacks/s   ratio {rate / sequential:.2f}")
         print(f"  {'PASS' if rate >= 0.9 * bound else 'FAIL'}: target analyze ≥ 0.9 × bound")
-        with_writes = n / max(sl, si, sw)
-        print(f"  context: bound counting the writer as a third stage {with_writes:.3f} stacks/s "
-              f"(ratio {rate / with_writes:.2f})")  # fmt: skip
+        old = n / max(sl, si)
+        print(f"  context: the old bound, load and inference only {old:.3f} stacks/s (ratio {rate / old:.2f})")
 
         half = [p for p in sorted(data.iterdir())[: max(1, n // 2)]]
         main_half, child_half = peak_memory(half, work / "mem_half", args.device, formats)

@@ -34,6 +34,6 @@ fi
 stamp=.venv/.radlens-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing radlens and its dependencies"
-  "${pip[@]}" -e ".[dev,deepbet,onnx]"
+  "${pip[@]}" -e ".[dev,deepbet,cluster,onnx]"
   touch "$stamp"
 fi

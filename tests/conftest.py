@@ -40,3 +40,14 @@ def write_series() -> Callable[..., list[Path]]:
         return write_dicom_series(*args, **kwargs)
 
     return _write
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` need an NVIDIA GPU: they are deselected (not skipped) unless the
+    marker expression names them (``-m cuda``, as ``benchmarks/gpu_check.sh`` runs them)."""
+    if "cuda" in (config.option.markexpr or ""):
+        return
+    kept = [item for item in items if item.get_closest_marker("cuda") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("cuda") is not None])
+        items[:] = kept

@@ -62,6 +62,7 @@ class BatchOptions:
     file_modality: str = ""  # modality of NIfTI/NRRD/MHA inputs, which do not record one
     key_images: int = 3
     force: bool = False  # run the model on stacks the input check finds unsuitable (with a note)
+    cluster: str = ""  # a Ray cluster's address, or "local" (inference.batch.cluster); "": this machine's pipeline
 
 
 @dataclass
@@ -256,6 +257,16 @@ def write_shared(task: WriteTask, parcel: Parcel, load_s: float, infer_s: float)
 
 def write_stack(task: WriteTask, volume: Volume, result: Any, load_s: float, infer_s: float) -> dict[str, Any]:
     """Write one stack's outputs, then its manifest; returns its summary row."""
+    row, manifest = write_outputs(task, volume, result, load_s, infer_s)
+    atomic_write(task.stack_dir / MANIFEST, manifest)
+    return row
+
+
+def write_outputs(
+    task: WriteTask, volume: Volume, result: Any, load_s: float, infer_s: float
+) -> tuple[dict[str, Any], str]:
+    """Write one stack's outputs (each atomically); returns its summary row and the text of its
+    manifest, which whoever records completion writes last (this process, or a cluster's driver)."""
     job = task.job
     assert job.card is not None
     t0 = time.perf_counter()
@@ -280,8 +291,7 @@ def write_stack(task: WriteTask, volume: Volume, result: Any, load_s: float, inf
     row = result_row(dict(task.row), volume, result, timings, interpret(result, job.card).verdict)
     row["outputs"] = " ".join(outputs.files)
     row["notes"] = "; ".join(outputs.notes + list(result.messages))
-    atomic_write(stack_dir / MANIFEST, manifest_payload(task.expected, stack_dir, outputs.files, row))
-    return row
+    return row, manifest_payload(task.expected, stack_dir, outputs.files, row)
 
 
 class _Run:
@@ -493,6 +503,12 @@ def analyze(
         from inference.engine.device import select_device
 
         select_device(options.device)  # a missing GPU is an error before anything runs
+    if options.cluster:
+        from inference.batch.cluster import connect
+
+        started_ray = connect(options.cluster)  # an address that does not answer, or no Ray: an error now
+    else:
+        started_ray = False
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     key = load_or_create_key(out) if options.identity == IdentityPolicy.ANONYMIZE else b"radlens"
@@ -510,7 +526,12 @@ def analyze(
         else:
             todo.append(job)
     try:
-        run.execute(todo, cancel)
+        if options.cluster:
+            from inference.batch.cluster import execute_on_cluster
+
+            execute_on_cluster(run, todo, cancel)
+        else:
+            run.execute(todo, cancel)
     finally:
         rows = [run.rows.get(j.folder) or {**base_row(j, identity), "status": SKIPPED if j.card is None else "not run"}
                 for j in plan.jobs]  # fmt: skip
@@ -524,6 +545,10 @@ def analyze(
             "elapsed_s": round(time.perf_counter() - t0, 3),
         }
         csv_path, json_path = write_summary(out, rows, extra)
+        if started_ray:
+            import ray
+
+            ray.shutdown()
     on_progress(1.0, f"{extra['analysed']} analysed, {extra['resumed']} already done")
     return BatchReport(rows, csv_path, json_path, time.perf_counter() - t0, model_named=options.model is not None)
 

@@ -63,6 +63,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "body region...): the reasons are kept as warnings in the outputs",
     )
     parser.add_argument("--key-images", type=int, default=3, help="key images per stack")
+    parser.add_argument(
+        "--cluster",
+        default="",
+        metavar="ADDRESS|local",
+        help="run the stages on a Ray cluster (HOST:PORT of its head, auto, or local to start one here); "
+        "needs pip install 'radlens[cluster]' and an output folder every node can write",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         file_modality=args.modality,
         key_images=max(0, args.key_images),
         force=args.force,
+        cluster=args.cluster,
     )
     cancel = CancelToken()
     with stop_on_signals(cancel) as stopped:

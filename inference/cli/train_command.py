@@ -20,6 +20,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue the run in [output] run_dir after its last finished epoch"
     )
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        default=0,
+        help="train with DistributedDataParallel in N processes on this machine (torchrun; one per GPU, "
+        "or gloo on the CPU); under torchrun itself leave it out",
+    )
+    parser.add_argument(
+        "--max-restarts",
+        type=int,
+        default=3,
+        help="with --nproc: restarts after a process fails, each resuming from the last checkpoint (default 3)",
+    )
 
 
 def _num(value: Any, fmt: str) -> str:
@@ -37,11 +50,37 @@ def format_epoch(record: dict[str, Any], epochs: int) -> str:
     )
 
 
+def _launch(args: argparse.Namespace, config: Any) -> int:
+    """``--nproc N``: the same command in N torchrun processes. They always get ``--resume``, so that
+    torchrun's restarts continue from the last checkpoint; whether this run may resume was decided here."""
+    import os
+    import subprocess
+
+    from inference.errors import TrainingError
+    from inference.training.distributed import DistributedError, torchrun_command
+    from inference.training.train import CHECKPOINT
+
+    if os.environ.get("WORLD_SIZE"):
+        raise DistributedError("--nproc is for starting torchrun; under torchrun, run radlens train without it")
+    if getattr(sys, "frozen", False):
+        raise DistributedError("--nproc needs a Python installation with torch (pip install radlens), not the bundle")
+    if (config.output.run_dir / CHECKPOINT).exists() and not args.resume:
+        raise TrainingError(
+            f"{config.output.run_dir} already holds a training run; resume it (radlens train --resume) "
+            "or set [output] run_dir to a new folder"
+        )
+    cmd = torchrun_command(args.nproc, max(0, args.max_restarts), [str(args.config), "--resume"])
+    return subprocess.run(cmd, check=False).returncode
+
+
 def run(args: argparse.Namespace) -> int:
     from inference.training.config import load_config
+    from inference.training.distributed import ranks_from_environment
     from inference.training.train import CARD, train
 
     config = load_config(args.config)
+    if args.nproc > 0:
+        return _launch(args, config)
     progress = TerminalProgress()
 
     def on_epoch(record: dict[str, Any]) -> None:
@@ -58,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         raise
-    print(f"run folder: {run_dir}")
-    print(f"model card: {run_dir / CARD}")
+    if ranks_from_environment().is_main:  # under torchrun, rank 0 speaks for the run
+        print(f"run folder: {run_dir}")
+        print(f"model card: {run_dir / CARD}")
     return 0

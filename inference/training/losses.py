@@ -36,7 +36,9 @@ def attention_guidance_loss(
     import torch
     import torch.nn.functional as F
 
-    attn = getattr(model, "attention_weights", None)
+    from inference.training.distributed import unwrapped
+
+    attn = getattr(unwrapped(model), "attention_weights", None)  # a DDP-wrapped model holds it inside
     if not isinstance(attn, torch.Tensor):
         raise TrainingError(
             f"train.attention_loss needs a model with attention pooling (cnn-attention with pooling = "

@@ -28,6 +28,7 @@ from inference.progress import CancelToken
 from inference.training.augment import AugmentParams
 from inference.training.config import TrainingConfig
 from inference.training.dataset_format import DatasetError, SliceDataset
+from inference.training.distributed import Ranks, epoch_sampler, per_rank_batch
 from inference.training.metrics import classification_metrics, dice
 from inference.training.sequences import (
     Window,
@@ -79,6 +80,9 @@ class _Task:
     """Shared by the tasks: the dataset, the splits, the device and the augmentation."""
 
     score_name = "auc"
+    #: Whether the task's batches can be sharded across DDP ranks (:attr:`ranks`, set by ``train``).
+    distributable = False
+    ranks = Ranks()
 
     def __init__(
         self, config: TrainingConfig, ds: SliceDataset, train_idx: npt.NDArray[np.int64],
@@ -118,14 +122,18 @@ def _weighted_bce(labels: npt.NDArray[Any], config: TrainingConfig, device: str)
 
 
 class SliceTask(_Task):
-    """One slice per sample (``(B, C, H, W)``), a logit per slice."""
+    """One slice per sample (``(B, C, H, W)``), a logit per slice. Under DDP each rank takes its
+    shard of the epoch, ``batch_size / world`` slices a step."""
+
+    distributable = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.criterion = _weighted_bce(np.asarray(self.ds.labels[self.train_idx]), self.config, self.device)
 
     def steps_per_epoch(self) -> int:
-        return math.ceil(self.train_idx.size / self.config.train.batch_size)
+        shard = math.ceil(self.train_idx.size / self.ranks.world)
+        return math.ceil(shard / per_rank_batch(self.config.train.batch_size, self.ranks))
 
     def batches(self, epoch: int, shuffle_seed: int, augment: torch.Generator) -> Iterator[Batch]:
         import torch
@@ -135,11 +143,14 @@ class SliceTask(_Task):
         from inference.training.batches import MemmapSlices, batch_masks, check_finite_inputs, to_input
 
         cfg = self.config.train
-        shuffle = torch.Generator().manual_seed(shuffle_seed)
         samples: Any = MemmapSlices(self.ds, self.train_idx)  # a sequence is all DataLoader needs
-        loader: DataLoader[Any] = DataLoader(
-            samples, batch_size=cfg.batch_size, shuffle=True, generator=shuffle, num_workers=0
-        )
+        batch_size = per_rank_batch(cfg.batch_size, self.ranks)
+        if self.ranks.distributed:  # the same permutation on every rank (the seed is the run's), sharded
+            sampler = epoch_sampler(samples, self.ranks, cfg.seed, epoch)
+            loader: DataLoader[Any] = DataLoader(samples, batch_size=batch_size, sampler=sampler, num_workers=0)
+        else:
+            shuffle = torch.Generator().manual_seed(shuffle_seed)
+            loader = DataLoader(samples, batch_size=batch_size, shuffle=True, generator=shuffle, num_workers=0)
         for step, (images, labels, indices) in enumerate(loader):
             x = to_input(images, self.device)
             check_finite_inputs(x, indices, f"batch {step + 1} of epoch {epoch + 1}")

@@ -53,6 +53,16 @@ from inference.progress import CancelToken, ProgressCallback, no_progress
 from inference.training.batches import sample_list
 from inference.training.config import DataConfig, OutputConfig, TrainingConfig, TrainingConfigError, dumps_toml
 from inference.training.dataset_format import DatasetError, SliceDataset, read_dataset
+from inference.training.distributed import (
+    DistributedError,
+    agree,
+    process_group,
+    rank_device,
+    ranks_from_environment,
+    sum_across,
+    threads_per_rank,
+    wrap,
+)
 from inference.training.metrics import finite_or_none
 
 if TYPE_CHECKING:
@@ -424,6 +434,9 @@ def train(
 
     cancel = cancel or CancelToken()
     cfg = config.train
+    ranks = ranks_from_environment()  # under torchrun: DDP (inference.training.distributed)
+    if not ranks.is_main:  # rank 0 reports and writes the run folder
+        on_progress, on_epoch = no_progress, None
     ds = read_dataset(config.data.dataset)
     spec = input_spec_of(ds)
     train_idx, val_idx = ds.split_indices("train"), ds.split_indices("val")
@@ -455,19 +468,27 @@ def train(
                 f"{run_dir} holds a run with a different config, so it cannot be resumed with this one "
                 f"({'; '.join(diffs)}); set [output] run_dir to a new folder"
             )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(run_dir / CONFIG_COPY, dumps_toml(config.to_dict()))
+    if ranks.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(run_dir / CONFIG_COPY, dumps_toml(config.to_dict()))
 
-    device = select_device(cfg.device)
+    device = rank_device(select_device(cfg.device), ranks)
     amp = cfg.amp and device.startswith("cuda")
     label_name = str(ds.manifest.get("label_name") or DEFAULT_LABEL)
-    with _torch_settings(cfg.num_threads):
+    with _torch_settings(threads_per_rank(cfg.num_threads, ranks)), process_group(ranks, device):
         torch.manual_seed(cfg.seed)
         model = build_network(config, args).to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         ema = weight_average(model, cfg.ema_decay)
         judged = model if ema is None else ema.module  # the weights that are validated and kept
         task = make_task(config, ds, train_idx, val_idx, device, amp, cancel)
+        if ranks.distributed:
+            if not task.distributable:
+                raise DistributedError(
+                    f"{config.model.architecture} trains in one process only; DDP (torchrun, --nproc) "
+                    "is for the slice classifiers"
+                )
+            task.ranks = ranks
         steps_per_epoch = task.steps_per_epoch()
 
         def factor(step: int) -> float:
@@ -494,22 +515,25 @@ def train(
             finished = bool(state["finished"]) or start_epoch >= cfg.epochs
             best_state = dict(state["best_model"])
             # the files written after the checkpoint may be missing or one epoch ahead: rewrite them
-            _save_weights(run_dir / BEST_WEIGHTS, best_state)
-            _write_metrics(run_dir, history)
+            if ranks.is_main:
+                _save_weights(run_dir / BEST_WEIGHTS, best_state)
+                _write_metrics(run_dir, history)
             on_progress(start_epoch / cfg.epochs, f"resuming after epoch {start_epoch}/{cfg.epochs}")
 
+        net = wrap(model, ranks, device)  # what the steps run (DDP averages its gradients across ranks)
         epoch = start_epoch
         while not finished:
             t0 = time.perf_counter()
-            torch.manual_seed(_epoch_seed(cfg.seed, epoch, 0))  # dropout
-            aug_gen = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch, 2))
-            model.train()
+            # dropout and augmentation differ between ranks (they see different slices); rank 0's are one process's
+            torch.manual_seed(_epoch_seed(cfg.seed, epoch, 0) + ranks.rank)
+            aug_gen = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch, 2) + ranks.rank)
+            net.train()
             loss_sum, seen = 0.0, 0
             lr = optimizer.param_groups[0]["lr"]
             batches = task.batches(epoch, _epoch_seed(cfg.seed, epoch, 1), aug_gen)
             for step, batch in enumerate(batches):
                 cancel.raise_if_cancelled()
-                loss = task.loss(model, batch)
+                loss = task.loss(net, batch)
                 loss_value = float(loss.detach())
                 if not math.isfinite(loss_value):
                     raise TrainingError(
@@ -530,7 +554,8 @@ def train(
                     (epoch + (step + 1) / steps_per_epoch) / cfg.epochs,
                     f"epoch {epoch + 1}/{cfg.epochs} step {step + 1}/{steps_per_epoch} loss {loss_value:.4f}",
                 )
-            train_loss = loss_sum / max(1, seen)
+            loss_sum, seen_all = sum_across([loss_sum, seen], ranks, device)
+            train_loss = loss_sum / max(1.0, seen_all)
             v = task.validate(judged, epoch)
             val_loss = v.loss
             record = {
@@ -551,10 +576,12 @@ def train(
             history.append(record)
             epoch += 1
             stop_early = cfg.early_stopping_patience > 0 and since_best >= cfg.early_stopping_patience
-            finished = epoch >= cfg.epochs or stop_early
+            finished = agree(epoch >= cfg.epochs or stop_early, ranks, device)
             if stop_early:
                 record["stopped_early"] = True
             assert best_state is not None
+            if not ranks.is_main:
+                continue
             _save_checkpoint(
                 ckpt_path,
                 {
@@ -584,6 +611,8 @@ def train(
             if on_epoch is not None:
                 on_epoch(dict(record))
 
+    if not ranks.is_main:
+        return run_dir
     score = _SHOWN[task.score_name]
     if best_state is None:
         raise TrainingError(f"{run_dir}: no epoch finished with a validation {score}; nothing to save")
