@@ -47,8 +47,21 @@ class Worker(QtCore.QRunnable):
 
     def start(self) -> None:
         Worker._live.add(self)
-        self.signals.finished.connect(lambda: Worker._live.discard(self))
+        self.signals.finished.connect(self._release)  # connected last: runs after the caller's slots
         QtCore.QThreadPool.globalInstance().start(self)
+
+    def _release(self) -> None:
+        """Drop what the finished worker holds. Its signals' connections hold the caller's slots,
+        and those slots (closures) often hold the worker and the volumes and results they were
+        made for: a cycle through Qt that Python's collector cannot see, so without this every
+        load and run would stay in memory."""
+        Worker._live.discard(self)
+        self.func = None  # type: ignore[assignment]
+        for signal in (self.signals.returned, self.signals.errored, self.signals.finished):
+            try:
+                signal.disconnect()
+            except (RuntimeError, TypeError):  # nothing connected
+                pass
 
 
 def create_worker(func: Callable[[], Any], _start_thread: bool = False) -> Worker:
