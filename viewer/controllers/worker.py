@@ -6,6 +6,8 @@ start-up through qtpy, so the viewer keeps this small equivalent.)
 
 from __future__ import annotations
 
+import contextlib
+
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -58,10 +60,8 @@ class Worker(QtCore.QRunnable):
         Worker._live.discard(self)
         self.func = None  # type: ignore[assignment]
         for signal in (self.signals.returned, self.signals.errored, self.signals.finished):
-            try:
+            with contextlib.suppress(RuntimeError, TypeError):  # nothing connected
                 signal.disconnect()
-            except (RuntimeError, TypeError):  # nothing connected
-                pass
 
 
 def create_worker(func: Callable[[], Any], _start_thread: bool = False) -> Worker:
