@@ -7,7 +7,6 @@ start-up through qtpy, so the viewer keeps this small equivalent.)
 from __future__ import annotations
 
 import contextlib
-
 from collections.abc import Callable
 from typing import Any, ClassVar
 
