@@ -7,6 +7,7 @@ start-up through qtpy, so the viewer keeps this small equivalent.)
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -58,9 +59,11 @@ class Worker(QtCore.QRunnable):
         load and run would stay in memory."""
         Worker._live.discard(self)
         self.func = None  # type: ignore[assignment]
-        for signal in (self.signals.returned, self.signals.errored, self.signals.finished):
-            with contextlib.suppress(RuntimeError, TypeError):  # nothing connected
-                signal.disconnect()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # PySide warns for a signal nothing is connected to
+            for signal in (self.signals.returned, self.signals.errored, self.signals.finished):
+                with contextlib.suppress(RuntimeError, TypeError):
+                    signal.disconnect()
 
 
 def create_worker(func: Callable[[], Any], _start_thread: bool = False) -> Worker:
