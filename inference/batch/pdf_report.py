@@ -166,7 +166,7 @@ def _key_images(flow: _Flow, paths: list[Path], result: Result) -> None:
         for rank, p in enumerate(row, start=start + 1):
             k = key_image_slice(p)
             score = None if k is None else slice_score(result, k)
-            text = f"{rank}. slice {k}" if k is not None else f"{rank}. {p.name}"
+            text = f"{rank}. slice {k + 1}" if k is not None else f"{rank}. {p.name}"
             captions.append(text + ("" if score is None else f", probability {score:.3f}"))
 
         def draw(canvas: Any, top: float, images: list[Path] = row, captions: list[str] = captions) -> None:

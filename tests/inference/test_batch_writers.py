@@ -32,7 +32,7 @@ from inference.batch.pdf_report import write_pdf_report
 from inference.batch.seg_writer import write_dicom_seg
 from inference.batch.stack_outputs import output_label_map, quantised_heatmap
 from inference.display.render import render_slice_rgb
-from inference.display.window_level import WindowLevel
+from inference.display.window_level import WindowLevel, volume_window
 from inference.engine.result import Finding, Result
 from inference.io.dicom_loader import load_stack
 from inference.io.dicom_writer import write_dicom_series
@@ -42,7 +42,7 @@ from inference.io.seg_reader import read_dicom_seg_onto
 from inference.io.stacks import Stack
 from inference.models.card import ModelCard, load_card
 from inference.sample_study import make_chest_phantom, write_sample_study
-from inference.volume import Volume, VolumeMetadata
+from inference.volume import Volume, VolumeMetadata, WindowPreset
 
 CARD_PATH = Path(__file__).resolve().parents[2] / "resources" / "models" / "ct-nodule-demo" / "card.toml"
 LABELS = {1: ("nodule", (230, 25, 75)), 2: ("lung", (60, 180, 75))}
@@ -373,23 +373,61 @@ def test_key_images_show_the_best_slices_as_the_viewer_draws_them(
     volume = series["sample"].volume
     result = _scored_result(volume)
     paths = write_key_images(volume, result, tmp_path, card=card, count=3)
-    # 41 is within three slices of 40: the next best distinct place is taken instead.
-    assert [p.name for p in paths] == ["key_01_slice0040.png", "key_02_slice0025.png", "key_03_slice0060.png"]
+    # 41 is within three slices of 40: the next best distinct place is taken instead. Names count
+    # slices from 1 (slice index 40 is "slice 41"), as the viewer, the score plot and the PDF do.
+    assert [p.name for p in paths] == ["key_01_slice0041.png", "key_02_slice0026.png", "key_03_slice0061.png"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)  # no temporary left
     assert [key_image_slice(p) for p in paths] == [40, 25, 60]
     with Image.open(paths[0]) as png:
         assert png.format == "PNG"
-        assert "slice 40" in png.info["Description"] and "probability 1.000" in png.info["Description"]
+        n = volume.shape[0]
+        assert f"slice 41/{n}" in png.info["Description"] and "probability 1.000" in png.info["Description"]
         shown = np.asarray(png.convert("RGB"))
     assert result.label_map is not None
     expected = render_slice_rgb(
-        volume, 40, window=WindowLevel(*(card.input.window or (40.0, 400.0))), labels=result.label_map[40],
+        volume, 40, window=volume_window(volume), labels=result.label_map[40],
         label_colours={1: (230, 25, 75)}, heatmap=result.heatmaps["attention"][40],
         heatmap_threshold=0.1, heatmap_opacity=0.6,
     )  # fmt: skip
-    # 192 px of 1.5 mm: enlarged twice, pixel for pixel.
-    np.testing.assert_array_equal(shown, np.repeat(np.repeat(expected, 2, axis=0), 2, axis=1))
+    # 192 px of 1.5 mm: enlarged twice, pixel for pixel away from the corner text, letters and scale bar.
+    enlarged = np.repeat(np.repeat(expected, 2, axis=0), 2, axis=1)
+    np.testing.assert_array_equal(shown[90:-90, 40:-40], enlarged[90:-90, 40:-40])
     assert np.all(shown == (230, 25, 75), axis=-1).any()  # the outline is drawn
+    # The viewer's orientation letters (amber) on the left and right edges, a scale bar, corner text.
+    h = shown.shape[0]
+    amber = np.all(np.abs(shown.astype(int) - (255, 220, 120)) < 40, axis=-1)
+    assert amber[h // 2 - 12 : h // 2 + 12, :24].any() and amber[h // 2 - 12 : h // 2 + 12, -24:].any()
+    assert not np.array_equal(shown[:40, -90:], enlarged[:40, -90:])  # "Axial", "slice 41/…" on a backing
+    assert not np.array_equal(shown[-40:], enlarged[-40:])  # W/L and the scale bar
+
+
+def test_key_images_use_the_studys_window_and_the_slices_the_model_marks(card: ModelCard, tmp_path: Path) -> None:
+    """A brain mask's probability is ~1 from the vertex to the cord: the key slices are those it
+    marks most, drawn with the study's own (brain) window, not the model's input window."""
+    voxels = np.full((40, 64, 64), 30, np.int16)
+    voxels[:, 20:44, 20:44] = 45
+    volume = Volume(
+        voxels, (1.0, 1.0, 3.0), (0.0, 0.0, 0.0), np.eye(3),
+        VolumeMetadata(modality="CT", windows=(WindowPreset(40.0, 80.0, "brain"),)),
+    )  # fmt: skip
+    labels = np.zeros(volume.shape, np.uint8)
+    for k in range(5, 35):
+        half = 2 if k < 12 else 14 - abs(k - 23)  # the cord: a dot on each slice; the brain widest at 23
+        labels[k, 32 - half : 32 + half, 32 - half : 32 + half] = 1
+    probability = np.where(labels > 0, 0.999, 0.0).astype(np.float32)
+    result = Result("seg", "1", "cpu", label_map=labels, probability_map=probability)
+    paths = write_key_images(volume, result, tmp_path, card=card, count=3)
+    chosen = [key_image_slice(p) for p in paths]
+    assert all(12 <= k < 35 for k in chosen), chosen  # none in the cord
+    assert chosen[0] == 23
+    with Image.open(paths[0]) as png:
+        shown = np.asarray(png.convert("RGB"))
+    brain_window = render_slice_rgb(volume, 23, window=WindowLevel(40.0, 80.0))
+    card_window = render_slice_rgb(volume, 23, window=WindowLevel(*(card.input.window or (40.0, 400.0))))
+    grey = shown[shown.shape[0] // 2, shown.shape[1] // 2 - 60]  # inside the square, outside the mask's outline
+    scale = shown.shape[0] // brain_window.shape[0]
+    assert tuple(grey) == tuple(brain_window[32, 32 - 60 // scale])
+    assert tuple(grey) != tuple(card_window[32, 32 - 60 // scale])
 
 
 def test_key_images_without_slice_scores_start_at_the_largest_finding(

@@ -474,7 +474,6 @@ class ViewerController(QtCore.QObject):
         md = cur.volume.metadata
         view = self.window.mpr.views[plane]
         n = cur.shape_xyz[plane.normal_axis]
-        index = self.model.cursor[plane.normal_axis]
         wl = self.model.window
         slab = self.model.slab
         ob = self.model.oblique
@@ -482,7 +481,7 @@ class ViewerController(QtCore.QObject):
             top_left=[t for t in (md.patient_name.replace("^", " "), md.study_date, md.series_description) if t],
             top_right=[
                 plane.value.capitalize(),
-                f"slice {index + 1}/{n}",
+                f"slice {self._slice_number(plane)}/{n}",
                 f"{pr.slice_position_mm(cur, plane, self.model.cursor):.1f} mm",
                 *([f"{slab.mode.label} {slab.thickness_mm:g} mm"] if slab.active else []),
                 *([f"oblique {ob.angle_deg:+.0f}°"] if ob is not None and ob.affects(plane) else []),
@@ -492,6 +491,18 @@ class ViewerController(QtCore.QObject):
             bottom_right=[f"zoom {view.zoom_factor():.2f}×"],
             edges=pr.edge_labels(cur, plane),
         )
+
+    def _slice_number(self, plane: Plane) -> int:
+        """The slice number shown for ``plane``, from 1: the stored slice's own (as the score plot,
+        key images and reports count) where the pane shows the acquired slices, else its place
+        along the pane's normal."""
+        cur = self.model.current
+        assert cur is not None
+        index = self.model.cursor[plane.normal_axis]
+        if cur.axis_map.source_axis[plane.normal_axis] != 2:
+            return index + 1
+        ijk = cur.axis_map.display_to_source(self.model.cursor, cur.volume.size_ijk)
+        return int(round(ijk[2])) + 1
 
     # --- interaction ------------------------------------------------------------------------
     def _display_point(self, plane: Plane, col: float, row: float) -> tuple[float, float, float]:

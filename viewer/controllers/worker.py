@@ -6,6 +6,8 @@ start-up through qtpy, so the viewer keeps this small equivalent.)
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -47,8 +49,21 @@ class Worker(QtCore.QRunnable):
 
     def start(self) -> None:
         Worker._live.add(self)
-        self.signals.finished.connect(lambda: Worker._live.discard(self))
+        self.signals.finished.connect(self._release)  # connected last: runs after the caller's slots
         QtCore.QThreadPool.globalInstance().start(self)
+
+    def _release(self) -> None:
+        """Drop what the finished worker holds. Its signals' connections hold the caller's slots,
+        and those slots (closures) often hold the worker and the volumes and results they were
+        made for: a cycle through Qt that Python's collector cannot see, so without this every
+        load and run would stay in memory."""
+        Worker._live.discard(self)
+        self.func = None  # type: ignore[assignment]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # PySide warns for a signal nothing is connected to
+            for signal in (self.signals.returned, self.signals.errored, self.signals.finished):
+                with contextlib.suppress(RuntimeError, TypeError):
+                    signal.disconnect()
 
 
 def create_worker(func: Callable[[], Any], _start_thread: bool = False) -> Worker:

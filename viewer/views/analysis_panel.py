@@ -165,7 +165,8 @@ class AnalysisPanel(QtWidgets.QWidget):
 
 
 class SliceScorePlot(pg.PlotWidget):
-    """Per-slice probability against slice index, with a marker at the current slice; a click jumps there."""
+    """Per-slice probability against the slice number (from 1), with a marker at the current slice;
+    a click jumps there."""
 
     slice_clicked = QtCore.Signal(int)
 
@@ -191,27 +192,29 @@ class SliceScorePlot(pg.PlotWidget):
         """The per-slice scores (None: an empty plot with its default axes and no marker);
         ``threshold`` None hides the threshold line (a segmentation model has no study threshold)."""
         self.values = np.zeros(0, np.float32) if values is None else np.asarray(values, np.float32)
-        self.curve.setData(np.arange(len(self.values)), self.values)
+        # Slices are numbered from 1 here, as in the corner text, key images and reports.
+        self.curve.setData(np.arange(1, len(self.values) + 1), self.values)
         self.setLabel("left", axis)
         self.threshold_line.setVisible(threshold is not None and values is not None)
         if threshold is not None:
             self.threshold_line.setPos(threshold)
         self.marker.setVisible(values is not None)
         if len(self.values):
-            self.setXRange(0, max(1, len(self.values) - 1), padding=0.02)
+            self.setXRange(1, max(2, len(self.values)), padding=0.02)
             top = float(self.values.max())
             self.setYRange(0, 1.05 if top <= 1.0 else top * 1.05)
         else:
-            self.setXRange(0, 1, padding=0.02)
+            self.setXRange(1, 2, padding=0.02)
             self.setYRange(0, 1.05)
-            self.marker.setPos(0)
+            self.marker.setPos(1)
 
     def set_marker(self, index: int) -> None:
-        self.marker.setPos(index)
+        """The marker at slice ``index`` (counted from 0; drawn at its number, index + 1)."""
+        self.marker.setPos(index + 1)
 
     def _on_click(self, ev: object) -> None:
         pos = ev.scenePos()  # type: ignore[attr-defined]
         if not len(self.values) or not self.plotItem.vb.sceneBoundingRect().contains(pos):
             return
         x = self.plotItem.vb.mapSceneToView(pos).x()
-        self.slice_clicked.emit(int(np.clip(round(x), 0, len(self.values) - 1)))
+        self.slice_clicked.emit(int(np.clip(round(x) - 1, 0, len(self.values) - 1)))
