@@ -492,7 +492,7 @@ def test_pdf_report_holds_header_model_result_findings_images_and_warnings(
         "RadLens analysis report", "NOT FOR CLINICAL USE", "Disclaimer: not for clinical use",
         "patient: PSEUDO-0042", "study date: 20240601", f"{card.name} {card.version}", card.intended_use[:40],
         "Study score 0.970", "Findings (30)", "Findings (continued)", "slice-gap: a gap of 5 mm",
-        "Key images", "1. slice 40, probability 1.000", "3. slice 60, probability 0.700", "page 3 of 3",
+        "Key images", "1. slice 41, probability 1.000", "3. slice 61, probability 0.700", "page 3 of 3",
     ):  # fmt: skip
         assert expected in text, expected
     assert re.search(r"^\s*30\s+nodule\s+\(", text, re.MULTILINE)  # the last finding made it, on page 2

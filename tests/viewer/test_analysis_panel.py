@@ -111,7 +111,7 @@ def test_running_a_model_adds_overlay_plot_verdict_and_findings(
     qtbot.wait(20)
     cur = ctrl.model.current
     k = cur.axis_map.display_to_source(ctrl.model.cursor, cur.volume.size_ijk)[2]
-    assert round(k) == 5 and plot.marker.value() == 5
+    assert round(k) == 5 and plot.marker.value() == 6  # drawn at its number: index 5 is slice 6
     # Re-running replaces the previous result's layers rather than stacking them.
     with qtbot.waitSignal(ctrl.analysis.finished, timeout=120_000):
         panel.run_button.click()
