@@ -351,6 +351,13 @@ def changed_fields(ds: Any, header: DicomHeader, changed: Iterable[str]) -> dict
     when a changed attribute feeds more than these fields (dimensions, frames…): then the whole
     header must be computed again.
     """
+    try:
+        return _changed_fields(ds, header, changed)
+    except BadAttribute:  # the whole header again, which names the attribute in a typed error
+        return None
+
+
+def _changed_fields(ds: Any, header: DicomHeader, changed: Iterable[str]) -> dict[str, Any] | None:
     out: dict[str, Any] = {}
     geometry: dict[str, Any] = {}
     for keyword in changed:
