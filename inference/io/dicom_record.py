@@ -203,7 +203,7 @@ def number(ds: Any, keyword: str, default: float, limit: float = MAX_RESCALE) ->
     except (TypeError, ValueError, OverflowError):
         raise BadAttribute(keyword, f"is {_shown(value)}, not a number") from None
     if not math.isfinite(out) or abs(out) > limit:
-        raise BadAttribute(keyword, f"is {_shown(value)}: not a finite number within ±{limit:g}")
+        raise BadAttribute(keyword, f"is {out:g}: not a finite number within ±{limit:g}")
     return out or default
 
 
