@@ -153,7 +153,7 @@ def decoder_reason(exc: BaseException) -> str:
     if m := _BROADCAST.search(text):
         return f"it decodes to {m.group(1)} values where Rows × Columns × SamplesPerPixel need {m.group(2)}"
     if m := _UNPACK.search(text):
-        return f"the code stream ends inside a marker segment (it needs {m.group(1)} more bytes)"
+        return f"the code stream ends inside a marker segment (one claims {m.group(1)} bytes)"
     return text
 
 
