@@ -203,7 +203,7 @@ def number(ds: Any, keyword: str, default: float, limit: float = MAX_RESCALE) ->
     except (TypeError, ValueError, OverflowError):
         raise BadAttribute(keyword, f"is {_shown(value)}, not a number") from None
     if not math.isfinite(out) or abs(out) > limit:
-        raise BadAttribute(keyword, f"is {_shown(value)}: not a finite number within ±{limit:g}")
+        raise BadAttribute(keyword, f"is {out:g}: not a finite number within ±{limit:g}")
     return out or default
 
 
@@ -351,6 +351,13 @@ def changed_fields(ds: Any, header: DicomHeader, changed: Iterable[str]) -> dict
     when a changed attribute feeds more than these fields (dimensions, frames…): then the whole
     header must be computed again.
     """
+    try:
+        return _changed_fields(ds, header, changed)
+    except BadAttribute:  # the whole header again, which names the attribute in a typed error
+        return None
+
+
+def _changed_fields(ds: Any, header: DicomHeader, changed: Iterable[str]) -> dict[str, Any] | None:
     out: dict[str, Any] = {}
     geometry: dict[str, Any] = {}
     for keyword in changed:

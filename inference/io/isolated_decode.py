@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -139,14 +140,28 @@ def _decode_multiprocessing(path: str, transfer_syntax: str, plugin: str, expect
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    return f"{text.splitlines()[0][:200]}" if text else type(exc).__name__
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+_BROADCAST = re.compile(r"could not broadcast input array from shape \((\d+),?\) into shape \((\d+),?\)")
+_UNPACK = re.compile(r"unpack requires a buffer of (\d+) bytes")
+
+
+def decoder_reason(exc: BaseException) -> str:
+    """A decoder's failure in terms of the file where it is a known case (sizes that disagree, a stream cut short)."""
+    text = _first_line(exc)
+    if m := _BROADCAST.search(text):
+        return f"it decodes to {m.group(1)} values where Rows × Columns × SamplesPerPixel need {m.group(2)}"
+    if m := _UNPACK.search(text):
+        return f"the code stream ends inside a marker segment (one claims {m.group(1)} bytes)"
+    return text
 
 
 def _child(path: str, transfer_syntax: str, plugin: str, limit: int, send: Any) -> None:
     try:
         send.send((True, _decode(path, transfer_syntax, plugin, limit)))
     except BaseException as exc:
-        send.send((False, _first_line(exc)))
+        send.send((False, decoder_reason(exc)))
     finally:
         send.close()
         os._exit(0)
@@ -157,7 +172,7 @@ def main(argv: list[str]) -> int:
     try:
         arr = _decode(path, transfer_syntax, plugin, int(limit))
     except BaseException as exc:
-        print(_first_line(exc), file=sys.stderr)
+        print(decoder_reason(exc), file=sys.stderr)
         return DECODER_FAILED
     out = io.BytesIO()
     np.save(out, np.ascontiguousarray(arr), allow_pickle=False)

@@ -30,7 +30,7 @@ from inference.errors import (
 )
 from inference.io.bounded_file import SizeBoundedReader
 from inference.io.dicom_record import MAX_COMPRESSION_RATIO, RATIO_FREE_BYTES, DicomHeader
-from inference.io.isolated_decode import decode_isolated
+from inference.io.isolated_decode import decode_isolated, decoder_reason
 
 #: Decoders that report a corrupt stream with a Python exception, in the order they are tried.
 SAFE_PLUGINS = ("pylibjpeg", "pydicom", "pillow", "pyjpegls")
@@ -197,7 +197,7 @@ def decode_all_frames(h: DicomHeader, ds: Any) -> npt.NDArray[Any]:
         except MemoryError:
             raise AbsurdDimensionsError(h.path, "decoding needs more memory than there is") from None
         except BaseException as exc:
-            failures.append(f"{plugin or 'pydicom'}: {_first_line(exc)}")
+            failures.append(f"{plugin or 'pydicom'}: {decoder_reason(exc)}")
     if not safe and not isolated and _is_encapsulated(ts):
         raise UnsupportedTransferSyntaxError(h.path, f"no installed decoder for transfer syntax {ts}")
     if isolated and safe:

@@ -200,7 +200,7 @@ def test_a_header_element_claiming_4_gib_reserves_nothing(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("keyword", "value", "words"),
     [
-        ("RescaleSlope", "NaN", "RescaleSlope is NaN: not a finite number"),
+        ("RescaleSlope", "NaN", "RescaleSlope is nan: not a finite number"),
         ("RescaleIntercept", "1e308", "RescaleIntercept is 1e+308: not a finite number"),
         ("RescaleSlope", ["1", "2"], "RescaleSlope holds 2 values"),
     ],
