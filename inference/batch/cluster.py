@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from inference.batch.pipeline import BatchInputError, WriteTask, load_for_batch, write_outputs
 from inference.batch.resume import MANIFEST, remove_stale_temporaries
-from inference.batch.summary import base_row
+from inference.batch.summary import REFUSED, base_row
 from inference.io.atomic import atomic_write
 from inference.progress import CancelToken
 
@@ -163,33 +163,39 @@ def load_stage(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class InferStage:
-    """An actor of the inference pool: loads each model once and keeps it."""
+    """An actor of the inference pool: one :class:`~inference.engine.session.ModelSession` (each
+    model loaded once), so every stack gets the input check the local pipeline gives it."""
 
-    def __init__(self, device: str) -> None:
-        self.device = device
-        self.models: dict[str, Any] = {}
+    def __init__(self, device: str, force: bool = False, model_chosen: bool = False) -> None:
+        from inference.engine.session import ModelSession
 
-    def _model(self, card: Any) -> Any:
-        from inference.engine.run import load_model
-
-        if card.pipeline:
-            return card
-        if card.key not in self.models:
-            self.models[card.key] = load_model(card, self.device)
-        return self.models[card.key]
+        self.session = ModelSession(device)
+        self.force = force
+        self.model_chosen = model_chosen
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         if row["error"]:
             return row
-        from inference.engine.run import run
+        from inference.errors import UnsuitableInputError
 
         try:
             task: WriteTask = pickle.loads(row["task"])
             volume, load_s = pickle.loads(row["payload"])
             t0 = time.perf_counter()
-            result = run(self._model(task.job.card), volume, device=self.device)
+            job = task.job
+            assert job.card is not None  # only stacks with a model are submitted
+            result = self.session.analyse(
+                job.card,
+                volume,
+                stack=job.stack,
+                modality=job.modality,
+                model_chosen=self.model_chosen,
+                force=self.force,
+            )
             infer_s = time.perf_counter() - t0
             return {**row, "payload": pickle.dumps((volume, result, load_s, infer_s), protocol=5)}
+        except UnsuitableInputError as exc:  # worded as the local run words it
+            return {**row, "payload": b"", "error": "; ".join(exc.reasons) + " (--force runs it)", "refused": True}
         except Exception as exc:
             return _failed(row, "inference", exc)
 
@@ -244,7 +250,7 @@ def execute_on_cluster(run: _Run, todo: list[Job], cancel: CancelToken) -> None:
             run.options.formats,
             run.options.key_images,
         )
-        items.append({"i": i, "task": pickle.dumps(task, protocol=5), "payload": b"", "error": ""})
+        items.append({"i": i, "task": pickle.dumps(task, protocol=5), "payload": b"", "error": "", "refused": False})
     actors, gpus = _actors(ray, len(todo))
     actor_cpus = 1.0 if ray.cluster_resources().get("CPU", 0) >= actors + 1 else 0.5
     device = run.options.device if run.options.device != "auto" else ("cuda" if gpus else "cpu")
@@ -254,7 +260,10 @@ def execute_on_cluster(run: _Run, todo: list[Job], cancel: CancelToken) -> None:
     # from the actors' keep Ray Data from fusing loading into them (where it ran serially).
     ds = ds.map(load_stage, num_cpus=0.5)
     ds = ds.map(
-        InferStage, compute=ActorPoolStrategy(size=actors), fn_constructor_kwargs={"device": device},
+        InferStage, compute=ActorPoolStrategy(size=actors),
+        fn_constructor_kwargs={
+            "device": device, "force": run.options.force, "model_chosen": run.options.model is not None,
+        },
         num_cpus=actor_cpus, num_gpus=gpus,
     )  # fmt: skip
     ds = ds.map(write_stage, num_cpus=0.5)
@@ -266,7 +275,8 @@ def execute_on_cluster(run: _Run, todo: list[Job], cancel: CancelToken) -> None:
         if job.folder in run.rows:  # delivered twice (a retried task): recorded once
             continue
         if row["error"]:
-            run.rows[job.folder] = run.failed(job, str(row["error"]))
+            failed = run.failed(job, str(row["error"]))
+            run.rows[job.folder] = {**failed, "status": REFUSED} if row.get("refused") else failed
         else:
             summary, manifest = pickle.loads(row["payload"])
             # An attempt lost with its node may have left a temporary file beside the outputs the

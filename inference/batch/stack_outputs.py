@@ -144,7 +144,12 @@ def write_stack_outputs(
     formats: tuple[str, ...] = FORMATS,
     key_image_count: int = 3,
 ) -> StackOutputs:
-    """Write the chosen formats for one stack into ``stack_dir`` (created if needed)."""
+    """Write the chosen formats for one stack into ``stack_dir`` (created if needed). Outputs that
+    reference source instances reference those ``volume`` was loaded from (a file whose pixels
+    could not be read was left out of it)."""
+    from inference.io.dicom_loader import loaded_part
+
+    stack = loaded_part(stack, volume)
     stack_dir.mkdir(parents=True, exist_ok=True)
     out = StackOutputs()
     labels = output_label_map(result, card)

@@ -297,6 +297,19 @@ class _FileFailed(Exception):
         self.error = error
 
 
+def loaded_part(stack: Stack, volume: Volume) -> Stack:
+    """``stack`` without the files :func:`load_stack` left out of ``volume`` (unreadable pixels):
+    the instances the volume's slices came from, for outputs that reference them (SEG, SR)."""
+    uids = volume.metadata.extra.get("sop_instance_uids")
+    if stack.kind != "dicom" or not uids or len(uids) == len(stack.slices):
+        return stack
+    kept = set(uids)
+    for n in reversed(range(len(stack.headers))):
+        if stack.headers[n].sop_instance_uid not in kept:
+            stack = _without_file(stack, n)
+    return stack
+
+
 def _without_file(stack: Stack, header_index: int) -> Stack:
     """``stack`` without the slices of one file (the others keep their order)."""
     import dataclasses

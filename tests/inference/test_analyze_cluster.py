@@ -42,9 +42,10 @@ def _write_stacks(root: Path, count: int, seed: str) -> None:
         )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def local_ray() -> Iterator[None]:
-    """A two-CPU Ray on this machine with a small object store (CI's /dev/shm is small)."""
+    """A two-CPU Ray on this machine with a small object store (CI's /dev/shm is small), for one
+    test: the node-loss test starts a cluster of its own, which needs no Ray running already."""
     ray.init(num_cpus=2, object_store_memory=100 * 1024**2, include_dashboard=False, log_to_driver=False)
     try:
         yield
@@ -56,14 +57,15 @@ def local_ray() -> Iterator[None]:
 def stacks(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cluster_in")
     _write_stacks(root, 3, "cluster")
-    # A series whose last slice holds corrupt RLE data: scanning (headers) plans it, loading fails.
+    # A series whose slices all hold corrupt RLE data: scanning (headers) plans it, loading fails
+    # (one bad slice alone would be left out and the rest analysed).
     _write_stacks(root / "bad", 1, "cluster-bad")
-    last = sorted((root / "bad" / "s0").iterdir())[-1]
-    ds = pydicom.dcmread(last)
-    ds.file_meta.TransferSyntaxUID = RLELossless
-    ds.PixelData = encapsulate([b"\x01\x00\x00\x00" + b"\x00" * 60 + b"garbage"])
-    ds["PixelData"].VR = "OB"
-    ds.save_as(last, enforce_file_format=True)
+    for path in sorted((root / "bad" / "s0").iterdir()):
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = RLELossless
+        ds.PixelData = encapsulate([b"\x01\x00\x00\x00" + b"\x00" * 60 + b"garbage"])
+        ds["PixelData"].VR = "OB"
+        ds.save_as(path, enforce_file_format=True)
     return root
 
 
