@@ -204,6 +204,7 @@ class MainWindow(QtWidgets.QMainWindow):
         f.addSeparator()
         self._action(f, "export-results", "&Export results (SEG, NIfTI, findings, report)…", "Ctrl+E")
         self._action(f, "compare-open", "Open study for &comparison…", "Ctrl+Shift+P")
+        self._action(f, "add-model", "Add &model (MONAI bundle folder)…")
         self._action(f, "open-measurements", "Open measurements (DICOM SR)…")
         self._action(f, "export-measurements", "Export measurements (DICOM SR, CSV)…")
         self._action(f, "save-view", "Save view screenshot…", "Ctrl+S")
