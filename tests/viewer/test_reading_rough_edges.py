@@ -140,7 +140,7 @@ def test_series_names_are_not_cut_to_one_letter(qtbot: Any, controller: Any, sam
     browser = controller.window.browser
     item = browser.stack_items()[0]
     rect = browser.visualItemRect(item)
-    assert browser.columnWidth(0) >= 120, browser.columnWidth(0)
+    assert browser.columnWidth(0) >= 90, browser.columnWidth(0)  # a dozen characters, not "N…"
     assert rect.width() > 0
 
 
@@ -224,3 +224,47 @@ def test_missing_xcb_libraries_are_named_before_qt_starts(monkeypatch: pytest.Mo
     assert missing_display_libraries() == []
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
     assert missing_display_libraries(lambda name: None) == []
+
+
+def test_slices_are_numbered_from_one_as_everywhere_else(qtbot: Any, controller: Any, sample_study: Path) -> None:
+    """The corner text of the pane that shows the acquired slices gives the stored slice's number
+    (index + 1), the number the score plot, key image names and reports use; an empty score plot
+    shows slice numbers from 1, not an axis around zero."""
+    plot = controller.window.mpr.fourth
+    plot.set_scores(None)
+    (x0, x1), _ = plot.viewRange()
+    assert 0.5 <= x0 <= 1.5 and x1 <= 3, (x0, x1)
+    cur = open_and_wait(qtbot, controller, sample_study)
+    for z in (0, 17, cur.shape_xyz[2] - 1):
+        x, y, _ = controller.model.cursor
+        controller.model.set_cursor((x, y, z))
+        settle(qtbot)
+        k = int(round(cur.axis_map.display_to_source(controller.model.cursor, cur.volume.size_ijk)[2]))
+        shown = controller.window.mpr.views[Plane.AXIAL].annotations.top_right[1]
+        assert shown == f"slice {k + 1}/{cur.shape_xyz[2]}", shown
+    plot.set_scores(np.linspace(0, 1, cur.volume.shape[0]))
+    (x0, x1), _ = plot.viewRange()
+    assert x0 < 1.5 and x1 > cur.volume.shape[0] - 0.5
+
+
+def _longest_light_run(row: np.ndarray) -> int:
+    light = np.concatenate([[0], (row.min(axis=-1) > 200).astype(int), [0]])
+    edges = np.flatnonzero(np.diff(light))
+    return int((edges[1::2] - edges[::2]).max()) if edges.size else 0
+
+
+def test_at_1024_by_640_the_scale_bar_keeps_clear_of_the_corner_text(
+    qtbot: Any, controller: Any, sample_study: Path
+) -> None:
+    open_and_wait(qtbot, controller, sample_study)
+    controller.window.resize(1024, 640)
+    settle(qtbot)
+    view = controller.window.mpr.views[Plane.AXIAL]
+    assert view.viewport().width() >= 120  # the docks leave the panes room
+    rgb = grab_rgb(view.viewport())
+    h = rgb.shape[0]
+    runs = [_longest_light_run(rgb[r]) for r in range(h)]
+    bar = [r for r in range(h - 60, h) if runs[r] >= 20]  # the bar: one light line, 20+ px long
+    assert bar, "no scale bar near the bottom"
+    # The bar is drawn above both corner texts (light glyph strokes are a few pixels long).
+    assert min(bar) < h - 30 and max(runs[h - 18 :]) < 20, (bar, runs[h - 18 :])

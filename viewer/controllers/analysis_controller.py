@@ -90,6 +90,14 @@ class AnalysisController(QtCore.QObject):
         if self._registry is None:
             self._registry = discover()
 
+    def reload_models(self, registry: Registry) -> None:
+        """Use ``registry`` (a model was added or removed): the picker lists it, checked anew."""
+        self._registry = registry
+        self.suitability = {}
+        if self.model.current is not None:
+            self.panel.set_models(self._entries())
+            self._check_models()
+
     @property
     def registry(self) -> Registry:
         if self._registry is None:

@@ -167,6 +167,7 @@ class ViewerController(QtCore.QObject):
         for name in LAYOUTS:
             a[f"layout-{name}"].triggered.connect(lambda _=False, n=name: self.set_layout(n))
         a["compare-open"].triggered.connect(self._ask_compare)
+        a["add-model"].triggered.connect(self._ask_add_model)
         w.browser.compare_requested.connect(lambda stack: self.comparison.open_stack(stack))
         a["reset-view"].triggered.connect(self.reset_views)
         a["crosshair"].toggled.connect(self._toggle_crosshair)
@@ -698,6 +699,40 @@ class ViewerController(QtCore.QObject):
             self.window.mpr.set_layout(name)
             self.settings.set_value("layout", name)
         QtCore.QTimer.singleShot(0, self.reset_views)
+
+    def add_model(self, path: str | Path, *, trust: bool = False) -> bool:
+        """File → Add model: the card of the model at ``path`` written into the user's model
+        folder (on a worker thread), then offered in the Analysis panel. A bundle whose config
+        reaches beyond MONAI and PyTorch is added only when the user says they trust it."""
+        from inference.models.model_import import UntrustedModelError, add_model
+        from inference.models.registry import discover
+
+        def work() -> tuple[str, Any]:
+            card_path = add_model(path, trust=trust)
+            return card_path.parent.name, discover()
+
+        def added(found: tuple[str, Any]) -> None:
+            name, registry = found
+            self.analysis.reload_models(registry)
+            self.window.statusBar().showMessage(f"Model {name} added", 30000)
+
+        def failed(exc: BaseException) -> None:
+            if isinstance(exc, UntrustedModelError) and self.interactive and not trust:
+                answer = QtWidgets.QMessageBox.question(
+                    self.window, "Trust this model?", f"{exc.reason}\n\nAdd it anyway?"
+                )
+                if answer == QtWidgets.QMessageBox.StandardButton.Yes:
+                    self.add_model(path, trust=True)
+                    return
+            self._error(f"Cannot add the model: {exc}")
+
+        run_in_background(work, self._overlay_workers, added, failed)
+        return True
+
+    def _ask_add_model(self) -> None:
+        folder = ask_folder(self.window, "Add a model (MONAI bundle folder)", str(Path.home()))
+        if folder:
+            self.add_model(folder)
 
     def _ask_compare(self) -> None:
         folder = ask_folder(self.window, "Open study for comparison", self.settings.last_folder())

@@ -32,6 +32,7 @@ TOOL_ACTIONS = (
 DEFAULT_SIZE = (1400, 800)
 CINE_SPEEDS = (2, 5, 10, 15, 20, 30)
 MINIMUM_SIZE = (960, 600)
+DOCK_WIDTH = 280
 
 
 class MprPanel(QtWidgets.QWidget):
@@ -119,6 +120,11 @@ class MainWindow(QtWidgets.QMainWindow):
         # dock widths from being saved and carried into later launches.
         self.setMinimumSize(MINIMUM_SIZE[0], MINIMUM_SIZE[1])
         self.resize(*DEFAULT_SIZE)
+        # Docks start at a width that leaves the panes most of a small window (left unset, the
+        # Analysis panel's description made the left column half of a 1024-wide window).
+        horizontal = QtCore.Qt.Orientation.Horizontal
+        self.resizeDocks([self.browser_dock, self.analysis_dock], [DOCK_WIDTH, DOCK_WIDTH], horizontal)
+        self.resizeDocks([self.layer_dock, self.measure_dock], [DOCK_WIDTH, DOCK_WIDTH], horizontal)
         self.default_state = self.saveState()
 
     def _dock(self, title: str, widget: QtWidgets.QWidget, area: QtCore.Qt.DockWidgetArea) -> QtWidgets.QDockWidget:
@@ -198,6 +204,7 @@ class MainWindow(QtWidgets.QMainWindow):
         f.addSeparator()
         self._action(f, "export-results", "&Export results (SEG, NIfTI, findings, report)…", "Ctrl+E")
         self._action(f, "compare-open", "Open study for &comparison…", "Ctrl+Shift+P")
+        self._action(f, "add-model", "Add &model (MONAI bundle folder)…")
         self._action(f, "open-measurements", "Open measurements (DICOM SR)…")
         self._action(f, "export-measurements", "Export measurements (DICOM SR, CSV)…")
         self._action(f, "save-view", "Save view screenshot…", "Ctrl+S")

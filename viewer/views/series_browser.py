@@ -36,7 +36,7 @@ class SeriesBrowser(QtWidgets.QTreeWidget):
         for col in range(1, 4):
             header.setSectionResizeMode(col, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         self.setTextElideMode(QtCore.Qt.TextElideMode.ElideMiddle)
-        self.setMinimumWidth(240)
+        self.setMinimumWidth(160)
         self.itemDoubleClicked.connect(self._on_double_click)
         self.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
         self.customContextMenuRequested.connect(self._on_context_menu)

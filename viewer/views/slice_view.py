@@ -213,19 +213,24 @@ class SliceView(pg.GraphicsView):
         for n, text in enumerate(a.top_right):
             x = w - 6 - metrics.horizontalAdvance(text)
             _backed_text(painter, x, 4 + line_h * (n + 1) - metrics.descent(), text, text_colour)
+        left_end = 6 + max((metrics.horizontalAdvance(t) for t in a.bottom_left), default=0)
+        right_start = w - 6 - max((metrics.horizontalAdvance(t) for t in a.bottom_right), default=0)
+        # In a narrow pane the two bottom corners would meet: the right one goes above the left.
+        lifted = len(a.bottom_left) if left_end + 8 > right_start else 0
         for n, text in enumerate(reversed(a.bottom_left)):
             _backed_text(painter, 6, h - 6 - line_h * n - metrics.descent(), text, text_colour)
         for n, text in enumerate(reversed(a.bottom_right)):
             x = w - 6 - metrics.horizontalAdvance(text)
-            _backed_text(painter, x, h - 6 - line_h * n - metrics.descent(), text, text_colour)
+            _backed_text(painter, x, h - 6 - line_h * (n + lifted) - metrics.descent(), text, text_colour)
         # The scale bar sits at the bottom centre unless the corner text reaches it there; then it
         # moves above the corner text (a narrow pane at 1024×640 put the W/L text over it).
-        left_end = 6 + max((metrics.horizontalAdvance(t) for t in a.bottom_left), default=0)
-        right_start = w - 6 - max((metrics.horizontalAdvance(t) for t in a.bottom_right), default=0)
         bar = self._scale_bar_length(w)
         bar_half = (bar[0] if bar else 0) // 2 + 4
         clear = left_end < w // 2 - bar_half and right_start > w // 2 + bar_half
-        bar_y = h - 8 if clear else h - 8 - line_h * max(len(a.bottom_left), len(a.bottom_right), 0)
+        rows_below = (
+            len(a.bottom_left) + len(a.bottom_right) if lifted else max(len(a.bottom_left), len(a.bottom_right))
+        )
+        bar_y = h - 8 if clear else h - 8 - line_h * rows_below
         bold = QtGui.QFont(font)
         bold.setPointSize(11)
         bold.setBold(True)
