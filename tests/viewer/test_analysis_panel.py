@@ -105,7 +105,9 @@ def test_running_a_model_adds_overlay_plot_verdict_and_findings(
     assert shown.shape == hidden.shape
     tinted = np.abs(shown - hidden).max(axis=-1) > 20  # the map's colours over the grey slice
     assert tinted.mean() > 0.01, f"the heatmap changes only {tinted.mean():.2%} of the axial pane"
-    assert (np.abs(hidden[..., 0] - hidden[..., 2]) > 40).mean() < tinted.mean()  # colour came with the map
+    # Colour came with the map: most pixels it changed are coloured, not grey.
+    saturation = shown.max(axis=-1) - shown.min(axis=-1)
+    assert (saturation[tinted] > 20).mean() > 0.5
     # Clicking the plot jumps to that slice; the marker follows the cursor.
     ctrl.analysis.goto_slice(5)
     qtbot.wait(20)

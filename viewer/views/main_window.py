@@ -32,7 +32,8 @@ TOOL_ACTIONS = (
 DEFAULT_SIZE = (1400, 800)
 CINE_SPEEDS = (2, 5, 10, 15, 20, 30)
 MINIMUM_SIZE = (960, 600)
-DOCK_WIDTH = 280
+LEFT_DOCK_WIDTH = 330  # the series list: thumbnail, name, modality, slices, size
+RIGHT_DOCK_WIDTH = 270
 
 
 class MprPanel(QtWidgets.QWidget):
@@ -123,8 +124,8 @@ class MainWindow(QtWidgets.QMainWindow):
         # Docks start at a width that leaves the panes most of a small window (left unset, the
         # Analysis panel's description made the left column half of a 1024-wide window).
         horizontal = QtCore.Qt.Orientation.Horizontal
-        self.resizeDocks([self.browser_dock, self.analysis_dock], [DOCK_WIDTH, DOCK_WIDTH], horizontal)
-        self.resizeDocks([self.layer_dock, self.measure_dock], [DOCK_WIDTH, DOCK_WIDTH], horizontal)
+        self.resizeDocks([self.browser_dock, self.analysis_dock], [LEFT_DOCK_WIDTH, LEFT_DOCK_WIDTH], horizontal)
+        self.resizeDocks([self.layer_dock, self.measure_dock], [RIGHT_DOCK_WIDTH, RIGHT_DOCK_WIDTH], horizontal)
         self.default_state = self.saveState()
 
     def _dock(self, title: str, widget: QtWidgets.QWidget, area: QtCore.Qt.DockWidgetArea) -> QtWidgets.QDockWidget:

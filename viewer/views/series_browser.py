@@ -25,7 +25,7 @@ class SeriesBrowser(QtWidgets.QTreeWidget):
         self.setObjectName("series-browser")
         self.setColumnCount(4)
         self.setHeaderLabels(["Series", "Mod.", "Slices", "Size"])
-        self.setIconSize(QtCore.QSize(40, 40))
+        self.setIconSize(QtCore.QSize(32, 32))
         self.setRootIsDecorated(True)
         self.setUniformRowHeights(False)
         # The series name takes the room the short columns leave, and a long one loses its middle,
@@ -76,7 +76,8 @@ class SeriesBrowser(QtWidgets.QTreeWidget):
     def _stack_item(self, st: Stack, warn: QtGui.QIcon) -> QtWidgets.QTreeWidgetItem:
         dims = "×".join(str(d) for d in st.dimensions[::-1])
         label = f"#{st.id} {st.description or '(no description)'}"
-        item = QtWidgets.QTreeWidgetItem([label, st.modality, str(st.n_slices), dims])
+        in_plane = "×".join(str(d) for d in st.dimensions[:0:-1])  # columns × rows; slices have their column
+        item = QtWidgets.QTreeWidgetItem([label, st.modality, str(st.n_slices), in_plane])
         item.setData(0, STACK_ROLE, st)
         tip = [f"stack {st.id}: {st.modality} {st.description}", f"{st.n_slices} slices, {dims}"]
         if st.qa:
