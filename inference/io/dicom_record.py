@@ -190,14 +190,22 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:59] + "…"
 
 
+def _single(ds: Any, keyword: str) -> Any:
+    """``keyword``'s one value, None when absent or empty; :class:`BadAttribute` for several."""
+    value = ds.get(keyword, None)
+    if value is None or value == "":
+        return None
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        raise BadAttribute(keyword, f"holds {len(value)} values where one number belongs")
+    return value
+
+
 def number(ds: Any, keyword: str, default: float, limit: float = MAX_RESCALE) -> float:
     """The single finite number ``keyword`` holds (``default`` when absent, empty or zero);
     raises :class:`BadAttribute` saying what it holds instead."""
-    value = ds.get(keyword, None)
-    if value is None or value == "":
+    value = _single(ds, keyword)
+    if value is None:
         return default
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        raise BadAttribute(keyword, f"holds {len(value)} values where one number belongs")
     try:
         out = float(value)
     except (TypeError, ValueError, OverflowError):
@@ -395,11 +403,9 @@ def replace_fields(header: DicomHeader, changes: dict[str, Any]) -> DicomHeader:
 
 def _dimension(ds: Any, keyword: str, default: int, low: int, high: int) -> int:
     """An image dimension (Rows, Columns…): an integer in ``[low, high]``, else :class:`BadAttribute`."""
-    value = ds.get(keyword, None)
-    if value is None or value == "":
+    value = _single(ds, keyword)
+    if value is None:
         return default
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        raise BadAttribute(keyword, f"holds {len(value)} values where one number belongs")
     try:
         out = int(value)
     except (TypeError, ValueError, OverflowError):
