@@ -137,7 +137,10 @@ def test_a_stopped_run_leaves_nothing_behind_and_resumes(
         assert proc.returncode == 128 + signum, stderr
         assert f"interrupted by {signal.Signals(signum).name}" in stderr and "again to resume" in stderr, stderr
         assert "Traceback" not in stderr, stderr
-        rows = json.loads((out / "summary.json").read_text())["stacks"]
+        # Stopped while still scanning, a run has planned no stack and writes no summary yet.
+        summary = out / "summary.json"
+        assert summary.is_file() or moment is _started, "a run stopped mid-way lists its stacks"
+        rows = json.loads(summary.read_text())["stacks"] if summary.is_file() else []
         assert {r["status"] for r in rows} <= {"ok", "not run"}, rows
     # Every worker and the resource tracker exit; the tracker frees what a killed run left registered.
     assert _wait_for(lambda: not _group(proc.pid), 30), f"processes left: {_group(proc.pid)}"
