@@ -112,3 +112,16 @@ def test_window_level_linked_or_separate(qtbot: Any, controller: Any, tmp_path: 
     settle(qtbot)
     assert comp.window_level.center > own.center
     assert (controller.model.window.center, controller.model.window.width) == (40, 80)  # the main one stays
+
+
+def test_the_comparison_pane_is_only_in_the_comparison_layout(qtbot: Any, controller: Any) -> None:
+    """The 2×2 layout holds the three panes and the score plot, each a quarter of the panel."""
+    mpr = controller.window.mpr
+    for name in ("1x3", "2x2", "single"):
+        mpr.set_layout(name)
+        settle(qtbot)
+        assert not mpr.compare_view.isVisible(), name
+    mpr.set_layout("2x2")
+    settle(qtbot)
+    heights = [v.height() for v in mpr.views.values()] + [mpr.fourth.height()]
+    assert min(heights) > 0.4 * mpr.height(), (heights, mpr.height())
