@@ -70,8 +70,9 @@ class MprPanel(QtWidgets.QWidget):
                 self.grid.addWidget(self.views[plane], 0, col)
                 self.grid.setColumnStretch(col, 1)
         elif name == "2x2":
-            for n, w in enumerate([*self.views.values(), self.fourth]):  # the comparison pane stays out
-                self.grid.addWidget(w, n // 2, n % 2)
+            quarters: list[QtWidgets.QWidget] = [*self.views.values(), self.fourth]  # not the comparison pane
+            for n, quarter in enumerate(quarters):
+                self.grid.addWidget(quarter, n // 2, n % 2)
             for i in range(2):
                 self.grid.setColumnStretch(i, 1)
                 self.grid.setRowStretch(i, 1)
