@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from inference.batch.pipeline import BatchInputError, WriteTask, load_for_batch, write_outputs
 from inference.batch.resume import MANIFEST, remove_stale_temporaries
-from inference.batch.summary import REFUSED, base_row
+from inference.batch.summary import REFUSED
 from inference.io.atomic import atomic_write
 from inference.progress import CancelToken
 
@@ -240,16 +240,7 @@ def execute_on_cluster(run: _Run, todo: list[Job], cancel: CancelToken) -> None:
     items = []
     for i, job in enumerate(todo):
         by_index[i] = job
-        task = WriteTask(
-            run.options.out / job.folder,
-            job,
-            run.expected(job),
-            base_row(job, run.identity),
-            run.identity.policy,
-            run.identity.key,
-            run.options.formats,
-            run.options.key_images,
-        )
+        task = run.write_task(job)
         items.append({"i": i, "task": pickle.dumps(task, protocol=5), "payload": b"", "error": "", "refused": False})
     actors, gpus = _actors(ray, len(todo))
     actor_cpus = 1.0 if ray.cluster_resources().get("CPU", 0) >= actors + 1 else 0.5

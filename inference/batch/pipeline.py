@@ -323,6 +323,19 @@ class _Run:
 
         return default_writers(select_device(self.options.device), self.options.jobs)
 
+    def write_task(self, job: Job) -> WriteTask:
+        """What a writer (a process here, a task on a cluster) needs to write ``job``'s outputs."""
+        return WriteTask(
+            self.options.out / job.folder,
+            job,
+            self.expected(job),
+            base_row(job, self.identity),
+            self.identity.policy,
+            self.identity.key,
+            self.options.formats,
+            self.options.key_images,
+        )
+
     def expected(self, job: Job) -> dict[str, str]:
         assert job.card is not None
         return {
@@ -372,16 +385,7 @@ class _Run:
         infer_s = time.perf_counter() - t0
         while len(self.writing) >= self.writers:  # a writer free for this one: memory stays bounded
             self.wait_writer()
-        task = WriteTask(
-            self.options.out / job.folder,
-            job,
-            self.expected(job),
-            base_row(job, self.identity),
-            self.identity.policy,
-            self.identity.key,
-            self.options.formats,
-            self.options.key_images,
-        )
+        task = self.write_task(job)
         if maps is not None:
             # The volume's arrays lie in the loader's shared memory, the maps in this process's:
             # only what is left (small arrays) is copied.
